@@ -1,0 +1,1 @@
+"""DotMac shared libraries."""

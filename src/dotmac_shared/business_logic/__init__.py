@@ -1,0 +1,59 @@
+"""DotMac business logic: policy-as-code, idempotency and sagas for an ISP SaaS platform.
+
+Example:
+    >>> from dotmac_shared.business_logic import create_session_factory
+    >>> db_session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
+"""
+
+from dotmac_shared.business_logic.exceptions import (
+    BillingRunError,
+    BusinessLogicError,
+    ErrorSeverity,
+    IdempotencyError,
+    IdempotencyPayloadMismatchError,
+    IdempotencyRetriesExhaustedError,
+    IllegalSagaTransitionError,
+    InvalidInputError,
+    OperationInProgressError,
+    PersistenceError,
+    PolicyDefinitionError,
+    PolicyError,
+    PolicyNotFoundError,
+    PolicyViolationError,
+    ProvisioningError,
+    ResultSerializationError,
+    SagaDefinitionError,
+    SagaError,
+    SagaNotFoundError,
+    SagaTimeoutError,
+)
+from dotmac_shared.business_logic.observability.context import correlation_scope, get_correlation_id
+from dotmac_shared.business_logic.persistence.session import create_session_factory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BillingRunError",
+    "BusinessLogicError",
+    "ErrorSeverity",
+    "IdempotencyError",
+    "IdempotencyPayloadMismatchError",
+    "IdempotencyRetriesExhaustedError",
+    "IllegalSagaTransitionError",
+    "InvalidInputError",
+    "OperationInProgressError",
+    "PersistenceError",
+    "PolicyDefinitionError",
+    "PolicyError",
+    "PolicyNotFoundError",
+    "PolicyViolationError",
+    "ProvisioningError",
+    "ResultSerializationError",
+    "SagaDefinitionError",
+    "SagaError",
+    "SagaNotFoundError",
+    "SagaTimeoutError",
+    "correlation_scope",
+    "create_session_factory",
+    "get_correlation_id",
+]

@@ -1,0 +1,403 @@
+"""One exception hierarchy for the whole framework.
+
+Every failure a caller can act on is a :class:`BusinessLogicError` carrying structured
+context (operation, resource, tenant, user, correlation id, severity, metadata) and a
+stable ``code`` that APIs and log queries can rely on::
+
+    BusinessLogicError
+    ├── InvalidInputError                 bad input: what and where
+    ├── PersistenceError                  a database error, translated at the boundary
+    ├── PolicyError
+    │   ├── PolicyDefinitionError         a malformed policy document
+    │   ├── PolicyNotFoundError           unknown policy name or version
+    │   └── PolicyViolationError          raised by ``enforce(...)`` only
+    ├── IdempotencyError
+    │   ├── OperationInProgressError      another holder owns the key's lease
+    │   ├── IdempotencyPayloadMismatchError   same key, different payload
+    │   ├── IdempotencyRetriesExhaustedError  retryable failures ran out of attempts
+    │   └── ResultSerializationError      a result the JSON codec cannot encode
+    ├── SagaError
+    │   ├── SagaDefinitionError           a malformed or unknown saga definition
+    │   ├── SagaNotFoundError             no saga with that id
+    │   ├── SagaTimeoutError              a step or the whole saga ran out of time
+    │   └── IllegalSagaTransitionError    a state change the state machine forbids
+    ├── ProvisioningError                 tenant or service provisioning failed
+    └── BillingRunError                   a billing run failed, with customer impact
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from dotmac_shared.business_logic.observability.context import get_correlation_id
+
+__all__ = [
+    "BillingRunError",
+    "BusinessLogicError",
+    "ErrorSeverity",
+    "IdempotencyError",
+    "IdempotencyPayloadMismatchError",
+    "IdempotencyRetriesExhaustedError",
+    "IllegalSagaTransitionError",
+    "InvalidInputError",
+    "OperationInProgressError",
+    "PersistenceError",
+    "PolicyDefinitionError",
+    "PolicyError",
+    "PolicyNotFoundError",
+    "PolicyViolationError",
+    "ProvisioningError",
+    "ResultSerializationError",
+    "SagaDefinitionError",
+    "SagaError",
+    "SagaNotFoundError",
+    "SagaTimeoutError",
+]
+
+
+class ErrorSeverity(enum.StrEnum):
+    """How urgently a person must look at an error."""
+
+    LOW = "low"  # expected business outcome, e.g. a declined eligibility check
+    MEDIUM = "medium"  # the caller must act, e.g. fix input or retry later
+    HIGH = "high"  # an operation failed unexpectedly; an operator should look
+    CRITICAL = "critical"  # state may be inconsistent; a person must look now
+
+
+class BusinessLogicError(Exception):
+    """Base of every error the framework raises on purpose.
+
+    Args:
+        message: What went wrong, in words a caller can act on.
+        operation: The operation that failed, e.g. ``"tenant_provisioning"``.
+        resource_type: The kind of resource involved, e.g. ``"tenant"``.
+        resource_id: The id of that resource.
+        tenant_id: The tenant on whose behalf the operation ran.
+        user_id: The user who asked for it.
+        correlation_id: Ties the error to a request; defaults to the current one.
+        severity: Defaults to the class's ``default_severity``.
+        metadata: Anything else useful for debugging or auditing (JSON-friendly).
+
+    Example:
+        >>> err = BusinessLogicError("boom", tenant_id="t1", correlation_id="c1")
+        >>> err.to_dict()["tenant_id"]
+        't1'
+    """
+
+    code: ClassVar[str] = "business_logic_error"
+    default_severity: ClassVar[ErrorSeverity] = ErrorSeverity.MEDIUM
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        correlation_id: str | None = None,
+        severity: ErrorSeverity | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+        self.tenant_id = tenant_id
+        self.user_id = user_id
+        self.correlation_id = correlation_id or get_correlation_id()
+        self.severity = severity or self.default_severity
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    def _details(self) -> dict[str, Any]:
+        """Subclass-specific fields for :meth:`to_dict`."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly description for APIs and structured logs."""
+        data: dict[str, Any] = {
+            "error": type(self).__name__,
+            "code": self.code,
+            "message": self.message,
+            "severity": self.severity.value,
+            "operation": self.operation,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "tenant_id": self.tenant_id,
+            "user_id": self.user_id,
+            "correlation_id": self.correlation_id,
+            "metadata": dict(self.metadata),
+        }
+        data.update(self._details())
+        return data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class InvalidInputError(BusinessLogicError):
+    """Input that does not fit: ``field`` says where, the message says what."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field = field
+
+    def _details(self) -> dict[str, Any]:
+        return {"field": self.field}
+
+
+class PersistenceError(BusinessLogicError):
+    """A database error, translated at the persistence boundary (original as ``__cause__``)."""
+
+    code = "persistence_error"
+    default_severity = ErrorSeverity.HIGH
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+class PolicyError(BusinessLogicError):
+    """Base of policy errors."""
+
+    code = "policy_error"
+
+
+class PolicyDefinitionError(PolicyError):
+    """A policy document that cannot be used: names the policy, the rule and the problem."""
+
+    code = "policy_definition_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        policy_name: str | None = None,
+        rule_name: str | None = None,
+        location: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.policy_name = policy_name
+        self.rule_name = rule_name
+        self.location = location
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "policy_name": self.policy_name,
+            "rule_name": self.rule_name,
+            "location": self.location,
+        }
+
+
+class PolicyNotFoundError(PolicyError):
+    """No policy (or no such version of it) is registered."""
+
+    code = "policy_not_found"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        policy_name: str | None = None,
+        version: str | None = None,
+        known: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.policy_name = policy_name
+        self.version = version
+        self.known = list(known)
+
+    def _details(self) -> dict[str, Any]:
+        return {"policy_name": self.policy_name, "version": self.version, "known": self.known}
+
+
+class PolicyViolationError(PolicyError):
+    """A policy did not allow the operation; raised only by ``enforce(...)``."""
+
+    code = "policy_violation"
+    default_severity = ErrorSeverity.LOW
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        policy_name: str,
+        policy_version: str,
+        failed_rules: Sequence[Mapping[str, Any]] = (),
+        decision: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.policy_name = policy_name
+        self.policy_version = policy_version
+        self.failed_rules = [dict(rule) for rule in failed_rules]
+        self.decision = decision
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "policy_name": self.policy_name,
+            "policy_version": self.policy_version,
+            "failed_rules": self.failed_rules,
+            "decision": self.decision,
+        }
+
+
+# --- idempotency ----------------------------------------------------------------------------
+
+
+class IdempotencyError(BusinessLogicError):
+    """Base of idempotency errors; ``idempotency_key`` names the key involved."""
+
+    code = "idempotency_error"
+
+    def __init__(self, message: str, *, idempotency_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.idempotency_key = idempotency_key
+
+    def _details(self) -> dict[str, Any]:
+        return {"idempotency_key": self.idempotency_key}
+
+
+class OperationInProgressError(IdempotencyError):
+    """Another caller holds the key's lease; retry after ``retry_after`` seconds."""
+
+    code = "idempotency_in_progress"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+    def _details(self) -> dict[str, Any]:
+        return {**super()._details(), "retry_after": self.retry_after}
+
+
+class IdempotencyPayloadMismatchError(IdempotencyError):
+    """The key was used before with a different payload; nothing was run or returned."""
+
+    code = "idempotency_payload_mismatch"
+
+
+class IdempotencyRetriesExhaustedError(IdempotencyError):
+    """Retryable failures used up every attempt; the last error is ``__cause__``."""
+
+    code = "idempotency_retries_exhausted"
+    default_severity = ErrorSeverity.HIGH
+
+    def __init__(self, message: str, *, attempts: int = 0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.attempts = attempts
+
+    def _details(self) -> dict[str, Any]:
+        return {**super()._details(), "attempts": self.attempts}
+
+
+class ResultSerializationError(IdempotencyError):
+    """A value the JSON codec cannot encode; raised before anything is committed."""
+
+    code = "result_not_serializable"
+
+
+# --- sagas ----------------------------------------------------------------------------------
+
+
+class SagaError(BusinessLogicError):
+    """A saga failed; says which step and how far compensation got."""
+
+    code = "saga_error"
+    default_severity = ErrorSeverity.HIGH
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        saga_id: str | None = None,
+        saga_name: str | None = None,
+        failed_step: str | None = None,
+        compensation_status: str | None = None,
+        compensated_steps: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.saga_id = saga_id
+        self.saga_name = saga_name
+        self.failed_step = failed_step
+        self.compensation_status = compensation_status
+        self.compensated_steps = list(compensated_steps)
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "saga_id": self.saga_id,
+            "saga_name": self.saga_name,
+            "failed_step": self.failed_step,
+            "compensation_status": self.compensation_status,
+            "compensated_steps": self.compensated_steps,
+        }
+
+
+class SagaDefinitionError(SagaError):
+    """A malformed saga definition, or a saga name nobody registered."""
+
+    code = "saga_definition_error"
+    default_severity = ErrorSeverity.MEDIUM
+
+
+class SagaNotFoundError(SagaError):
+    """No saga execution with that id exists."""
+
+    code = "saga_not_found"
+    default_severity = ErrorSeverity.MEDIUM
+
+
+class SagaTimeoutError(SagaError):
+    """A step, or the saga as a whole, ran past its timeout."""
+
+    code = "saga_timeout"
+
+
+class IllegalSagaTransitionError(SagaError):
+    """A state change the saga state machine does not allow."""
+
+    code = "saga_illegal_transition"
+    default_severity = ErrorSeverity.CRITICAL
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+class ProvisioningError(BusinessLogicError):
+    """Tenant or service provisioning failed (after any compensation)."""
+
+    code = "provisioning_error"
+    default_severity = ErrorSeverity.HIGH
+
+
+class BillingRunError(BusinessLogicError):
+    """A billing run failed; lists the customers it affected."""
+
+    code = "billing_run_error"
+    default_severity = ErrorSeverity.HIGH
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        billing_run_id: str | None = None,
+        affected_customers: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.billing_run_id = billing_run_id
+        self.affected_customers = list(affected_customers)
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "billing_run_id": self.billing_run_id,
+            "affected_customers": self.affected_customers,
+        }

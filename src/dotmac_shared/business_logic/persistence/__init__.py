@@ -1,0 +1,27 @@
+"""Persistence: SQLAlchemy models, the session factory and Alembic migrations."""
+
+from dotmac_shared.business_logic.persistence.migrate import (
+    current_revision,
+    head_revision,
+    upgrade_database,
+)
+from dotmac_shared.business_logic.persistence.session import (
+    DATABASE_URL_ENV,
+    DEFAULT_DATABASE_URL,
+    create_engine,
+    create_session_factory,
+    engine_of,
+    normalize_database_url,
+)
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DEFAULT_DATABASE_URL",
+    "create_engine",
+    "create_session_factory",
+    "current_revision",
+    "engine_of",
+    "head_revision",
+    "normalize_database_url",
+    "upgrade_database",
+]

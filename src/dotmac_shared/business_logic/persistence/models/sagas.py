@@ -1,0 +1,65 @@
+"""The tables behind the saga store: one row per saga, one per step execution."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime, utcnow
+
+__all__ = ["SagaExecution", "SagaStepExecution"]
+
+
+class SagaExecution(Base):
+    """A saga's durable state; the lease says which worker owns it until when."""
+
+    __tablename__ = "saga_executions"
+
+    saga_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    saga_name: Mapped[str] = mapped_column(String(255))
+    saga_version: Mapped[str] = mapped_column(String(32))
+    tenant_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    current_step: Mapped[int] = mapped_column(Integer, default=0)
+    initial_data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    context: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failed_step: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        # The recovery worker's query: unfinished sagas whose lease ran out.
+        Index("ix_saga_executions_status_lease", "status", "lease_expires_at"),
+        Index("ix_saga_executions_tenant_status", "tenant_id", "status"),
+    )
+
+
+class SagaStepExecution(Base):
+    """One step of one saga; ``(saga_id, step_name)`` is also the step's idempotency key."""
+
+    __tablename__ = "saga_step_executions"
+
+    saga_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("saga_executions.saga_id", ondelete="CASCADE"), primary_key=True
+    )
+    step_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    step_index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    compensation_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    compensated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

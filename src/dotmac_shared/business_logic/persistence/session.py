@@ -1,0 +1,129 @@
+"""Turn a database URL into the spec's ``db_session_factory``.
+
+One code path for SQLite (the embedded default) and PostgreSQL: the URL picks the async
+driver, and SQLite is set up for concurrent use (WAL, foreign keys, a busy timeout and
+``BEGIN IMMEDIATE`` so that two writers queue instead of failing mid-transaction).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from dotmac_shared.business_logic.exceptions import InvalidInputError
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DEFAULT_DATABASE_URL",
+    "create_engine",
+    "create_session_factory",
+    "engine_of",
+    "normalize_database_url",
+]
+
+#: Environment variable read when no URL is given.
+DATABASE_URL_ENV = "DOTMAC_DATABASE_URL"
+#: The embedded default: an SQLite file in the working directory.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///dotmac_business_logic.db"
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_database_url(url: str | URL | None = None) -> URL:
+    """Resolve ``url`` (or ``$DOTMAC_DATABASE_URL``, or the SQLite default) to an async URL.
+
+    ``sqlite:///x.db`` and ``postgresql://...`` are accepted and given their async drivers.
+
+    Raises:
+        InvalidInputError: The URL cannot be parsed or names an unsupported database.
+    """
+    raw = url if url is not None else os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise InvalidInputError(f"cannot parse database URL {raw!r}", field="url") from exc
+    backend = parsed.get_backend_name()
+    if backend not in _ASYNC_DRIVERS:
+        raise InvalidInputError(
+            f"unsupported database {backend!r} in URL; use sqlite or postgresql",
+            field="url",
+        )
+    if parsed.drivername != _ASYNC_DRIVERS[backend]:
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[backend])
+    return parsed
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """Make every SQLite connection WAL, foreign-key checked, patient and IMMEDIATE."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level; SQLAlchemy's "begin" below issues the BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a reader that later writes cannot
+        # deadlock against another writer (SQLITE_BUSY mid-transaction), it waits instead.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str | URL | None = None, **engine_options: Any) -> AsyncEngine:
+    """Create an async engine for ``url`` with the framework's per-database settings."""
+    resolved = normalize_database_url(url)
+    options: dict[str, Any] = {"pool_pre_ping": resolved.get_backend_name() != "sqlite"}
+    options.update(engine_options)
+    engine = create_async_engine(resolved, **options)
+    if resolved.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def create_session_factory(
+    url: str | URL | None = None,
+    *,
+    migrate: bool = True,
+    **engine_options: Any,
+) -> async_sessionmaker[AsyncSession]:
+    """Return the spec's ``db_session_factory`` for ``url``, schema migrated to the latest.
+
+    Args:
+        url: A database URL; defaults to ``$DOTMAC_DATABASE_URL`` or an SQLite file
+            ``dotmac_business_logic.db`` in the working directory.
+        migrate: Run the Alembic migrations first (safe to call from several processes).
+        **engine_options: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+
+    Example:
+        >>> db_session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
+    """
+    if migrate:
+        from dotmac_shared.business_logic.persistence.migrate import upgrade_database
+
+        upgrade_database(url)
+    engine = create_engine(url, **engine_options)
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(session_factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """Return the engine a session factory is bound to (to dispose it, or read its dialect)."""
+    bind = session_factory.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise InvalidInputError("session factory is not bound to an AsyncEngine", field="bind")
+    return bind

@@ -1,0 +1,26 @@
+"""Public names are exported once, sorted, and really importable."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PACKAGES = [
+    "dotmac_shared.business_logic",
+    "dotmac_shared.business_logic.exceptions",
+    "dotmac_shared.business_logic.persistence",
+    "dotmac_shared.business_logic.persistence.models",
+    "dotmac_shared.business_logic.observability",
+    "dotmac_shared.standard_exception_handler",
+]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_all_is_sorted_unique_and_importable(name):
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported)
+    assert len(exported) == len(set(exported))
+    for member in exported:
+        assert hasattr(module, member), f"{name}.{member}"
