@@ -1,4 +1,4 @@
-"""Run every benchmark (``python -m benchmarks``) or the named ones (``python -m benchmarks policies``)."""
+"""Run every benchmark, or the named ones: ``python -m benchmarks [name ...]``."""
 
 from __future__ import annotations
 

@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from dotmac_shared.business_logic.exceptions import BusinessLogicError, ErrorSeverity
+from dotmac_shared.business_logic.observability.log import get_logger
 
 __all__ = ["standard_exception_handler"]
 
-logger = logging.getLogger("dotmac_shared.business_logic.errors")
+logger = get_logger("dotmac_shared.business_logic.errors")
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -6,10 +6,23 @@ from dotmac_shared.business_logic.observability.context import (
     new_correlation_id,
     set_correlation_id,
 )
+from dotmac_shared.business_logic.observability.log import (
+    ContextFilter,
+    JsonFormatter,
+    get_logger,
+    log_context,
+)
+from dotmac_shared.business_logic.observability.telemetry import get_meter, get_tracer
 
 __all__ = [
+    "ContextFilter",
+    "JsonFormatter",
     "correlation_scope",
     "get_correlation_id",
+    "get_logger",
+    "get_meter",
+    "get_tracer",
+    "log_context",
     "new_correlation_id",
     "set_correlation_id",
 ]

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from dotmac_shared.business_logic.cli import app
+from dotmac_shared.business_logic.persistence import head_revision
+
+runner = CliRunner()
+
+
+def test_db_upgrade_migrates_to_head_and_is_repeatable(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    for _ in range(2):
+        result = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+        assert result.exit_code == 0, result.output
+        assert head_revision() in result.output
+
+
+def test_database_url_is_read_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOTMAC_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "env.db").exists()
