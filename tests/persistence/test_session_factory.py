@@ -22,10 +22,26 @@ from dotmac_shared.business_logic.persistence.migrate import VERSION_TABLE
 from dotmac_shared.business_logic.persistence.models import Base, CommissionConfiguration
 
 EXPECTED_TABLES = {
+    "billing_accounts",
+    "billing_runs",
     "commission_configurations",
+    "customers",
+    "gateway_ledger",
     "idempotency_records",
+    "invoice_lines",
+    "invoices",
+    "network_configurations",
+    "notification_outbox",
+    "payments",
+    "resource_allocations",
+    "resource_pools",
+    "resources",
     "saga_executions",
     "saga_step_executions",
+    "service_plans",
+    "services",
+    "tenant_settings",
+    "tenants",
 }
 
 

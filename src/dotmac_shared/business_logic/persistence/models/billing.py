@@ -1,0 +1,108 @@
+"""Billing runs, invoices and their lines, payments, and the sandbox gateway's own ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.persistence.types import (
+    JSONDocument,
+    Money,
+    UTCDateTime,
+    utcnow,
+)
+
+__all__ = ["BillingRun", "GatewayLedgerEntry", "Invoice", "InvoiceLine", "Payment"]
+
+
+class BillingRun(Base):
+    """One tenant's billing for one period; at most one per tenant and period."""
+
+    __tablename__ = "billing_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id", ondelete="CASCADE"))
+    billing_period: Mapped[str] = mapped_column(String(7))
+    status: Mapped[str] = mapped_column(String(32))
+    saga_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    report: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finalized_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "billing_period"),)
+
+
+class Invoice(Base):
+    """A customer's invoice for a period: one per customer and period, whatever retries do."""
+
+    __tablename__ = "invoices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id", ondelete="CASCADE"))
+    customer_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("customers.id", ondelete="CASCADE")
+    )
+    billing_period: Mapped[str] = mapped_column(String(7))
+    billing_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subtotal: Mapped[Decimal] = mapped_column(Money)
+    tax: Mapped[Decimal] = mapped_column(Money)
+    total: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "customer_id", "billing_period"),
+        Index("ix_invoices_run_status", "billing_run_id", "status"),
+    )
+
+
+class InvoiceLine(Base):
+    """One service's charge on an invoice, prorated by the days it was active."""
+
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    invoice_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    service_id: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(255))
+    days: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class Payment(Base):
+    """The outcome of charging an invoice; one row per invoice (the charge key is the invoice)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("invoices.id", ondelete="CASCADE"), unique=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    gateway_reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GatewayLedgerEntry(Base):
+    """The sandbox payment provider's own ledger: one charge per idempotency key, ever."""
+
+    __tablename__ = "gateway_ledger"
+
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    payment_method_token: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
