@@ -133,3 +133,55 @@ async def test_outbox_message_rolls_back_with_its_transaction_and_dedupes(sessio
         assert [m.dedupe_key for m in pending] == ["svc-s1-activated"]
         total = (await session.execute(select(func.count()).select_from(OutboxMessage))).scalar()
         assert total == 1
+
+
+async def test_batch_charge_returns_each_outcome_in_place_and_replays_known_keys(session_factory):
+    from dotmac_shared.business_logic.operations.ports import ChargeRequest
+
+    gateway = SandboxPaymentGateway(session_factory)
+    requests = [
+        ChargeRequest("k-ok", TOKEN_SUCCESS, Decimal("1.00"), "USD"),
+        ChargeRequest("k-no", TOKEN_DECLINED, Decimal("2.00"), "USD"),
+        ChargeRequest("k-flaky", TOKEN_TRANSIENT, Decimal("3.00"), "USD"),
+    ]
+    first = await gateway.charge_batch(requests)
+    assert [type(o).__name__ for o in first] == [
+        "ChargeResult",
+        "ChargeResult",
+        "TransientGatewayError",
+    ]
+    again = await gateway.charge_batch(requests)
+    assert [o.replayed for o in again] == [True, True, False]  # type: ignore[union-attr]
+    assert [o.status for o in again] == [  # type: ignore[union-attr]
+        ChargeStatus.SUCCEEDED,
+        ChargeStatus.DECLINED,
+        ChargeStatus.SUCCEEDED,
+    ]
+    assert await _ledger_size(session_factory) == 3
+
+
+async def test_batch_with_a_mismatching_key_charges_nothing(session_factory):
+    from dotmac_shared.business_logic.operations.ports import ChargeRequest
+
+    gateway = SandboxPaymentGateway(session_factory)
+    await gateway.charge_batch([ChargeRequest("k1", TOKEN_SUCCESS, Decimal("1"), "USD")])
+    with pytest.raises(InvalidInputError):
+        await gateway.charge_batch(
+            [
+                ChargeRequest("k2", TOKEN_SUCCESS, Decimal("1"), "USD"),
+                ChargeRequest("k1", TOKEN_SUCCESS, Decimal("9"), "USD"),
+            ]
+        )
+    assert await _ledger_size(session_factory) == 1
+
+
+async def test_notify_many_counts_only_new_messages(session_factory):
+    from dotmac_shared.business_logic.operations.ports import Notification
+
+    notices = [
+        Notification("t", f"{i}@x.io", "invoice_issued", {"i": i}, f"d{i}") for i in range(3)
+    ]
+    async with session_factory() as session, session.begin():
+        assert await OutboxNotifier().notify_many(session, notices) == 3
+        assert await OutboxNotifier().notify_many(session, [*notices, notices[0]]) == 0
+        assert await OutboxNotifier().notify_many(session, []) == 0

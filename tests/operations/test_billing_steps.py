@@ -160,3 +160,25 @@ async def test_compensation_voids_uncharged_invoices_and_cancels_the_run(session
         stored = await session.get(BillingRun, run["billing_run_id"])
     assert stored is not None and stored.status == "cancelled"
     assert await count(session_factory, OutboxMessage) == 0
+
+
+class SingleChargeGateway:
+    """A user's gateway with no batch API: only ``charge``."""
+
+    def __init__(self, inner: SandboxPaymentGateway) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def charge(self, **kwargs):
+        self.calls += 1
+        return await self.inner.charge(**kwargs)
+
+
+async def test_gateway_without_batch_api_is_charged_one_by_one_with_retries(session_factory):
+    await seed_demo_data(session_factory, customers=100)
+    gateway = SingleChargeGateway(SandboxPaymentGateway(session_factory))
+    steps = BillingRunSteps(session_factory, gateway, OutboxNotifier(), now=lambda: NOW)
+    report = await run_all(steps)
+    assert report["paid"] == 98 and report["payment_failed"] == 2
+    assert gateway.calls == 101  # 100 invoices, one transient failure retried once
+    assert await count(session_factory, GatewayLedgerEntry) == 100

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.operations.ports import (
+    ChargeRequest,
     ChargeResult,
     ChargeStatus,
+    Notification,
     TransientGatewayError,
 )
 from dotmac_shared.business_logic.persistence.models import (
@@ -63,45 +65,87 @@ class SandboxPaymentGateway:
         currency: str,
     ) -> ChargeResult:
         """Charge ``amount`` once per ``idempotency_key``; see the class docstring."""
-        if amount <= 0:
-            raise InvalidInputError(f"charge amount must be positive, got {amount}", field="amount")
-        if payment_method_token == TOKEN_TRANSIENT and idempotency_key not in self._transient_seen:
-            self._transient_seen.add(idempotency_key)
-            raise TransientGatewayError(f"sandbox: transient failure for {idempotency_key}")
-        status = (
-            ChargeStatus.DECLINED
-            if payment_method_token == TOKEN_DECLINED
-            else ChargeStatus.SUCCEEDED
-        )
-        reference = "ch_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-        async with self._session_factory() as session, session.begin():
-            inserted = await session.execute(
-                insert_for(session, GatewayLedgerEntry)
-                .values(
-                    idempotency_key=idempotency_key,
-                    payment_method_token=payment_method_token,
-                    amount=amount,
-                    currency=currency,
-                    status=status.value,
-                    reference=reference,
+        request = ChargeRequest(idempotency_key, payment_method_token, amount, currency)
+        (outcome,) = await self.charge_batch([request])
+        if isinstance(outcome, TransientGatewayError):
+            raise outcome
+        return outcome
+
+    async def charge_batch(
+        self, requests: Sequence[ChargeRequest]
+    ) -> list[ChargeResult | TransientGatewayError]:
+        """Charge many requests in one ledger transaction; transient failures come back in place.
+
+        Raises:
+            InvalidInputError: A non-positive amount, or a key charged before with other
+                parameters (nothing of the batch is charged then).
+        """
+        outcomes: dict[str, ChargeResult | TransientGatewayError] = {}
+        rows: list[dict[str, Any]] = []
+        for request in requests:
+            if request.amount <= 0:
+                raise InvalidInputError(
+                    f"charge amount must be positive, got {request.amount}", field="amount"
                 )
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                .returning(GatewayLedgerEntry.reference)
+            key = request.idempotency_key
+            if request.payment_method_token == TOKEN_TRANSIENT and key not in self._transient_seen:
+                self._transient_seen.add(key)
+                outcomes[key] = TransientGatewayError(f"sandbox: transient failure for {key}")
+                continue
+            declined = request.payment_method_token == TOKEN_DECLINED
+            rows.append(
+                {
+                    "idempotency_key": key,
+                    "payment_method_token": request.payment_method_token,
+                    "amount": request.amount,
+                    "currency": request.currency,
+                    "status": (ChargeStatus.DECLINED if declined else ChargeStatus.SUCCEEDED).value,
+                    "reference": "ch_" + hashlib.sha256(key.encode()).hexdigest()[:24],
+                }
             )
-            if inserted.first() is not None:
-                message = "card declined" if status is ChargeStatus.DECLINED else None
-                return ChargeResult(status, reference, amount, replayed=False, message=message)
-            existing = await session.get(GatewayLedgerEntry, idempotency_key)
-        if existing is None:  # pragma: no cover - a conflict implies the row exists
-            raise TransientGatewayError("sandbox: ledger entry vanished")
-        if existing.amount != amount or existing.payment_method_token != payment_method_token:
-            raise InvalidInputError(
-                f"idempotency key {idempotency_key!r} was charged before with other parameters",
-                field="idempotency_key",
-            )
-        return ChargeResult(
-            ChargeStatus(existing.status), existing.reference, existing.amount, replayed=True
-        )
+        if rows:
+            async with self._session_factory() as session, session.begin():
+                # Insert first; only keys that conflict (charged before) are read back.
+                inserted = await session.execute(
+                    insert_for(session, GatewayLedgerEntry)
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(GatewayLedgerEntry.idempotency_key),
+                    rows,
+                )
+                new_keys = set(inserted.scalars())
+                replayed_keys = [
+                    r["idempotency_key"] for r in rows if r["idempotency_key"] not in new_keys
+                ]
+                existing: dict[str, GatewayLedgerEntry] = {}
+                if replayed_keys:
+                    found = await session.execute(
+                        select(GatewayLedgerEntry).where(
+                            GatewayLedgerEntry.idempotency_key.in_(replayed_keys)
+                        )
+                    )
+                    existing = {e.idempotency_key: e for e in found.scalars()}
+                for row in rows:
+                    key = row["idempotency_key"]
+                    if key in new_keys:
+                        status = ChargeStatus(row["status"])
+                        message = "card declined" if status is ChargeStatus.DECLINED else None
+                        outcomes[key] = ChargeResult(
+                            status, row["reference"], row["amount"], False, message
+                        )
+                        continue
+                    entry = existing[key]
+                    if (
+                        entry.amount != row["amount"]
+                        or entry.payment_method_token != row["payment_method_token"]
+                    ):
+                        raise InvalidInputError(
+                            f"idempotency key {key!r} was charged before with other parameters",
+                            field="idempotency_key",
+                        )
+                    outcomes[key] = ChargeResult(
+                        ChargeStatus(entry.status), entry.reference, entry.amount, replayed=True
+                    )
+        return [outcomes[request.idempotency_key] for request in requests]
 
 
 class RecordingNetworkProvisioner:
@@ -146,20 +190,32 @@ class OutboxNotifier:
         channel: str = "email",
     ) -> bool:
         """Queue a message unless ``dedupe_key`` is queued already; returns whether it queued."""
+        notification = Notification(tenant_id, recipient, template, payload, dedupe_key, channel)
+        return await self.notify_many(session, [notification]) == 1
+
+    async def notify_many(
+        self, session: AsyncSession, notifications: Sequence[Notification]
+    ) -> int:
+        """Queue many notifications with one statement; returns how many were new."""
+        if not notifications:
+            return 0
         result = await session.execute(
             insert_for(session, OutboxMessage)
-            .values(
-                tenant_id=tenant_id,
-                dedupe_key=dedupe_key,
-                channel=channel,
-                recipient=recipient,
-                template=template,
-                payload=dict(payload),
-            )
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(OutboxMessage.id)
+            .returning(OutboxMessage.id),
+            [
+                {
+                    "tenant_id": n.tenant_id,
+                    "dedupe_key": n.dedupe_key,
+                    "channel": n.channel,
+                    "recipient": n.recipient,
+                    "template": n.template,
+                    "payload": dict(n.payload),
+                }
+                for n in notifications
+            ],
         )
-        return result.first() is not None
+        return len(result.all())
 
     async def pending(self, session: AsyncSession, *, limit: int = 100) -> list[OutboxMessage]:
         """Return up to ``limit`` unsent messages, oldest first (for a delivery worker)."""

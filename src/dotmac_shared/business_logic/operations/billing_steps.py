@@ -37,8 +37,11 @@ from dotmac_shared.business_logic.operations.billing_math import (
 )
 from dotmac_shared.business_logic.operations.catalog import DEFAULT_TAX_RATE
 from dotmac_shared.business_logic.operations.ports import (
+    BatchPaymentGateway,
+    ChargeRequest,
     ChargeResult,
     ChargeStatus,
+    Notification,
     Notifier,
     PaymentGateway,
     TransientGatewayError,
@@ -262,10 +265,8 @@ class BillingRunSteps:
 
     # --- 3. process payments -----------------------------------------------------------
 
-    async def _charge(self, invoice: dict[str, Any]) -> tuple[ChargeResult | None, str | None]:
-        token = invoice["token"]
-        if not token:
-            return None, "no payment method on file"
+    async def _charge_one(self, request: ChargeRequest) -> tuple[ChargeResult | None, str | None]:
+        """Charge with retries on transient gateway errors; the key makes retries harmless."""
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(TransientGatewayError),
@@ -275,25 +276,51 @@ class BillingRunSteps:
             ):
                 with attempt:
                     result = await self.gateway.charge(
-                        idempotency_key=f"invoice:{invoice['id']}",
-                        payment_method_token=token,
-                        amount=invoice["total"],
-                        currency=invoice["currency"],
+                        idempotency_key=request.idempotency_key,
+                        payment_method_token=request.payment_method_token,
+                        amount=request.amount,
+                        currency=request.currency,
                     )
         except TransientGatewayError as exc:
             return None, f"gateway unavailable after {self.charge_attempts} attempts: {exc}"
         return result, None
 
+    async def _charge_all(
+        self, batch: Sequence[dict[str, Any]]
+    ) -> list[tuple[ChargeResult | None, str | None]]:
+        """Charge a batch: in one submission if the gateway takes batches, else concurrently."""
+        outcomes: list[tuple[ChargeResult | None, str | None]] = [
+            (None, "no payment method on file") for _ in batch
+        ]
+        pending = [
+            (i, ChargeRequest(f"invoice:{inv['id']}", inv["token"], inv["total"], inv["currency"]))
+            for i, inv in enumerate(batch)
+            if inv["token"]
+        ]
+        if isinstance(self.gateway, BatchPaymentGateway):
+            first = await self.gateway.charge_batch([request for _, request in pending])
+            retry = []
+            for (i, request), outcome in zip(pending, first, strict=True):
+                if isinstance(outcome, TransientGatewayError):
+                    retry.append((i, request))  # the first attempt failed; retry one by one
+                else:
+                    outcomes[i] = (outcome, None)
+            pending = retry
+        limiter = asyncio.Semaphore(self.charge_concurrency)
+
+        async def charge(request: ChargeRequest) -> tuple[ChargeResult | None, str | None]:
+            async with limiter:
+                return await self._charge_one(request)
+
+        results = await asyncio.gather(*(charge(request) for _, request in pending))
+        for (i, _), result in zip(pending, results, strict=True):
+            outcomes[i] = result
+        return outcomes
+
     async def process_payments(self, tenant_id: str, period_text: str) -> dict[str, Any]:
         """Charge every open invoice of the run once; declines are recorded, not fatal."""
         run_id = billing_run_id(tenant_id, period_text)
-        limiter = asyncio.Semaphore(self.charge_concurrency)
         counts = {"paid": 0, "declined": 0, "failed": 0}
-
-        async def charge(invoice: dict[str, Any]) -> tuple[ChargeResult | None, str | None]:
-            async with limiter:
-                return await self._charge(invoice)
-
         after = ""
         while True:
             async with self.session_factory() as session:
@@ -318,7 +345,7 @@ class BillingRunSteps:
             if not batch:
                 break
             after = batch[-1]["id"]
-            outcomes = await asyncio.gather(*(charge(invoice) for invoice in batch))
+            outcomes = await self._charge_all(batch)
             await self._record_payments(tenant_id, batch, outcomes, counts)
         return counts
 
@@ -388,19 +415,19 @@ class BillingRunSteps:
                 if not rows:
                     break
                 after = rows[-1].id
+                notices = []
                 for inv, status, total, email in rows:
-                    notices = [("invoice_issued", f"{inv}:issued")]
+                    payload = {"invoice_id": inv, "total": str(total), "period": period_text}
+                    notices.append(
+                        Notification(tenant_id, email, "invoice_issued", payload, f"{inv}:issued")
+                    )
                     if status == "payment_failed":
-                        notices.append(("payment_failed", f"{inv}:payment_failed"))
-                    for template, dedupe_key in notices:
-                        queued += await self.notifier.notify(
-                            session,
-                            tenant_id=tenant_id,
-                            recipient=email,
-                            template=template,
-                            payload={"invoice_id": inv, "total": str(total), "period": period_text},
-                            dedupe_key=dedupe_key,
+                        notices.append(
+                            Notification(
+                                tenant_id, email, "payment_failed", payload, f"{inv}:payment_failed"
+                            )
                         )
+                queued += await self.notifier.notify_many(session, notices)
         return {"notifications_queued": queued}
 
     # --- 5. finalize -------------------------------------------------------------------

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
+    "BatchPaymentGateway",
+    "ChargeRequest",
     "ChargeResult",
     "ChargeStatus",
     "NetworkProvisioner",
+    "Notification",
     "Notifier",
     "PaymentGateway",
     "TransientGatewayError",
@@ -46,6 +49,28 @@ class ChargeResult:
     message: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """One charge to submit: ``idempotency_key`` makes a resubmission harmless."""
+
+    idempotency_key: str
+    payment_method_token: str
+    amount: Decimal
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notification:
+    """One notice to queue; ``dedupe_key`` makes a repeated write a no-op."""
+
+    tenant_id: str
+    recipient: str
+    template: str
+    payload: Mapping[str, Any]
+    dedupe_key: str
+    channel: str = "email"
+
+
 @runtime_checkable
 class PaymentGateway(Protocol):
     """Charges a payment method at most once per idempotency key."""
@@ -63,6 +88,17 @@ class PaymentGateway(Protocol):
         Raises:
             TransientGatewayError: Nothing was decided; retry with the same key.
         """
+        ...
+
+
+@runtime_checkable
+class BatchPaymentGateway(PaymentGateway, Protocol):
+    """A gateway that also accepts many charges in one submission (bulk APIs, ledgers)."""
+
+    async def charge_batch(
+        self, requests: Sequence[ChargeRequest]
+    ) -> list[ChargeResult | TransientGatewayError]:
+        """Charge each request once; a transient failure is returned in its slot, not raised."""
         ...
 
 
@@ -102,4 +138,10 @@ class Notifier(Protocol):
         channel: str = "email",
     ) -> bool:
         """Queue one notification; returns False if ``dedupe_key`` was queued before."""
+        ...
+
+    async def notify_many(
+        self, session: AsyncSession, notifications: Sequence[Notification]
+    ) -> int:
+        """Queue many notifications in the caller's transaction; returns how many were new."""
         ...
