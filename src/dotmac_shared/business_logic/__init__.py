@@ -24,6 +24,7 @@ from dotmac_shared.business_logic.exceptions import (
     ResultSerializationError,
     SagaDefinitionError,
     SagaError,
+    SagaLeaseLostError,
     SagaNotFoundError,
     SagaTimeoutError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "ResultSerializationError",
     "SagaDefinitionError",
     "SagaError",
+    "SagaLeaseLostError",
     "SagaNotFoundError",
     "SagaTimeoutError",
     "correlation_scope",

@@ -20,6 +20,7 @@ stable ``code`` that APIs and log queries can rely on::
     │   ├── SagaDefinitionError           a malformed or unknown saga definition
     │   ├── SagaNotFoundError             no saga with that id
     │   ├── SagaTimeoutError              a step or the whole saga ran out of time
+    │   ├── SagaLeaseLostError            another worker took the saga over (lease expired)
     │   └── IllegalSagaTransitionError    a state change the state machine forbids
     ├── ProvisioningError                 tenant or service provisioning failed
     └── BillingRunError                   a billing run failed, with customer impact
@@ -52,6 +53,7 @@ __all__ = [
     "ResultSerializationError",
     "SagaDefinitionError",
     "SagaError",
+    "SagaLeaseLostError",
     "SagaNotFoundError",
     "SagaTimeoutError",
 ]
@@ -359,6 +361,13 @@ class SagaTimeoutError(SagaError):
     """A step, or the saga as a whole, ran past its timeout."""
 
     code = "saga_timeout"
+
+
+class SagaLeaseLostError(SagaError):
+    """This worker's lease on the saga expired and another worker owns it now; stop driving it."""
+
+    code = "saga_lease_lost"
+    default_severity = ErrorSeverity.MEDIUM
 
 
 class IllegalSagaTransitionError(SagaError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.persistence.models.base import Base
@@ -31,6 +31,8 @@ class SagaExecution(Base):
     context: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     failed_step: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Set by cancel_saga(); the worker driving the saga compensates at the next step boundary.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("context", JSONDocument, nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("failed_step", sa.String(255), nullable=True),
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
         sa.Column("deadline_at", UTCDateTime(), nullable=True),

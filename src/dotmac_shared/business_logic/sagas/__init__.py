@@ -1,0 +1,36 @@
+"""Sagas: multi-step operations that complete or are compensated in reverse, durably.
+
+Example:
+    >>> from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaContext
+"""
+
+from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
+from dotmac_shared.business_logic.sagas.definition import (
+    RetryPolicy,
+    SagaDefinition,
+    SagaStep,
+    StepAction,
+    StepHandler,
+)
+from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
+from dotmac_shared.business_logic.sagas.store import SagaRecord, SagaStore, SqlSagaStore, StepRecord
+from dotmac_shared.business_logic.sagas.worker import SagaWorker
+
+__all__ = [
+    "RetryPolicy",
+    "SagaContext",
+    "SagaCoordinator",
+    "SagaDefinition",
+    "SagaRecord",
+    "SagaStatus",
+    "SagaStep",
+    "SagaStore",
+    "SagaWorker",
+    "SqlSagaStore",
+    "StepAction",
+    "StepContext",
+    "StepHandler",
+    "StepRecord",
+    "StepStatus",
+]

@@ -1,0 +1,675 @@
+"""The saga coordinator: runs sagas forward, compensates them backward, durably.
+
+Every state change is committed before the next action, so any worker can pick a saga up
+where a dead one left it: forward from the first step not completed (that step runs again:
+steps are at-least-once, hence their idempotency key), or on with the compensation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import inspect
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.trace import Status, StatusCode
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dotmac_shared.business_logic.exceptions import (
+    InvalidInputError,
+    SagaDefinitionError,
+    SagaError,
+    SagaLeaseLostError,
+    SagaNotFoundError,
+    SagaTimeoutError,
+)
+from dotmac_shared.business_logic.observability.log import get_logger, log_context
+from dotmac_shared.business_logic.observability.telemetry import (
+    SAGA_FINISHED,
+    SAGA_STEP_DURATION,
+    get_tracer,
+)
+from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas.definition import RetryPolicy, SagaDefinition, SagaStep
+from dotmac_shared.business_logic.sagas.states import (
+    SagaStatus,
+    StepStatus,
+    ensure_saga_transition,
+    ensure_step_transition,
+)
+from dotmac_shared.business_logic.sagas.store import SagaRecord, SagaStore, SqlSagaStore, StepRecord
+
+__all__ = ["SagaCoordinator"]
+
+logger = get_logger(__name__)
+
+#: Largest initial data accepted, as JSON text (a saga row is not a blob store).
+MAX_INITIAL_DATA_BYTES = 1_000_000
+_CANCELLED = "cancelled on request"
+
+
+def _json_object(value: object, what: str, field: str) -> dict[str, Any]:
+    """Return ``value`` as a plain dict if it is a JSON object, else a clear error."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(
+            f"{what} must be a mapping, got {type(value).__name__}", field=field
+        )
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} is not JSON-serializable: {exc}", field=field) from exc
+    if len(text) > MAX_INITIAL_DATA_BYTES:
+        raise InvalidInputError(
+            f"{what} is {len(text)} bytes as JSON; the limit is {MAX_INITIAL_DATA_BYTES}",
+            field=field,
+        )
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class SagaCoordinator:
+    """Registers saga definitions and runs sagas durably on the spec's ``db_session_factory``.
+
+    Args:
+        db_session_factory: An ``async_sessionmaker`` (see ``create_session_factory``).
+        lease_seconds: How long a worker owns a saga without renewing; a saga whose worker
+            died is taken over this long after its last renewal.
+        owner_id: This worker's name in leases (host:pid:random by default).
+        store: Where state lives (the SQL store on the session factory by default).
+
+    Example:
+        >>> coordinator = SagaCoordinator(db_session_factory)  # doctest: +SKIP
+        >>> coordinator.register_saga(definition)  # doctest: +SKIP
+        >>> result = await coordinator.execute_saga(  # doctest: +SKIP
+        ...     saga_name="service_provisioning", context=context, initial_data={...}
+        ... )
+    """
+
+    def __init__(
+        self,
+        db_session_factory: async_sessionmaker[AsyncSession],
+        *,
+        lease_seconds: float = 30.0,
+        owner_id: str | None = None,
+        store: SagaStore | None = None,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise InvalidInputError("lease_seconds must be positive", field="lease_seconds")
+        self.session_factory = db_session_factory
+        self.lease_seconds = lease_seconds
+        self.owner_id = owner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._store: SagaStore = store or SqlSagaStore(db_session_factory)
+        self._definitions: dict[str, SagaDefinition] = {}
+        # Sagas this coordinator is driving right now: never drive one twice at once.
+        self._driving: set[str] = set()
+
+    # --- definitions -----------------------------------------------------------------
+
+    def register_saga(self, definition: SagaDefinition) -> None:
+        """Make ``definition`` runnable by name (registering a name again replaces it)."""
+        if not isinstance(definition, SagaDefinition):
+            raise SagaDefinitionError(
+                f"register_saga takes a SagaDefinition, got {type(definition).__name__}"
+            )
+        self._definitions[definition.name] = definition
+
+    @property
+    def definitions(self) -> Mapping[str, SagaDefinition]:
+        """The registered definitions by name."""
+        return dict(self._definitions)
+
+    def _definition(self, saga_name: str) -> SagaDefinition:
+        try:
+            return self._definitions[saga_name]
+        except KeyError:
+            known = ", ".join(sorted(self._definitions)) or "none"
+            raise SagaDefinitionError(
+                f"unknown saga {saga_name!r}; registered: {known}", saga_name=saga_name
+            ) from None
+
+    # --- public operations -----------------------------------------------------------
+
+    async def execute_saga(
+        self,
+        saga_name: str,
+        context: SagaContext,
+        initial_data: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run a saga to its end and return its outcome.
+
+        Sagas are idempotent by id: a finished saga id returns its stored outcome; an
+        unfinished one whose worker died is resumed.
+
+        Returns:
+            ``{"saga_id", "saga_name", "status", "step_results", "error", "failed_step",
+            "compensated_steps"}``.
+
+        Raises:
+            SagaDefinitionError: Unknown saga name.
+            InvalidInputError: ``initial_data`` is not a JSON object (or is too large).
+            SagaError: The id belongs to another saga, or another live worker runs it.
+        """
+        definition = self._definition(saga_name)
+        if not isinstance(context, SagaContext):
+            raise InvalidInputError("context must be a SagaContext", field="context")
+        data = _json_object(initial_data, "initial_data", "initial_data")
+        now = utcnow()
+        record = SagaRecord(
+            saga_id=context.saga_id,
+            saga_name=definition.name,
+            saga_version=definition.version,
+            status=SagaStatus.RUNNING,
+            initial_data=data,
+            context=_json_object(context.to_dict(), "context", "context"),
+            tenant_id=context.tenant_id,
+            user_id=context.user_id,
+            correlation_id=context.correlation_id,
+            deadline_at=now + dt.timedelta(seconds=definition.timeout)
+            if definition.timeout
+            else None,
+            created_at=now,
+        )
+        if await self._store.create(record, self.owner_id, self.lease_seconds):
+            return await self._drive(record, definition)
+        existing = await self._require(context.saga_id)
+        if existing.saga_name != saga_name:
+            raise SagaError(
+                f"saga id {context.saga_id} belongs to a {existing.saga_name} saga",
+                saga_id=context.saga_id,
+                saga_name=saga_name,
+            )
+        if not existing.status.is_active:
+            return self._outcome(existing)
+        return await self._take_over(existing)
+
+    async def resume_saga(self, saga_id: str) -> dict[str, Any]:
+        """Drive an unfinished saga on (its lease must be free or expired).
+
+        A saga in ``compensation_failed`` is compensated again: the operator resumes it
+        after fixing what made the compensation fail.
+        """
+        record = await self._require(saga_id)
+        if record.status is SagaStatus.COMPENSATION_FAILED:
+            await self._reopen(record)
+            record.status = SagaStatus.COMPENSATING
+            return await self._drive(record, self._definition(record.saga_name))
+        if not record.status.is_active:
+            return self._outcome(record)
+        return await self._take_over(record)
+
+    async def cancel_saga(self, saga_id: str) -> dict[str, Any]:
+        """Stop a running saga and compensate what it did.
+
+        If another live worker drives it, that worker compensates at its next step boundary
+        and this returns the saga as it is now; otherwise this call compensates it.
+        """
+        if not await self._store.request_cancel(saga_id):
+            return self._outcome(await self._require(saga_id))
+        record = await self._require(saga_id)
+        if saga_id in self._driving or not await self._store.acquire(
+            saga_id, self.owner_id, self.lease_seconds
+        ):
+            return self._outcome(record)
+        return await self._drive(record, self._definition(record.saga_name))
+
+    async def get_saga(self, saga_id: str) -> dict[str, Any]:
+        """The saga's full record: status, data, every step, lease and times.
+
+        Raises:
+            SagaNotFoundError: No saga has that id.
+        """
+        record = await self._require(saga_id)
+        outcome = self._outcome(record)
+        steps = sorted(record.steps.values(), key=lambda s: s.index)
+        outcome.update(
+            saga_version=record.saga_version,
+            tenant_id=record.tenant_id,
+            user_id=record.user_id,
+            correlation_id=record.correlation_id,
+            initial_data=record.initial_data,
+            current_step=record.current_step,
+            lease_owner=record.lease_owner,
+            lease_expires_at=record.lease_expires_at,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            completed_at=record.completed_at,
+            steps=[
+                {
+                    "name": s.name,
+                    "index": s.index,
+                    "status": s.status.value,
+                    "attempts": s.attempts,
+                    "compensation_attempts": s.compensation_attempts,
+                    "result": s.result,
+                    "error": s.error,
+                    "started_at": s.started_at,
+                    "completed_at": s.completed_at,
+                    "compensated_at": s.compensated_at,
+                }
+                for s in steps
+            ],
+        )
+        return outcome
+
+    async def list_sagas(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: SagaStatus | str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Sagas newest first, optionally of one tenant and one status."""
+        try:
+            wanted = SagaStatus(status) if status is not None else None
+        except ValueError:
+            known = ", ".join(s.value for s in SagaStatus)
+            raise InvalidInputError(
+                f"unknown saga status {status!r}; expected one of: {known}", field="status"
+            ) from None
+        records = await self._store.list(tenant_id=tenant_id, status=wanted, limit=limit)
+        return [
+            {
+                "saga_id": r.saga_id,
+                "saga_name": r.saga_name,
+                "status": r.status.value,
+                "tenant_id": r.tenant_id,
+                "error": r.error,
+                "created_at": r.created_at,
+                "updated_at": r.updated_at,
+            }
+            for r in records
+        ]
+
+    async def recover(self, limit: int = 20) -> int:
+        """One recovery pass: take over sagas whose lease expired and drive them on.
+
+        Returns how many sagas this pass took up. Safe to run from many workers at once:
+        each saga is claimed by exactly one.
+        """
+        claimed = await self._store.claim_expired(self.owner_id, self.lease_seconds, limit)
+        records = [await self._store.load(saga_id) for saga_id in claimed]
+        runnable = []
+        for record in records:
+            if record is None:  # pragma: no cover - claimed rows are not deleted
+                continue
+            if record.saga_name not in self._definitions:
+                logger.error(
+                    "cannot recover saga %s: no definition %r is registered here",
+                    record.saga_id,
+                    record.saga_name,
+                )
+                continue
+            runnable.append(record)
+        await asyncio.gather(*(self._drive(r, self._definitions[r.saga_name]) for r in runnable))
+        return len(runnable)
+
+    # --- the engine -------------------------------------------------------------------
+
+    async def _require(self, saga_id: str) -> SagaRecord:
+        record = await self._store.load(saga_id)
+        if record is None:
+            raise SagaNotFoundError(f"no saga with id {saga_id!r}", saga_id=saga_id)
+        return record
+
+    async def _take_over(self, record: SagaRecord) -> dict[str, Any]:
+        if record.saga_id in self._driving or not await self._store.acquire(
+            record.saga_id, self.owner_id, self.lease_seconds
+        ):
+            raise SagaError(
+                f"saga {record.saga_id} is being run by another worker "
+                f"(lease until {record.lease_expires_at})",
+                saga_id=record.saga_id,
+                saga_name=record.saga_name,
+                metadata={"lease_owner": record.lease_owner},
+            )
+        return await self._drive(record, self._definition(record.saga_name))
+
+    async def _reopen(self, record: SagaRecord) -> None:
+        """Move a compensation_failed saga back to compensating (an operator's resume)."""
+        ensure_saga_transition(
+            record.saga_id, SagaStatus.COMPENSATION_FAILED, SagaStatus.COMPENSATING
+        )
+        if not await self._store.reopen(record.saga_id, self.owner_id, self.lease_seconds):
+            raise SagaError(
+                f"saga {record.saga_id} is no longer in compensation_failed", saga_id=record.saga_id
+            )
+
+    async def _drive(self, record: SagaRecord, definition: SagaDefinition) -> dict[str, Any]:
+        self._driving.add(record.saga_id)
+        renewer = asyncio.create_task(self._keep_lease(record.saga_id))
+        tracer = get_tracer()
+        try:
+            with (
+                log_context(tenant_id=record.tenant_id, saga_id=record.saga_id),
+                tracer.start_as_current_span(
+                    "saga.execute",
+                    attributes={
+                        "dotmac.saga.name": record.saga_name,
+                        "dotmac.saga.id": record.saga_id,
+                        "dotmac.tenant.id": record.tenant_id or "",
+                    },
+                ) as span,
+            ):
+                if record.status is SagaStatus.RUNNING:
+                    await self._forward(record, definition)
+                if record.status is SagaStatus.COMPENSATING:
+                    await self._backward(record, definition)
+                span.set_attribute("dotmac.saga.status", record.status.value)
+                if record.status is not SagaStatus.COMPLETED:
+                    span.set_status(Status(StatusCode.ERROR, record.error or ""))
+            SAGA_FINISHED.add(1, {"saga": record.saga_name, "status": record.status.value})
+            return self._outcome(record)
+        except SagaLeaseLostError:
+            # Another worker owns the saga now; report what is stored, do nothing more.
+            logger.warning("lost the lease of saga %s; another worker continues", record.saga_id)
+            return self._outcome(await self._require(record.saga_id))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            self._driving.discard(record.saga_id)
+
+    async def _keep_lease(self, saga_id: str) -> None:
+        """Renew the lease while the saga runs (a long step must not lose it)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not await self._store.renew(saga_id, self.owner_id, self.lease_seconds):
+                return  # lost: the next fenced write raises SagaLeaseLostError
+
+    def _step_record(self, record: SagaRecord, step: SagaStep, index: int) -> StepRecord:
+        existing = record.steps.get(step.name)
+        if existing is None:
+            existing = StepRecord(name=step.name, index=index)
+            record.steps[step.name] = existing
+        return existing
+
+    def _accumulated(
+        self, record: SagaRecord, upto: int, definition: SagaDefinition
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        data = dict(record.initial_data)
+        results: dict[str, dict[str, Any]] = {}
+        for step in definition.steps[:upto]:
+            done = record.steps.get(step.name)
+            if done is not None and done.result is not None:
+                data.update(done.result)
+                results[step.name] = done.result
+        return data, results
+
+    def _start(self, record: SagaRecord, step: StepRecord) -> None:
+        ensure_step_transition(record.saga_id, step.name, step.status, StepStatus.RUNNING)
+        step.status = StepStatus.RUNNING
+        step.attempts += 1
+        step.started_at = utcnow()
+        step.error = None
+        record.current_step = step.index
+
+    async def _forward(self, record: SagaRecord, definition: SagaDefinition) -> None:
+        steps = definition.steps
+        pending = [
+            i
+            for i, s in enumerate(steps)
+            if self._step_record(record, s, i).status is not StepStatus.COMPLETED
+        ]
+        if not pending:
+            ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
+            record.status, record.completed_at = SagaStatus.COMPLETED, utcnow()
+            await self._store.save(record, [], self.owner_id)
+            return
+        first = self._step_record(record, steps[pending[0]], pending[0])
+        self._start(record, first)
+        cancel = await self._store.save(record, [first], self.owner_id)
+        for index in pending:
+            step = steps[index]
+            current = self._step_record(record, step, index)
+            if cancel:
+                await self._fail(record, current, _CANCELLED, mark_step=False)
+                return
+            try:
+                result = await self._execute(record, definition, step, current)
+            except Exception as exc:  # any failure of the step leads to compensation
+                current.status = StepStatus.FAILED
+                current.error = _describe(exc)
+                await self._fail(record, current, _describe(exc), mark_step=True)
+                return
+            current.status, current.result, current.completed_at = (
+                StepStatus.COMPLETED,
+                result,
+                utcnow(),
+            )
+            writes = [current]
+            if index + 1 < len(steps):
+                # One commit for "step i completed" and "step i+1 started": both are durable
+                # before step i+1 runs, with half the round trips.
+                following = self._step_record(record, steps[index + 1], index + 1)
+                self._start(record, following)
+                writes.append(following)
+            else:
+                ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
+                record.status, record.completed_at = SagaStatus.COMPLETED, utcnow()
+                record.current_step = len(steps)
+            cancel = await self._store.save(record, writes, self.owner_id)
+
+    async def _fail(
+        self, record: SagaRecord, step: StepRecord, error: str, *, mark_step: bool
+    ) -> None:
+        ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATING)
+        record.status = SagaStatus.COMPENSATING
+        record.error = error
+        record.failed_step = step.name
+        await self._store.save(record, [step] if mark_step else [], self.owner_id)
+        logger.warning("saga %s step %s failed: %s; compensating", record.saga_id, step.name, error)
+
+    def _remaining(self, record: SagaRecord) -> float | None:
+        if record.deadline_at is None:
+            return None
+        return (record.deadline_at - utcnow()).total_seconds()
+
+    async def _execute(
+        self, record: SagaRecord, definition: SagaDefinition, step: SagaStep, state: StepRecord
+    ) -> dict[str, Any]:
+        data, results = self._accumulated(record, state.index, definition)
+        context = SagaContext.from_dict(record.context)
+        outcome = await self._attempts(
+            record,
+            step,
+            step.retry,
+            lambda attempt: StepContext(
+                saga_id=record.saga_id,
+                step_name=step.name,
+                step_index=state.index,
+                idempotency_key=f"{record.saga_id}:{step.name}",
+                data=data,
+                context=context,
+                attempt=state.attempts + attempt - 1,
+                session_factory=self.session_factory,
+                step_results=results,
+            ),
+            step.action,
+            "execute",
+        )
+        return _json_object(outcome, f"step {step.name} result", step.name)
+
+    async def _attempts(
+        self,
+        record: SagaRecord,
+        step: SagaStep,
+        policy: RetryPolicy,
+        make_context: Any,
+        action: Any,
+        phase: str,
+    ) -> Any:
+        tracer = get_tracer()
+        retrying = policy.retrying()
+        retrying.retry = _not_timeout(retrying.retry)
+        async for attempt in retrying:
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                remaining = self._remaining(record)
+                if remaining is not None and remaining <= 0 and phase == "execute":
+                    raise SagaTimeoutError(
+                        f"saga {record.saga_id} ran past its timeout",
+                        saga_id=record.saga_id,
+                        saga_name=record.saga_name,
+                        failed_step=step.name,
+                    )
+                limit = _min_timeout(step.timeout, remaining if phase == "execute" else None)
+                started = time.perf_counter()
+                outcome = "error"
+                with tracer.start_as_current_span(
+                    f"saga.step.{phase}",
+                    attributes={
+                        "dotmac.saga.id": record.saga_id,
+                        "dotmac.saga.step": step.name,
+                        "dotmac.saga.attempt": number,
+                    },
+                ):
+                    try:
+                        awaitable = action(make_context(number))
+                        if not inspect.isawaitable(awaitable):
+                            raise SagaDefinitionError(
+                                f"step {step.name}: {phase} must be async (returned "
+                                f"{type(awaitable).__name__})",
+                                saga_id=record.saga_id,
+                                failed_step=step.name,
+                            )
+                        try:
+                            async with asyncio.timeout(limit):
+                                value = await awaitable
+                        except TimeoutError as exc:
+                            if remaining is not None and limit == remaining:
+                                raise SagaTimeoutError(
+                                    f"saga {record.saga_id} ran past its timeout in {step.name}",
+                                    saga_id=record.saga_id,
+                                    saga_name=record.saga_name,
+                                    failed_step=step.name,
+                                ) from exc
+                            raise TimeoutError(
+                                f"step {step.name} {phase} took longer than {limit}s"
+                            ) from exc
+                        outcome = "ok"
+                    finally:
+                        SAGA_STEP_DURATION.record(
+                            (time.perf_counter() - started) * 1000,
+                            {
+                                "saga": record.saga_name,
+                                "step": step.name,
+                                "phase": phase,
+                                "outcome": outcome,
+                            },
+                        )
+                return value
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _backward(self, record: SagaRecord, definition: SagaDefinition) -> None:
+        context = SagaContext.from_dict(record.context)
+        for index in reversed(range(len(definition.steps))):
+            step = definition.steps[index]
+            state = record.steps.get(step.name)
+            if state is None or state.status in (StepStatus.PENDING, StepStatus.COMPENSATED):
+                continue
+            ensure_step_transition(record.saga_id, step.name, state.status, StepStatus.COMPENSATING)
+            if step.compensate is None:
+                state.status, state.compensated_at = StepStatus.COMPENSATED, utcnow()
+                await self._store.save(record, [state], self.owner_id)
+                continue
+            state.status = StepStatus.COMPENSATING
+            await self._store.save(record, [state], self.owner_id)
+            data, results = self._accumulated(record, index, definition)
+            try:
+                await self._attempts(
+                    record,
+                    step,
+                    step.compensation_retry,
+                    lambda attempt, s=step, st=state, d=data, r=results: StepContext(
+                        saga_id=record.saga_id,
+                        step_name=s.name,
+                        step_index=st.index,
+                        idempotency_key=f"{record.saga_id}:{s.name}",
+                        data=d,
+                        context=context,
+                        attempt=st.compensation_attempts + attempt,
+                        session_factory=self.session_factory,
+                        result=st.result,
+                        step_results=r,
+                    ),
+                    step.compensate,
+                    "compensate",
+                )
+            except Exception as exc:  # recorded; the saga then waits for a person
+                state.compensation_attempts += step.compensation_retry.max_attempts
+                state.status = StepStatus.COMPENSATION_FAILED
+                state.error = _describe(exc)
+                ensure_saga_transition(
+                    record.saga_id, record.status, SagaStatus.COMPENSATION_FAILED
+                )
+                record.status = SagaStatus.COMPENSATION_FAILED
+                record.error = (
+                    f"{record.error}; compensation of {step.name} failed: {_describe(exc)}"
+                )
+                record.completed_at = utcnow()
+                await self._store.save(record, [state], self.owner_id)
+                logger.error(
+                    "saga %s: compensation of %s failed; a person must look: %s",
+                    record.saga_id,
+                    step.name,
+                    _describe(exc),
+                )
+                return
+            state.compensation_attempts += 1
+            state.status, state.compensated_at = StepStatus.COMPENSATED, utcnow()
+            await self._store.save(record, [state], self.owner_id)
+        ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATED)
+        record.status, record.completed_at = SagaStatus.COMPENSATED, utcnow()
+        await self._store.save(record, [], self.owner_id)
+
+    @staticmethod
+    def _outcome(record: SagaRecord) -> dict[str, Any]:
+        ordered = sorted(record.steps.values(), key=lambda s: s.index)
+        step_results = {s.name: s.result for s in ordered if s.result is not None}
+        compensated = [
+            s.name
+            for s in sorted(ordered, key=lambda s: s.compensated_at or utcnow())
+            if s.status is StepStatus.COMPENSATED and s.compensation_attempts > 0
+        ]
+        return {
+            "saga_id": record.saga_id,
+            "saga_name": record.saga_name,
+            "status": record.status.value,
+            "step_results": step_results,
+            "error": record.error,
+            "failed_step": record.failed_step,
+            "compensated_steps": compensated,
+        }
+
+
+def _min_timeout(a: float | None, b: float | None) -> float | None:
+    values = [v for v in (a, b) if v is not None]
+    return min(values) if values else None
+
+
+def _not_timeout(predicate: Any) -> Any:
+    """Never retry past the saga's deadline, nor a programming error in the step's shape."""
+
+    def check(retry_state: Any) -> bool:
+        outcome = retry_state.outcome
+        if outcome is not None and outcome.failed:
+            error = outcome.exception()
+            if isinstance(error, SagaTimeoutError | SagaDefinitionError):
+                return False
+        return bool(predicate(retry_state))
+
+    return check

@@ -1,0 +1,176 @@
+"""Saga definitions: ordered steps, each with its compensation, timeout and retry policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from dotmac_shared.business_logic.exceptions import SagaDefinitionError
+from dotmac_shared.business_logic.sagas.context import StepContext
+
+__all__ = ["RetryPolicy", "SagaDefinition", "SagaStep", "StepAction", "StepHandler"]
+
+#: An async callable given the step's context, returning the step's result (a dict).
+StepAction = Callable[[StepContext], Awaitable[Mapping[str, Any] | None]]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
+
+
+@runtime_checkable
+class StepHandler(Protocol):
+    """A class form of a step: ``execute`` and, optionally, ``compensate``."""
+
+    async def execute(self, ctx: StepContext) -> Mapping[str, Any] | None:
+        """Do the step's work; return its result."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often to try a step (or compensation), and how long to wait between tries.
+
+    Args:
+        max_attempts: Tries in all, including the first.
+        initial_delay: Seconds before the first retry; doubles each time (exponential).
+        max_delay: Cap on the wait between tries.
+        jitter: Up to this many random seconds added to each wait (spreads retries out).
+        retry_on: Exception types worth retrying; anything else fails at once.
+    """
+
+    max_attempts: int = 1
+    initial_delay: float = 0.05
+    max_delay: float = 2.0
+    jitter: float = 0.05
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise SagaDefinitionError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.initial_delay < 0 or self.max_delay < 0 or self.jitter < 0:
+            raise SagaDefinitionError("retry delays must not be negative")
+
+    def retrying(self) -> AsyncRetrying:
+        """A tenacity retrier implementing this policy (re-raises the last error)."""
+        retry_on = self.retry_on
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.initial_delay, max=self.max_delay, jitter=self.jitter
+            ),
+            retry=retry_if_exception(lambda exc: isinstance(exc, retry_on)),
+            reraise=True,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaStep:
+    """One step of a saga.
+
+    Args:
+        name: Unique within the saga; lowercase letters, digits and underscores.
+        execute: The step's work (an async callable taking a :class:`StepContext`), or an
+            object with ``execute`` and optionally ``compensate`` methods.
+        compensate: Undoes ``execute``. Must tolerate running when ``execute`` had no effect
+            (a step that failed or whose worker died may be compensated). ``None``: nothing
+            to undo.
+        timeout: Seconds one attempt may take.
+        retry: Retry policy of ``execute``.
+        compensation_retry: Retry policy of ``compensate`` (retried by default).
+
+    Example:
+        >>> async def reserve(ctx: StepContext) -> dict[str, str]:
+        ...     return {"reservation": ctx.idempotency_key}
+        >>> step = SagaStep(name="reserve", execute=reserve, timeout=5.0)
+    """
+
+    name: str
+    execute: StepAction | StepHandler
+    compensate: StepAction | None = None
+    timeout: float | None = None
+    retry: RetryPolicy = RetryPolicy()
+    compensation_retry: RetryPolicy = RetryPolicy(max_attempts=3)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise SagaDefinitionError(
+                f"step name {self.name!r} must be lowercase letters, digits and underscores"
+            )
+        if isinstance(self.execute, StepHandler):
+            handler = self.execute
+            object.__setattr__(self, "execute", handler.execute)
+            undo = getattr(handler, "compensate", None)
+            if self.compensate is None and callable(undo):
+                object.__setattr__(self, "compensate", undo)
+        if not callable(self.execute):
+            raise SagaDefinitionError(f"step {self.name}: execute must be an async callable")
+        if self.compensate is not None and not callable(self.compensate):
+            raise SagaDefinitionError(f"step {self.name}: compensate must be an async callable")
+        if self.timeout is not None and self.timeout <= 0:
+            raise SagaDefinitionError(f"step {self.name}: timeout must be positive")
+
+    @property
+    def action(self) -> StepAction:
+        """The execute callable (a handler object is unwrapped at construction)."""
+        action: StepAction = self.execute  # type: ignore[assignment]
+        return action
+
+    @property
+    def compensable(self) -> bool:
+        """Whether the step has anything to undo."""
+        return self.compensate is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaDefinition:
+    """A named, versioned sequence of steps.
+
+    Args:
+        name: How sagas of this kind are started (``execute_saga(saga_name=...)``).
+        steps: Run in this order; compensated in reverse.
+        timeout: Seconds the whole saga may take; past it, the saga is compensated.
+        version: Recorded with every execution, for audits of old runs.
+    """
+
+    name: str
+    steps: Sequence[SagaStep]
+    timeout: float | None = None
+    version: str = "1.0.0"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise SagaDefinitionError(
+                f"saga name {self.name!r} must be lowercase letters, digits and underscores"
+            )
+        object.__setattr__(self, "steps", tuple(self.steps))
+        if not self.steps:
+            raise SagaDefinitionError(f"saga {self.name} has no steps", saga_name=self.name)
+        seen: set[str] = set()
+        for step in self.steps:
+            if not isinstance(step, SagaStep):
+                raise SagaDefinitionError(
+                    f"saga {self.name}: steps must be SagaStep, got {type(step).__name__}",
+                    saga_name=self.name,
+                )
+            if step.name in seen:
+                raise SagaDefinitionError(
+                    f"saga {self.name}: duplicate step name {step.name!r}", saga_name=self.name
+                )
+            seen.add(step.name)
+        if self.timeout is not None and self.timeout <= 0:
+            raise SagaDefinitionError(f"saga {self.name}: timeout must be positive")
+
+    def step(self, name: str) -> SagaStep:
+        """Return the step called ``name``."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise SagaDefinitionError(f"saga {self.name} has no step {name!r}", saga_name=self.name)

@@ -1,0 +1,70 @@
+"""Recording steps for saga tests: each writes a row keyed by its idempotency key."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dotmac_shared.business_logic.sagas import SagaDefinition, SagaStep, StepContext
+
+EFFECTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS saga_test_effects "
+    "(key VARCHAR(255) PRIMARY KEY, saga_id VARCHAR(64))"
+)
+
+
+async def create_effects_table(factory: async_sessionmaker[AsyncSession]) -> None:
+    async with factory() as session, session.begin():
+        await session.execute(text(EFFECTS_DDL))
+
+
+async def record(ctx: StepContext) -> dict:
+    """Apply the step's effect once, whatever the retries: keyed by the idempotency key."""
+    async with ctx.session_factory() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO saga_test_effects (key, saga_id) VALUES (:k, :s) "
+                "ON CONFLICT (key) DO NOTHING"
+            ),
+            {"k": ctx.idempotency_key, "s": ctx.saga_id},
+        )
+    return {f"{ctx.step_name}_done": True}
+
+
+async def unrecord(ctx: StepContext) -> None:
+    async with ctx.session_factory() as session, session.begin():
+        await session.execute(
+            text("DELETE FROM saga_test_effects WHERE key = :k"), {"k": ctx.idempotency_key}
+        )
+
+
+async def effects(
+    factory: async_sessionmaker[AsyncSession], saga_id: str | None = None
+) -> list[str]:
+    async with factory() as session:
+        query = "SELECT key FROM saga_test_effects"
+        params = {}
+        if saga_id is not None:
+            query += " WHERE saga_id = :s"
+            params = {"s": saga_id}
+        return sorted((await session.execute(text(query + " ORDER BY key"), params)).scalars())
+
+
+def recording_saga(
+    name: str = "recording", steps: int = 5, fail_at: str | None = None
+) -> SagaDefinition:
+    async def fail(ctx: StepContext) -> dict:
+        await record(ctx)  # took effect, then failed: compensation must undo it too
+        raise RuntimeError(f"{ctx.step_name} exploded")
+
+    return SagaDefinition(
+        name=name,
+        steps=[
+            SagaStep(
+                name=f"step_{i}",
+                execute=fail if fail_at == f"step_{i}" else record,
+                compensate=unrecord,
+            )
+            for i in range(1, steps + 1)
+        ],
+    )
