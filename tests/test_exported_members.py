@@ -9,6 +9,7 @@ import pytest
 PACKAGES = [
     "dotmac_shared.business_logic",
     "dotmac_shared.business_logic.exceptions",
+    "dotmac_shared.business_logic.idempotency",
     "dotmac_shared.business_logic.persistence",
     "dotmac_shared.business_logic.persistence.models",
     "dotmac_shared.business_logic.observability",

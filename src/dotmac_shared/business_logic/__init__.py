@@ -10,6 +10,7 @@ from dotmac_shared.business_logic.exceptions import (
     BusinessLogicError,
     ErrorSeverity,
     IdempotencyError,
+    IdempotencyLeaseLostError,
     IdempotencyPayloadMismatchError,
     IdempotencyRetriesExhaustedError,
     IllegalSagaTransitionError,
@@ -28,6 +29,13 @@ from dotmac_shared.business_logic.exceptions import (
     SagaNotFoundError,
     SagaTimeoutError,
 )
+from dotmac_shared.business_logic.idempotency import (
+    IdempotencyKey,
+    IdempotencyManager,
+    IdempotencyResult,
+    IdempotentOperation,
+    idempotent,
+)
 from dotmac_shared.business_logic.observability.context import correlation_scope, get_correlation_id
 from dotmac_shared.business_logic.persistence.session import create_session_factory
 
@@ -38,8 +46,13 @@ __all__ = [
     "BusinessLogicError",
     "ErrorSeverity",
     "IdempotencyError",
+    "IdempotencyKey",
+    "IdempotencyLeaseLostError",
+    "IdempotencyManager",
     "IdempotencyPayloadMismatchError",
+    "IdempotencyResult",
     "IdempotencyRetriesExhaustedError",
+    "IdempotentOperation",
     "IllegalSagaTransitionError",
     "InvalidInputError",
     "OperationInProgressError",
@@ -58,4 +71,5 @@ __all__ = [
     "correlation_scope",
     "create_session_factory",
     "get_correlation_id",
+    "idempotent",
 ]

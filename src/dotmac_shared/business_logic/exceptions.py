@@ -15,6 +15,7 @@ stable ``code`` that APIs and log queries can rely on::
     │   ├── OperationInProgressError      another holder owns the key's lease
     │   ├── IdempotencyPayloadMismatchError   same key, different payload
     │   ├── IdempotencyRetriesExhaustedError  retryable failures ran out of attempts
+    │   ├── IdempotencyLeaseLostError     the claim was taken over while its holder ran
     │   └── ResultSerializationError      a result the JSON codec cannot encode
     ├── SagaError
     │   ├── SagaDefinitionError           a malformed or unknown saga definition
@@ -39,6 +40,7 @@ __all__ = [
     "BusinessLogicError",
     "ErrorSeverity",
     "IdempotencyError",
+    "IdempotencyLeaseLostError",
     "IdempotencyPayloadMismatchError",
     "IdempotencyRetriesExhaustedError",
     "IllegalSagaTransitionError",
@@ -298,6 +300,16 @@ class IdempotencyRetriesExhaustedError(IdempotencyError):
 
     def _details(self) -> dict[str, Any]:
         return {**super()._details(), "attempts": self.attempts}
+
+
+class IdempotencyLeaseLostError(IdempotencyError):
+    """The holder's lease ran out and another caller took the key over; its result was dropped.
+
+    The operation body may have run twice: give it the key to pass to anything external.
+    """
+
+    code = "idempotency_lease_lost"
+    default_severity = ErrorSeverity.HIGH
 
 
 class ResultSerializationError(IdempotencyError):

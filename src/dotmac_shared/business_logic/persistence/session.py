@@ -82,13 +82,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a reader that later writes cannot
         # deadlock against another writer (SQLITE_BUSY mid-transaction), it waits instead.
+        # An AUTOCOMMIT connection (single-statement reads and claims) gets no BEGIN at all.
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str | URL | None = None, **engine_options: Any) -> AsyncEngine:
     """Create an async engine for ``url`` with the framework's per-database settings."""
     resolved = normalize_database_url(url)
-    options: dict[str, Any] = {"pool_pre_ping": resolved.get_backend_name() != "sqlite"}
+    # No pool_pre_ping by default: it costs a round trip per checkout, which doubles the cost
+    # of an idempotent replay. Pass pool_pre_ping=True where connections go stale (proxies).
+    options: dict[str, Any] = {}
     options.update(engine_options)
     engine = create_async_engine(resolved, **options)
     if resolved.get_backend_name() == "sqlite":

@@ -1,0 +1,202 @@
+"""Idempotency per call: first execution and cached replay, against the bare floors.
+
+On PostgreSQL and SQLite the floors are one bare ``SELECT 1`` round trip and one bare
+single-row commit on one held connection. On Redis the floor is one ``PING`` round trip, and
+AWS Lambda Powertools' ``idempotent_function`` on its Redis persistence layer runs beside ours
+on the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+import redis.asyncio as redis_async
+from sqlalchemy import text
+
+from benchmarks.support import (
+    REDIS_URL,
+    create_pg_database,
+    drop_pg_database,
+    per_call_us,
+    print_table,
+    sqlite_url,
+)
+from dotmac_shared.business_logic import create_session_factory
+from dotmac_shared.business_logic.idempotency import (
+    IdempotencyKey,
+    IdempotencyManager,
+    IdempotentOperation,
+    RedisIdempotencyStore,
+)
+from dotmac_shared.business_logic.persistence import engine_of
+
+N = 400
+
+
+class Noop(IdempotentOperation):
+    """The cheapest operation: what is measured is the idempotency machinery."""
+
+    operation_type = "bench_noop"
+
+    async def execute(self, operation_data: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
+        return {"order": operation_data["order"], "ok": True}
+
+
+async def _ours(manager: IdempotencyManager, n: int) -> tuple[float, float]:
+    counter = iter(range(10**9))
+
+    async def first() -> None:
+        data = {"order": f"o-{uuid.uuid4().hex}-{next(counter)}", "amount": 10}
+        key = IdempotencyKey.generate("bench_noop", "tenant-1", data)
+        await manager.execute_idempotent(key, data)
+
+    data = {"order": "replayed", "amount": 10}
+    key = IdempotencyKey.generate("bench_noop", "tenant-1", data)
+    await manager.execute_idempotent(key, data)
+
+    async def replay() -> None:
+        result = await manager.execute_idempotent(key, data)
+        assert result.from_cache
+
+    for _ in range(20):  # warm up pools, statement caches, scripts
+        await first()
+        await replay()
+    return await per_call_us(first, n), await per_call_us(replay, n)
+
+
+async def _sql_case(backend: str) -> list[list[object]]:
+    url = sqlite_url() if backend == "sqlite" else await create_pg_database()
+    factory = create_session_factory(url)
+    engine = engine_of(factory)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("CREATE TABLE bench_floor (id VARCHAR(64) PRIMARY KEY)"))
+            await conn.commit()
+        async with engine.connect() as raw:
+            auto = await raw.execution_options(isolation_level="AUTOCOMMIT")
+
+            async def select_1() -> None:
+                await auto.execute(text("SELECT 1"))
+
+            round_trip = await per_call_us(select_1, N)
+        async with engine.connect() as conn:
+
+            async def commit() -> None:
+                async with conn.begin():
+                    await conn.execute(
+                        text("INSERT INTO bench_floor (id) VALUES (:i)"), {"i": uuid.uuid4().hex}
+                    )
+
+            one_commit = await per_call_us(commit, N)
+        first, replay = await _ours(IdempotencyManager(factory), N)
+    finally:
+        await engine.dispose()
+        if backend == "postgresql":
+            await drop_pg_database(url)
+    return [
+        [backend, "bare SELECT 1 round trip", f"{round_trip:.0f}", "1.00x", ""],
+        [backend, "bare single-row commit", f"{one_commit:.0f}", "", "1.00x"],
+        [
+            backend,
+            "dotmac first execution",
+            f"{first:.0f}",
+            "",
+            f"{first / one_commit:.2f}x (target <= 3x)",
+        ],
+        [
+            backend,
+            "dotmac cached replay",
+            f"{replay:.0f}",
+            f"{replay / round_trip:.2f}x (target <= 2x)",
+            "",
+        ],
+    ]
+
+
+def _powertools(n: int) -> tuple[float, float]:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.persistence.redis import (
+        RedisCachePersistenceLayer,
+    )
+
+    client = redis.Redis.from_url(REDIS_URL)
+    layer = RedisCachePersistenceLayer(client=client)
+
+    @idempotent_function(
+        data_keyword_argument="order", persistence_store=layer, config=IdempotencyConfig()
+    )
+    def process(order: dict) -> dict:
+        return {"order": order["order"], "ok": True}
+
+    def timed(fn: Any) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.perf_counter() - start) / n * 1e6)
+        return best
+
+    counter = iter(range(10**9))
+    replayed = {"order": f"pt-{uuid.uuid4().hex}", "amount": 10}
+    process(order=replayed)
+    first = timed(lambda: process(order={"order": f"pt-{uuid.uuid4().hex}-{next(counter)}"}))
+    replay = timed(lambda: process(order=replayed))
+    ping = timed(client.ping)
+    client.close()
+    return first, replay, ping  # type: ignore[return-value]
+
+
+async def _redis_case() -> list[list[object]]:
+    client = redis_async.Redis.from_url(REDIS_URL)
+    prefix = f"dotmac:bench:{uuid.uuid4().hex}:"
+    try:
+        ping = await per_call_us(client.ping, N * 4)
+        manager = IdempotencyManager(store=RedisIdempotencyStore(client, prefix=prefix))
+        first, replay = await _ours(manager, N * 4)
+    finally:
+        async for name in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(name)
+        await client.aclose()
+    pt_first, pt_replay, pt_ping = _powertools(N * 4)  # type: ignore[misc]
+    return [
+        ["redis", "bare PING round trip (async client)", f"{ping:.0f}", "1.00x", ""],
+        ["redis", "bare PING round trip (sync client)", f"{pt_ping:.0f}", "", ""],
+        ["redis", "dotmac first execution", f"{first:.0f}", f"{first / ping:.2f}x", "1.00x"],
+        ["redis", "dotmac cached replay", f"{replay:.0f}", f"{replay / ping:.2f}x", "1.00x"],
+        [
+            "redis",
+            "Powertools first execution",
+            f"{pt_first:.0f}",
+            f"{pt_first / pt_ping:.2f}x",
+            f"{pt_first / first:.2f}x slower than dotmac",
+        ],
+        [
+            "redis",
+            "Powertools cached replay",
+            f"{pt_replay:.0f}",
+            f"{pt_replay / pt_ping:.2f}x",
+            f"{pt_replay / replay:.2f}x slower than dotmac",
+        ],
+    ]
+
+
+async def _all() -> None:
+    header = ["store", "case", "µs/call", "vs round trip", "vs commit / vs dotmac"]
+    for backend in ("postgresql", "sqlite"):
+        print_table(f"Idempotency on {backend}", header, await _sql_case(backend))
+    print_table("Idempotency on Redis, beside Powertools", header, await _redis_case())
+
+
+def main() -> None:
+    """Run the idempotency benchmark and print its tables."""
+    asyncio.run(_all())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Idempotency: run an operation at most once per key; replay its result to every retry.
+
+Example:
+    >>> from dotmac_shared.business_logic.idempotency import IdempotencyKey
+    >>> key = IdempotencyKey.generate("tenant_provisioning", "tenant123", {"domain": "x"})
+    >>> key.operation_type, key.tenant_id
+    ('tenant_provisioning', 'tenant123')
+"""
+
+from dotmac_shared.business_logic.idempotency.codec import (
+    canonical_json,
+    decode_result,
+    encode_result,
+)
+from dotmac_shared.business_logic.idempotency.decorator import idempotent
+from dotmac_shared.business_logic.idempotency.keys import IdempotencyKey, payload_fingerprint
+from dotmac_shared.business_logic.idempotency.manager import IdempotencyManager, IdempotencyResult
+from dotmac_shared.business_logic.idempotency.operation import (
+    FunctionOperation,
+    IdempotentOperation,
+    registered_operation,
+    registered_types,
+)
+from dotmac_shared.business_logic.idempotency.records import (
+    RecordStatus,
+    StoredRecord,
+    Verdict,
+    judge,
+)
+from dotmac_shared.business_logic.idempotency.redis_store import RedisIdempotencyStore
+from dotmac_shared.business_logic.idempotency.sql_store import SqlIdempotencyStore
+from dotmac_shared.business_logic.idempotency.store import IdempotencyStore
+
+__all__ = [
+    "FunctionOperation",
+    "IdempotencyKey",
+    "IdempotencyManager",
+    "IdempotencyResult",
+    "IdempotencyStore",
+    "IdempotentOperation",
+    "RecordStatus",
+    "RedisIdempotencyStore",
+    "SqlIdempotencyStore",
+    "StoredRecord",
+    "Verdict",
+    "canonical_json",
+    "decode_result",
+    "encode_result",
+    "idempotent",
+    "judge",
+    "payload_fingerprint",
+    "registered_operation",
+    "registered_types",
+]

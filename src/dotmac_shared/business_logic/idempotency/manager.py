@@ -1,0 +1,477 @@
+"""The idempotency manager: claim a key atomically, run once, replay the stored result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from dotmac_shared.business_logic.exceptions import (
+    BusinessLogicError,
+    IdempotencyError,
+    IdempotencyLeaseLostError,
+    IdempotencyPayloadMismatchError,
+    IdempotencyRetriesExhaustedError,
+    InvalidInputError,
+    OperationInProgressError,
+)
+from dotmac_shared.business_logic.idempotency.codec import decode_result, encode_result
+from dotmac_shared.business_logic.idempotency.keys import IdempotencyKey, payload_fingerprint
+from dotmac_shared.business_logic.idempotency.operation import (
+    IdempotentOperation,
+    registered_operation,
+)
+from dotmac_shared.business_logic.idempotency.records import (
+    RecordStatus,
+    StoredRecord,
+    Verdict,
+    judge,
+)
+from dotmac_shared.business_logic.idempotency.store import IdempotencyStore
+from dotmac_shared.business_logic.observability.log import get_logger, log_context
+from dotmac_shared.business_logic.observability.telemetry import IDEMPOTENCY_REQUESTS, get_tracer
+from dotmac_shared.business_logic.persistence.types import utcnow
+
+__all__ = ["IdempotencyManager", "IdempotencyResult"]
+
+_log = get_logger(__name__)
+_tracer = get_tracer()
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyResult:
+    """The outcome of one :meth:`IdempotencyManager.execute_idempotent` call.
+
+    Attributes:
+        success: The operation completed (now or before).
+        data: Its result, decoded (``Decimal``, ``datetime``, ``UUID`` round-trip).
+        error: The failure as a mapping (``code``, ``message``, ...) when not ``success``.
+        from_cache: The stored outcome of an earlier call was returned; nothing ran.
+        attempts: Tries of the operation body during this call (0 when from cache).
+        claims: How many callers have claimed this key so far (1 unless taken over).
+        idempotency_key: The key.
+        tenant_id: The tenant whose key space holds it.
+        operation_type: The operation.
+        duration_ms: Wall time of this call.
+        completed_at: When the stored outcome was written.
+    """
+
+    success: bool
+    data: dict[str, Any] | None
+    error: dict[str, Any] | None
+    from_cache: bool
+    attempts: int
+    claims: int
+    idempotency_key: str
+    tenant_id: str
+    operation_type: str
+    duration_ms: float
+    completed_at: dt.datetime | None
+
+
+def _error_document(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, BusinessLogicError):
+        return exc.to_dict()
+    return {"error": type(exc).__name__, "code": "operation_failed", "message": str(exc)}
+
+
+class IdempotencyManager:
+    """Runs :class:`IdempotentOperation` s at most once per ``(tenant, key)``.
+
+    Args:
+        db_session_factory: The spec's session factory; the default store keeps records in
+            its database, and operations receive it as ``context["db_session_factory"]``.
+        store: Another :class:`IdempotencyStore` (e.g. ``RedisIdempotencyStore``).
+        raise_on_failure: Re-raise an operation's final failure instead of returning a
+            result with ``success=False`` (overridable per call).
+        clock: Source of aware UTC time (tests move it).
+
+    Example:
+        >>> manager = IdempotencyManager(db_session_factory)  # doctest: +SKIP
+        >>> result = await manager.execute_idempotent(  # doctest: +SKIP
+        ...     idempotency_key=key, operation_data=data, context={"user_id": "u1"})
+    """
+
+    def __init__(
+        self,
+        db_session_factory: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        store: IdempotencyStore | None = None,
+        raise_on_failure: bool = False,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        if store is None:
+            if db_session_factory is None:
+                raise InvalidInputError(
+                    "IdempotencyManager needs a db_session_factory or a store",
+                    field="db_session_factory",
+                )
+            from dotmac_shared.business_logic.idempotency.sql_store import SqlIdempotencyStore
+
+            store = SqlIdempotencyStore(db_session_factory)
+        self.db_session_factory = db_session_factory
+        self.store = store
+        self.raise_on_failure = raise_on_failure
+        self._clock = clock
+
+    async def execute_idempotent(
+        self,
+        idempotency_key: IdempotencyKey | str,
+        operation_data: Mapping[str, Any],
+        context: Mapping[str, Any] | None = None,
+        *,
+        operation: IdempotentOperation | type[IdempotentOperation] | None = None,
+        wait: float | None = None,
+        raise_on_failure: bool | None = None,
+    ) -> IdempotencyResult:
+        """Run the operation for ``idempotency_key`` once; replay its stored outcome after.
+
+        Args:
+            idempotency_key: An :class:`IdempotencyKey`, or a client's key string (then
+                ``operation`` is required and the tenant is ``context["tenant_id"]``).
+            operation_data: The payload; it must match the payload the key was made for.
+            context: Passed to the operation, with ``tenant_id``, ``idempotency_key`` and
+                ``db_session_factory`` added.
+            operation: The operation; by default the one registered for the key's type.
+            wait: Seconds to wait for another holder's result instead of raising
+                :class:`OperationInProgressError` at once.
+            raise_on_failure: Override the manager's failure policy for this call.
+
+        Raises:
+            IdempotencyPayloadMismatchError: The key was used for a different payload.
+            OperationInProgressError: Another caller holds the key (after ``wait``).
+            ResultSerializationError: The operation returned something the codec cannot
+                store; the claim is released, nothing is stored.
+        """
+        started = time.perf_counter()
+        context = dict(context or {})
+        key = self._resolve_key(idempotency_key, operation_data, context, operation)
+        op = self._resolve_operation(key, operation)
+        attributes = {"operation_type": key.operation_type}
+        with (
+            _tracer.start_as_current_span("idempotency.execute", attributes=attributes) as span,
+            log_context(tenant_id=key.tenant_id),
+        ):
+            held, found = await self._claim(key, op, wait)
+            if held is None:
+                assert found is not None
+                IDEMPOTENCY_REQUESTS.add(1, {**attributes, "outcome": "hit"})
+                span.set_attribute("idempotency.outcome", "hit")
+                return self._replay(found, key, started, raise_on_failure)
+            outcome = "miss" if held.attempts == 1 else "takeover"
+            IDEMPOTENCY_REQUESTS.add(1, {**attributes, "outcome": outcome})
+            span.set_attribute("idempotency.outcome", outcome)
+            context.update(
+                tenant_id=key.tenant_id,
+                idempotency_key=key.key,
+                db_session_factory=self.db_session_factory,
+            )
+            return await self._run(
+                held, key, op, operation_data, context, started, raise_on_failure
+            )
+
+    # -- key, operation ----------------------------------------------------------------------
+
+    @staticmethod
+    def _resolve_key(
+        idempotency_key: IdempotencyKey | str,
+        operation_data: Mapping[str, Any],
+        context: Mapping[str, Any],
+        operation: IdempotentOperation | type[IdempotentOperation] | None,
+    ) -> IdempotencyKey:
+        if not isinstance(operation_data, Mapping):
+            raise InvalidInputError("operation_data must be a mapping", field="operation_data")
+        if isinstance(idempotency_key, IdempotencyKey):
+            if payload_fingerprint(operation_data) != idempotency_key.payload_hash:
+                raise IdempotencyPayloadMismatchError(
+                    "operation_data differs from the data the idempotency key was made for",
+                    idempotency_key=idempotency_key.key,
+                    tenant_id=idempotency_key.tenant_id,
+                )
+            return idempotency_key
+        if operation is None:
+            raise InvalidInputError(
+                "a plain key string needs operation= (its type is not in the string)",
+                field="operation",
+            )
+        tenant_id = context.get("tenant_id")
+        if not isinstance(tenant_id, str):
+            raise InvalidInputError(
+                "a plain key string needs context['tenant_id'] to scope it", field="tenant_id"
+            )
+        return IdempotencyKey.from_client(
+            idempotency_key,
+            operation_type=operation.operation_type,
+            tenant_id=tenant_id,
+            operation_data=operation_data,
+        )
+
+    @staticmethod
+    def _resolve_operation(
+        key: IdempotencyKey, operation: IdempotentOperation | type[IdempotentOperation] | None
+    ) -> IdempotentOperation:
+        if operation is None:
+            return registered_operation(key.operation_type)()
+        op = operation() if isinstance(operation, type) else operation
+        if op.operation_type != key.operation_type:
+            raise InvalidInputError(
+                f"key is for {key.operation_type!r} but the operation is {op.operation_type!r}",
+                field="operation",
+            )
+        return op
+
+    # -- claim ---------------------------------------------------------------------------------
+
+    async def _claim(
+        self, key: IdempotencyKey, op: IdempotentOperation, wait: float | None
+    ) -> tuple[StoredRecord | None, StoredRecord | None]:
+        """Return ``(held, None)`` once this caller holds the key, or ``(None, outcome)``."""
+        deadline = None if wait is None else time.monotonic() + wait
+        delay = 0.01
+        while True:
+            now = self._clock()
+            claim = StoredRecord(
+                tenant_id=key.tenant_id,
+                key=key.key,
+                operation_type=key.operation_type,
+                payload_hash=key.payload_hash,
+                status=RecordStatus.IN_PROGRESS,
+                attempts=1,
+                lease_owner=uuid.uuid4().hex,
+                lease_expires_at=now + dt.timedelta(seconds=op.lease_seconds),
+                expires_at=now + op.ttl,
+                created_at=now,
+            )
+            found = await self.store.insert_or_get(claim)
+            verdict = judge(found, key.payload_hash, now)
+            if verdict is Verdict.CLAIM:
+                return claim, None
+            assert found is not None
+            if verdict is Verdict.REPLAY:
+                return None, found
+            if verdict is Verdict.TAKE_OVER:
+                # Conditional on the token we saw: of several callers finding the same dead
+                # claim, exactly one replaces it; the others read again and see it live.
+                taken = claim.evolve(attempts=found.attempts + 1)
+                if await self.store.replace(found, taken):
+                    _log.warning("took over idempotency key %s (claim %d)", key.key, taken.attempts)
+                    return taken, None
+                continue
+            if verdict is Verdict.MISMATCH:
+                IDEMPOTENCY_REQUESTS.add(
+                    1, {"operation_type": key.operation_type, "outcome": "conflict"}
+                )
+                raise IdempotencyPayloadMismatchError(
+                    f"idempotency key {key.key!r} was used for a different payload",
+                    idempotency_key=key.key,
+                    tenant_id=key.tenant_id,
+                    operation=key.operation_type,
+                )
+            retry_after = max(0.0, (found.lease_expires_at or now).timestamp() - now.timestamp())
+            if deadline is None or time.monotonic() >= deadline:
+                IDEMPOTENCY_REQUESTS.add(
+                    1, {"operation_type": key.operation_type, "outcome": "in_progress"}
+                )
+                raise OperationInProgressError(
+                    f"idempotency key {key.key!r} is being executed by another caller",
+                    idempotency_key=key.key,
+                    tenant_id=key.tenant_id,
+                    operation=key.operation_type,
+                    retry_after=retry_after,
+                )
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _replay(
+        self,
+        record: StoredRecord,
+        key: IdempotencyKey,
+        started: float,
+        raise_on_failure: bool | None,
+    ) -> IdempotencyResult:
+        success = record.status is RecordStatus.COMPLETED
+        result = IdempotencyResult(
+            success=success,
+            data=decode_result(record.result) if record.result is not None else None,
+            error=record.error,
+            from_cache=True,
+            attempts=0,
+            claims=record.attempts,
+            idempotency_key=key.key,
+            tenant_id=key.tenant_id,
+            operation_type=key.operation_type,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            completed_at=record.completed_at,
+        )
+        if not success and self._raises(raise_on_failure):
+            raise IdempotencyError(
+                f"idempotency key {key.key!r} holds a stored failure: "
+                f"{(record.error or {}).get('message', 'unknown error')}",
+                idempotency_key=key.key,
+                tenant_id=key.tenant_id,
+                operation=key.operation_type,
+                metadata={"stored_error": record.error},
+            )
+        return result
+
+    def _raises(self, override: bool | None) -> bool:
+        return self.raise_on_failure if override is None else override
+
+    async def _run(
+        self,
+        held: StoredRecord,
+        key: IdempotencyKey,
+        op: IdempotentOperation,
+        operation_data: Mapping[str, Any],
+        context: dict[str, Any],
+        started: float,
+        raise_on_failure: bool | None,
+    ) -> IdempotencyResult:
+        tries = 0
+        lease = asyncio.create_task(self._keep_lease(held, op.lease_seconds))
+        try:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(max(1, op.max_attempts)),
+                wait=wait_exponential_jitter(
+                    multiplier=op.retry_initial_delay,
+                    max=op.retry_max_delay,
+                    jitter=op.retry_initial_delay,
+                ),
+                retry=retry_if_exception_type(op.retry_on) if op.retry_on else _never,
+                reraise=False,
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        tries += 1
+                        context["attempt"] = tries
+                        data = await op.execute(operation_data, context)
+                encoded = encode_result(data)  # before anything is stored
+            except RetryError as exhausted:
+                last = exhausted.last_attempt.exception()
+                failure: BaseException = IdempotencyRetriesExhaustedError(
+                    f"{key.operation_type} failed {tries} times: {last}",
+                    idempotency_key=key.key,
+                    tenant_id=key.tenant_id,
+                    operation=key.operation_type,
+                    attempts=tries,
+                )
+                failure.__cause__ = last
+                return await self._fail(held, key, op, failure, tries, started, raise_on_failure)
+            except IdempotencyError:
+                await self.store.release(held)  # e.g. an unencodable result: nothing stored
+                raise
+            except Exception as exc:  # noqa: BLE001 - stored or re-raised below, never lost
+                return await self._fail(held, key, op, exc, tries, started, raise_on_failure)
+        except BaseException:
+            # Cancelled or interrupted: give the key back at once rather than after the lease.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release(held))
+            raise
+        finally:
+            lease.cancel()
+        now = self._clock()
+        done = held.evolve(
+            status=RecordStatus.COMPLETED,
+            result=encoded,
+            completed_at=now,
+            expires_at=now + op.ttl,
+        )
+        if not await self.store.finish(done):
+            raise self._lease_lost(key)
+        return IdempotencyResult(
+            success=True,
+            data=decode_result(encoded),
+            error=None,
+            from_cache=False,
+            attempts=tries,
+            claims=held.attempts,
+            idempotency_key=key.key,
+            tenant_id=key.tenant_id,
+            operation_type=key.operation_type,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            completed_at=now,
+        )
+
+    async def _fail(
+        self,
+        held: StoredRecord,
+        key: IdempotencyKey,
+        op: IdempotentOperation,
+        exc: BaseException,
+        tries: int,
+        started: float,
+        raise_on_failure: bool | None,
+    ) -> IdempotencyResult:
+        error = _error_document(exc)
+        now = self._clock()
+        if op.cache_failures:
+            failed = held.evolve(
+                status=RecordStatus.FAILED, error=error, completed_at=now, expires_at=now + op.ttl
+            )
+            if not await self.store.finish(failed):
+                raise self._lease_lost(key) from exc
+        else:
+            await self.store.release(held)
+        _log.warning("idempotent %s failed after %d tries: %s", key.operation_type, tries, exc)
+        if self._raises(raise_on_failure):
+            raise exc
+        return IdempotencyResult(
+            success=False,
+            data=None,
+            error=error,
+            from_cache=False,
+            attempts=tries,
+            claims=held.attempts,
+            idempotency_key=key.key,
+            tenant_id=key.tenant_id,
+            operation_type=key.operation_type,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            completed_at=now if op.cache_failures else None,
+        )
+
+    @staticmethod
+    def _lease_lost(key: IdempotencyKey) -> IdempotencyLeaseLostError:
+        return IdempotencyLeaseLostError(
+            f"the claim on {key.key!r} expired and was taken over while this call ran",
+            idempotency_key=key.key,
+            tenant_id=key.tenant_id,
+            operation=key.operation_type,
+        )
+
+    async def _keep_lease(self, held: StoredRecord, lease_seconds: float) -> None:
+        """Renew the claim every third of its lease while the operation runs."""
+        while True:
+            await asyncio.sleep(lease_seconds / 3)
+            expires = self._clock() + dt.timedelta(seconds=lease_seconds)
+            if not await self.store.renew(held, expires):
+                _log.error("lost the idempotency lease on %s", held.key)
+                return
+
+    async def get_record(self, key: IdempotencyKey) -> StoredRecord | None:
+        """Return the stored record of ``key`` (for inspection), or ``None``."""
+        return await self.store.get(key.tenant_id, key.key)
+
+    async def purge_expired(self, *, batch_size: int = 1000) -> int:
+        """Delete every expired record, ``batch_size`` at a time; returns how many."""
+        return await self.store.purge_expired(self._clock(), batch_size=batch_size)
+
+
+def _never(_retry_state: object) -> bool:
+    return False

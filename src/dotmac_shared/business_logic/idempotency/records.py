@@ -1,0 +1,76 @@
+"""What a store holds for a key, and the one place that decides what a record means. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, replace
+from typing import Any
+
+__all__ = ["RecordStatus", "StoredRecord", "Verdict", "judge"]
+
+
+class RecordStatus(enum.StrEnum):
+    """Life of a claim: ``in_progress`` until its holder stores a result or a cached failure."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One claimed key as every store keeps it.
+
+    ``(attempts, lease_owner)`` is the fencing token: each claim or take-over increments
+    ``attempts`` and names a new owner, and a store only applies a conditional write when the
+    token still matches, so a holder that lost its lease cannot overwrite its successor.
+    """
+
+    tenant_id: str
+    key: str
+    operation_type: str
+    payload_hash: str
+    status: RecordStatus
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: dt.datetime | None
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    completed_at: dt.datetime | None = None
+
+    def evolve(self, **changes: Any) -> StoredRecord:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+class Verdict(enum.Enum):
+    """What the caller holding a payload should do about the record found under its key."""
+
+    CLAIM = "claim"  # nothing there: insert a claim
+    TAKE_OVER = "take_over"  # expired record, or a holder whose lease ran out: replace it
+    REPLAY = "replay"  # a stored result (or cached failure) for the same payload
+    IN_PROGRESS = "in_progress"  # a live holder is running it
+    MISMATCH = "mismatch"  # the key was used for a different payload
+
+
+def judge(record: StoredRecord | None, payload_hash: str, now: dt.datetime) -> Verdict:
+    """Decide what ``record`` means for a caller with ``payload_hash`` at ``now``.
+
+    An expired record counts as absent (it is taken over, whatever its payload was); a
+    different payload is refused before anything else, so a mismatch is never mistaken for a
+    hit or a wait.
+    """
+    if record is None:
+        return Verdict.CLAIM
+    if record.expires_at <= now:
+        return Verdict.TAKE_OVER
+    if record.payload_hash != payload_hash:
+        return Verdict.MISMATCH
+    if record.status is not RecordStatus.IN_PROGRESS:
+        return Verdict.REPLAY
+    if record.lease_expires_at is None or record.lease_expires_at <= now:
+        return Verdict.TAKE_OVER
+    return Verdict.IN_PROGRESS

@@ -1,0 +1,54 @@
+"""Every idempotency store under one suite: SQL on SQLite and PostgreSQL, and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dotmac_shared.business_logic.idempotency import (
+    IdempotencyManager,
+    IdempotencyStore,
+    RedisIdempotencyStore,
+    SqlIdempotencyStore,
+)
+from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
+from tests.support.services import (
+    create_postgres_database,
+    drop_postgres_database,
+    redis_client,
+    sqlite_url,
+)
+
+STORES = ["sqlite", "postgresql", "redis"]
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[IdempotencyStore]:
+    """A fresh, empty store of each kind."""
+    if request.param == "redis":
+        client = await redis_client()
+        prefix = f"dotmac:test:{uuid.uuid4().hex}:"
+        try:
+            yield RedisIdempotencyStore(client, prefix=prefix)
+        finally:
+            async for name in client.scan_iter(match=f"{prefix}*"):
+                await client.delete(name)
+            await client.aclose()
+        return
+    url = sqlite_url(tmp_path) if request.param == "sqlite" else await create_postgres_database()
+    factory = create_session_factory(url)
+    try:
+        yield SqlIdempotencyStore(factory)
+    finally:
+        await engine_of(factory).dispose()
+        if request.param == "postgresql":
+            await drop_postgres_database(url)
+
+
+@pytest.fixture
+def manager(store: IdempotencyStore) -> IdempotencyManager:
+    """A manager on each store."""
+    return IdempotencyManager(store=store)

@@ -1,0 +1,269 @@
+"""The manager's semantics, identical on every store (SQLite, PostgreSQL, Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from dotmac_shared.business_logic import (
+    IdempotencyError,
+    IdempotencyPayloadMismatchError,
+    IdempotencyRetriesExhaustedError,
+    InvalidInputError,
+    OperationInProgressError,
+    ResultSerializationError,
+)
+from dotmac_shared.business_logic.idempotency import (
+    IdempotencyKey,
+    IdempotencyManager,
+    RecordStatus,
+    StoredRecord,
+)
+from dotmac_shared.business_logic.persistence.types import utcnow
+from tests.idempotency.operations import (
+    CALLS,
+    Broken,
+    ChargeCard,
+)
+
+
+def payload(**extra: object) -> dict:
+    return {"id": uuid.uuid4().hex, "amount": "12.50", **extra}
+
+
+async def test_first_call_runs_and_stores_when_key_is_new(manager):
+    data = payload()
+    key = IdempotencyKey.generate("test_charge_card", "tenant-a", data)
+    result = await manager.execute_idempotent(key, data, {"user_id": "u1"})
+    assert result.success and not result.from_cache
+    assert result.data == {
+        "charged": Decimal("12.50"),
+        "tenant": "tenant-a",
+        "user": "u1",
+        "run": 1,
+    }
+    assert result.attempts == 1 and result.claims == 1
+    record = await manager.get_record(key)
+    assert record is not None and record.status is RecordStatus.COMPLETED
+
+
+async def test_replay_returns_stored_result_without_running_when_called_again(manager):
+    data = payload()
+    key = IdempotencyKey.generate("test_charge_card", "tenant-a", data)
+    first = await manager.execute_idempotent(idempotency_key=key, operation_data=data)
+    again = await manager.execute_idempotent(idempotency_key=key, operation_data=data)
+    assert again.from_cache and again.success and again.attempts == 0
+    assert again.data == first.data
+    assert isinstance(again.data["charged"], Decimal)
+    assert CALLS[data["id"]] == 1
+
+
+async def test_client_key_with_other_payload_is_refused_when_reused(manager):
+    data = payload()
+    context = {"tenant_id": "tenant-a"}
+    key = f"client-{uuid.uuid4()}"
+    await manager.execute_idempotent(key, data, context, operation=ChargeCard)
+    other = {**data, "amount": "99.00"}
+    with pytest.raises(IdempotencyPayloadMismatchError) as caught:
+        await manager.execute_idempotent(key, other, context, operation=ChargeCard)
+    assert caught.value.idempotency_key == key
+    assert CALLS[data["id"]] == 1
+
+
+async def test_generated_key_is_refused_when_data_differs_from_what_it_was_made_for(manager):
+    data = payload()
+    key = IdempotencyKey.generate("test_charge_card", "tenant-a", data)
+    with pytest.raises(IdempotencyPayloadMismatchError):
+        await manager.execute_idempotent(key, {**data, "amount": "1"})
+    assert CALLS[data["id"]] == 0
+
+
+async def test_tenants_never_share_results_when_client_keys_collide(manager):
+    key = f"shared-{uuid.uuid4()}"
+    a = await manager.execute_idempotent(key, payload(), {"tenant_id": "a"}, operation=ChargeCard)
+    b = await manager.execute_idempotent(key, payload(), {"tenant_id": "b"}, operation=ChargeCard)
+    assert not a.from_cache and not b.from_cache
+    assert (a.data["tenant"], b.data["tenant"]) == ("a", "b")
+
+
+async def test_concurrent_caller_gets_in_progress_when_holder_is_running(manager):
+    data = payload(delay=0.3)
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    holder = asyncio.create_task(manager.execute_idempotent(key, data))
+    await asyncio.sleep(0.1)
+    with pytest.raises(OperationInProgressError) as caught:
+        await manager.execute_idempotent(key, data)
+    assert 0 < caught.value.retry_after <= 30
+    assert (await holder).success
+    assert CALLS[data["id"]] == 1
+
+
+async def test_waiting_caller_gets_the_result_when_holder_finishes_in_time(manager):
+    data = payload(delay=0.2)
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    holder = asyncio.create_task(manager.execute_idempotent(key, data))
+    await asyncio.sleep(0.05)
+    waited = await manager.execute_idempotent(key, data, wait=5)
+    assert waited.from_cache and waited.data == (await holder).data
+    assert CALLS[data["id"]] == 1
+
+
+async def test_many_tasks_run_the_body_once_when_racing_on_one_key(manager):
+    data = payload(delay=0.05)
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    outcomes = await asyncio.gather(
+        *(manager.execute_idempotent(key, data) for _ in range(25)), return_exceptions=True
+    )
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert all(isinstance(e, OperationInProgressError) for e in errors)
+    assert {r.data["run"] for r in results} == {1}
+    assert CALLS[data["id"]] == 1
+
+
+async def test_dead_claim_is_taken_over_when_its_lease_has_expired(manager, store):
+    data = payload()
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    past = utcnow() - dt.timedelta(seconds=5)
+    dead = StoredRecord(
+        tenant_id="t",
+        key=key.key,
+        operation_type=key.operation_type,
+        payload_hash=key.payload_hash,
+        status=RecordStatus.IN_PROGRESS,
+        attempts=1,
+        lease_owner="crashed-worker",
+        lease_expires_at=past,
+        expires_at=utcnow() + dt.timedelta(hours=1),
+        created_at=past,
+    )
+    assert await store.insert_or_get(dead) is None
+    result = await manager.execute_idempotent(key, data)
+    assert result.success and not result.from_cache and result.claims == 2
+    # The crashed holder, should it wake up, can no longer store anything.
+    assert not await store.finish(dead.evolve(status=RecordStatus.COMPLETED, result={}))
+    assert (await manager.execute_idempotent(key, data)).from_cache
+
+
+async def test_retryable_error_is_retried_with_backoff_when_it_is_transient(manager):
+    data = {"id": uuid.uuid4().hex, "fail_times": 2}
+    key = IdempotencyKey.generate("test_flaky", "t", data)
+    result = await manager.execute_idempotent(key, data)
+    assert result.success and result.attempts == 3 and result.data == {"ok": True, "attempt": 3}
+
+
+async def test_retries_exhausted_is_returned_when_every_attempt_fails(manager):
+    data = {"id": uuid.uuid4().hex, "fail_times": 10}
+    key = IdempotencyKey.generate("test_flaky", "t", data)
+    result = await manager.execute_idempotent(key, data)
+    assert not result.success and result.attempts == 4
+    assert result.error["code"] == "idempotency_retries_exhausted"
+    with pytest.raises(IdempotencyRetriesExhaustedError) as caught:
+        await manager.execute_idempotent(key, data, raise_on_failure=True)
+    assert caught.value.attempts == 4 and "transient" in str(caught.value.__cause__)
+
+
+async def test_failure_is_not_cached_when_operation_does_not_cache_failures(manager):
+    data = payload()
+    key = IdempotencyKey.generate("test_broken", "t", data)
+    first = await manager.execute_idempotent(key, data)
+    second = await manager.execute_idempotent(key, data)
+    assert not first.success and not second.from_cache
+    assert first.error == {
+        "error": "ValueError",
+        "code": "operation_failed",
+        "message": "card number is invalid",
+    }
+    assert CALLS[data["id"]] == 2
+    assert await manager.get_record(key) is None
+    with pytest.raises(ValueError, match="card number"):
+        await manager.execute_idempotent(key, data, raise_on_failure=True)
+
+
+async def test_failure_is_replayed_when_operation_caches_failures(manager):
+    data = payload()
+    key = IdempotencyKey.generate("test_broken_cached", "t", data)
+    first = await manager.execute_idempotent(key, data)
+    second = await manager.execute_idempotent(key, data)
+    assert not first.success and second.from_cache and second.error == first.error
+    assert CALLS[data["id"]] == 1
+    with pytest.raises(IdempotencyError, match="stored failure"):
+        await manager.execute_idempotent(key, data, raise_on_failure=True)
+
+
+async def test_unencodable_result_is_an_error_and_stores_nothing_when_returned(manager):
+    data = payload()
+    key = IdempotencyKey.generate("test_unencodable", "t", data)
+    with pytest.raises(ResultSerializationError, match="tags"):
+        await manager.execute_idempotent(key, data)
+    assert await manager.get_record(key) is None
+
+
+async def test_expired_record_counts_as_absent_when_ttl_has_passed(store):
+    later = utcnow() + dt.timedelta(days=2)
+    data = payload()
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    await IdempotencyManager(store=store).execute_idempotent(key, data)
+    after_ttl = IdempotencyManager(store=store, clock=lambda: later)
+    result = await after_ttl.execute_idempotent(key, data)
+    assert not result.from_cache and result.data["run"] == 2
+
+
+async def test_purge_deletes_expired_records_when_their_ttl_has_passed(store):
+    class ShortLived(ChargeCard):
+        operation_type = f"test_short_{uuid.uuid4().hex[:8]}"
+        ttl = dt.timedelta(milliseconds=200)
+
+    manager = IdempotencyManager(store=store)
+    keys = []
+    for _ in range(5):
+        data = payload()
+        keys.append(key := IdempotencyKey.generate(ShortLived.operation_type, "t", data))
+        await manager.execute_idempotent(key, data)
+    keep = payload()
+    kept = IdempotencyKey.generate("test_charge_card", "t", keep)
+    await manager.execute_idempotent(kept, keep)
+    await asyncio.sleep(0.3)
+    purged = await manager.purge_expired(batch_size=2)
+    assert purged in (0, 5)  # Redis expires keys itself; SQL purges them in batches
+    assert [await manager.get_record(k) for k in keys] == [None] * 5
+    assert await manager.get_record(kept) is not None
+
+
+async def test_unknown_operation_type_lists_the_known_ones_when_key_names_it(manager):
+    key = IdempotencyKey.generate("no_such_operation", "t", {"a": 1})
+    with pytest.raises(InvalidInputError, match="test_charge_card"):
+        await manager.execute_idempotent(key, {"a": 1})
+
+
+async def test_plain_key_needs_an_operation_and_a_tenant_when_given(manager):
+    with pytest.raises(InvalidInputError, match="operation="):
+        await manager.execute_idempotent("k1", {"a": 1}, {"tenant_id": "t"})
+    with pytest.raises(InvalidInputError, match="tenant_id"):
+        await manager.execute_idempotent("k1", {"a": 1}, operation=ChargeCard)
+
+
+async def test_operation_must_match_the_key_when_passed_explicitly(manager):
+    key = IdempotencyKey.generate("test_charge_card", "t", {"id": "x"})
+    with pytest.raises(InvalidInputError, match="test_broken"):
+        await manager.execute_idempotent(key, {"id": "x"}, operation=Broken())
+
+
+def test_manager_needs_a_database_or_a_store_when_built():
+    with pytest.raises(InvalidInputError, match="db_session_factory"):
+        IdempotencyManager()
+
+
+async def test_cancelled_holder_releases_its_claim_when_interrupted(manager):
+    data = payload(delay=5)
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    holder = asyncio.create_task(manager.execute_idempotent(key, data))
+    await asyncio.sleep(0.1)
+    holder.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await holder
+    assert await manager.get_record(key) is None

@@ -1,0 +1,47 @@
+"""The pure verdict on a stored record: claim, take over, replay, wait or refuse."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dotmac_shared.business_logic.idempotency import RecordStatus, StoredRecord, Verdict, judge
+
+NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+SEC = dt.timedelta(seconds=1)
+
+
+def record(**changes) -> StoredRecord:
+    base = StoredRecord(
+        tenant_id="t",
+        key="k",
+        operation_type="op",
+        payload_hash="h",
+        status=RecordStatus.IN_PROGRESS,
+        attempts=1,
+        lease_owner="w1",
+        lease_expires_at=NOW + 10 * SEC,
+        expires_at=NOW + 3600 * SEC,
+        created_at=NOW - SEC,
+    )
+    return base.evolve(**changes)
+
+
+@pytest.mark.parametrize(
+    ("found", "payload_hash", "verdict"),
+    [
+        (None, "h", Verdict.CLAIM),
+        (record(), "h", Verdict.IN_PROGRESS),
+        (record(), "other", Verdict.MISMATCH),
+        (record(lease_expires_at=NOW), "h", Verdict.TAKE_OVER),
+        (record(lease_expires_at=None), "h", Verdict.TAKE_OVER),
+        (record(status=RecordStatus.COMPLETED, lease_expires_at=None), "h", Verdict.REPLAY),
+        (record(status=RecordStatus.FAILED, lease_expires_at=None), "h", Verdict.REPLAY),
+        (record(status=RecordStatus.COMPLETED), "other", Verdict.MISMATCH),
+        (record(status=RecordStatus.COMPLETED, expires_at=NOW), "other", Verdict.TAKE_OVER),
+        (record(expires_at=NOW - SEC), "h", Verdict.TAKE_OVER),
+    ],
+)
+def test_verdict_follows_the_record_when_judged(found, payload_hash, verdict):
+    assert judge(found, payload_hash, NOW) is verdict
