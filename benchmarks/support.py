@@ -84,3 +84,43 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
 def run(coro: Awaitable[None]) -> None:
     """Run a benchmark coroutine."""
     asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class SqlCounter:
+    """Count transactions and statements an async engine runs while inside ``with``.
+
+    Example:
+        >>> with SqlCounter(engine) as counted:  # doctest: +SKIP
+        ...     await work()
+        >>> counted.commits, counted.statements  # doctest: +SKIP
+    """
+
+    def __init__(self, engine: object) -> None:
+        self._target = getattr(engine, "sync_engine", engine)
+        self.commits = 0
+        self.rollbacks = 0
+        self.statements = 0
+
+    def _on_commit(self, *_args: object) -> None:
+        self.commits += 1
+
+    def _on_rollback(self, *_args: object) -> None:
+        self.rollbacks += 1
+
+    def _on_statement(self, *_args: object) -> None:
+        self.statements += 1
+
+    def __enter__(self) -> SqlCounter:
+        from sqlalchemy import event
+
+        event.listen(self._target, "commit", self._on_commit)
+        event.listen(self._target, "rollback", self._on_rollback)
+        event.listen(self._target, "before_cursor_execute", self._on_statement)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._target, "commit", self._on_commit)
+        event.remove(self._target, "rollback", self._on_rollback)
+        event.remove(self._target, "before_cursor_execute", self._on_statement)

@@ -21,3 +21,19 @@ def test_database_url_is_read_from_the_environment(tmp_path, monkeypatch):
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "env.db").exists()
+
+
+def test_demo_runs_the_three_examples_and_a_billing_run_twice_when_repeated(tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    first = runner.invoke(app, ["demo", "--database-url", url, "--customers", "150"])
+    assert first.exit_code == 0, first.output
+    out = " ".join(first.output.split())  # Rich wraps long lines
+    assert "Eligible: True" in out
+    assert "from cache: False" in out and "from cache: True" in out
+    assert "Status: completed" in out and "compensated" in out
+    assert "150 invoices billed" in out
+    second = runner.invoke(app, ["demo", "--database-url", url, "--customers", "150"])
+    assert second.exit_code == 0, second.output
+    again = " ".join(second.output.split())
+    assert "from cache: False" not in again  # the tenant comes from the cache now
+    assert "150 invoices billed" in again

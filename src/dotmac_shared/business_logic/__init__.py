@@ -38,6 +38,12 @@ from dotmac_shared.business_logic.idempotency import (
 )
 from dotmac_shared.business_logic.observability.context import correlation_scope, get_correlation_id
 from dotmac_shared.business_logic.persistence.session import create_session_factory
+from dotmac_shared.business_logic.policies import (
+    PolicyContext,
+    PolicyDecision,
+    PolicyEngine,
+    PolicyResult,
+)
 
 __version__ = "0.1.0"
 
@@ -57,9 +63,13 @@ __all__ = [
     "InvalidInputError",
     "OperationInProgressError",
     "PersistenceError",
+    "PolicyContext",
+    "PolicyDecision",
     "PolicyDefinitionError",
+    "PolicyEngine",
     "PolicyError",
     "PolicyNotFoundError",
+    "PolicyResult",
     "PolicyViolationError",
     "ProvisioningError",
     "ResultSerializationError",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import inspect
 
 from dotmac_shared.business_logic.exceptions import BusinessLogicError
@@ -49,18 +47,17 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
 
 
 @app.command()
-def demo(database_url: DatabaseUrl = None) -> None:
-    """Set up the embedded database and show what the framework holds."""
+def demo(
+    database_url: DatabaseUrl = None,
+    customers: Annotated[
+        int, typer.Option(min=0, max=200_000, help="Billable demo customers to seed.")
+    ] = 3000,
+) -> None:
+    """Seed a tenant, run the spec's three examples and a billing run; print a summary."""
+    from dotmac_shared.business_logic.cli.demo import run_demo
+
     url = normalize_database_url(database_url)
-    revision = upgrade_database(url)
-    tables = asyncio.run(_table_names(url.render_as_string(hide_password=False)))
-    table = Table(title=f"Schema at revision {revision}")
-    table.add_column("table")
-    for name in tables:
-        table.add_row(name)
-    console.print(f"Database: {url.render_as_string(hide_password=True)}")
-    console.print(table)
-    console.print("Demo done: the schema is migrated and ready.")
+    run_demo(url.render_as_string(hide_password=False), customers=customers, console=console)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from dotmac_shared.business_logic.operations.adapters import (
     RecordingNetworkProvisioner,
     SandboxPaymentGateway,
 )
+from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga, run_billing
 from dotmac_shared.business_logic.operations.ports import (
     ChargeResult,
     ChargeStatus,
@@ -18,8 +19,14 @@ from dotmac_shared.business_logic.operations.ports import (
     TransientGatewayError,
 )
 from dotmac_shared.business_logic.operations.seed import SeedSummary, seed_demo_data
+from dotmac_shared.business_logic.operations.service_provisioning import ServiceProvisioningSaga
+from dotmac_shared.business_logic.operations.tenant_provisioning import (
+    TenantProvisioningOperation,
+    TenantProvisioningSaga,
+)
 
 __all__ = [
+    "BillingRunSaga",
     "ChargeResult",
     "ChargeStatus",
     "NetworkProvisioner",
@@ -29,6 +36,10 @@ __all__ = [
     "RecordingNetworkProvisioner",
     "SandboxPaymentGateway",
     "SeedSummary",
+    "ServiceProvisioningSaga",
+    "TenantProvisioningOperation",
+    "TenantProvisioningSaga",
     "TransientGatewayError",
+    "run_billing",
     "seed_demo_data",
 ]
