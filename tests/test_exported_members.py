@@ -12,6 +12,7 @@ PACKAGES = [
     "dotmac_shared.business_logic.idempotency",
     "dotmac_shared.business_logic.persistence",
     "dotmac_shared.business_logic.persistence.models",
+    "dotmac_shared.business_logic.policies",
     "dotmac_shared.business_logic.observability",
     "dotmac_shared.business_logic.operations",
     "dotmac_shared.business_logic.sagas",

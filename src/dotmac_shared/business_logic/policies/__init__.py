@@ -57,7 +57,6 @@ from dotmac_shared.business_logic.policies.testing import (
 )
 
 __all__ = [
-    "OPERATORS",
     "CommissionBatchResult",
     "CommissionLine",
     "CommissionRates",
@@ -66,6 +65,7 @@ __all__ = [
     "FieldPath",
     "InMemoryRateLimiter",
     "LicensingEngine",
+    "OPERATORS",
     "PartnerPayout",
     "PlanEligibilityEngine",
     "Policy",
