@@ -16,7 +16,10 @@ Each database (PostgreSQL, SQLite) gets one table with these rows:
   saga that commits each step costs.
 
 Under each table: client CPU per saga (``time.process_time``, all threads of the process)
-and commits/statements per saga counted with SQLAlchemy events during the warm-up.
+and commits/statements per saga, counted in a separate pass of WARMUP sagas on an engine of
+its own (so the timed runs carry no instrumentation): on PostgreSQL with SQLAlchemy events
+(a statement on an autocommit connection is its own commit), on SQLite with sqlite3's trace
+callback (it also sees statements run on the aiosqlite connection directly).
 
 Every case gets a fresh database (PostgreSQL: a new database on the test server; SQLite: a
 new file). DOTMAC_BENCH_SAGAS_N (default 300) sets the sagas per case;
@@ -31,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -174,6 +178,62 @@ def _run_dbos(system_database_url: str, label: str, *, wal: bool = False) -> dic
     return result
 
 
+# --- counting commits and statements ---------------------------------------------------------
+
+
+class _Counter:
+    """Commits and statements an async engine runs, counted at the driver."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.statements = 0
+        self._lock = threading.Lock()
+
+    def attach(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        sync = engine.sync_engine
+        if engine.dialect.name == "sqlite":
+
+            def on_connect(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.run_async(lambda raw: raw.set_trace_callback(self._trace))
+
+            event.listen(sync, "connect", on_connect)
+        else:
+            event.listen(sync, "before_cursor_execute", self._statement)
+            event.listen(sync, "commit", self._commit)
+
+    def _trace(self, sql: str) -> None:  # runs on aiosqlite's thread
+        head = sql.lstrip()[:8].upper()
+        with self._lock:
+            if head.startswith("COMMIT"):
+                self.commits += 1
+            elif not head.startswith(("ROLLBACK", "PRAGMA")):
+                self.statements += 1
+
+    def _statement(self, conn: Any, *_args: Any) -> None:
+        self.statements += 1
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            self.commits += 1
+
+    def _commit(self, *_args: Any) -> None:
+        self.commits += 1
+
+
+async def _count(engine: Any, run: Any) -> tuple[float, float]:
+    """Commits and statements per saga of ``run(i)`` over WARMUP sagas (after one more)."""
+    counter = _Counter()
+    counter.attach(engine)
+    try:
+        await run(-1)  # opens the connection (its set-up statements are not counted)
+        counter.commits = counter.statements = 0
+        for i in range(WARMUP):
+            await run(i)
+    finally:
+        await engine.dispose()
+    return counter.commits / WARMUP, counter.statements / WARMUP
+
+
 # --- dotmac ---------------------------------------------------------------------------------
 
 
@@ -207,15 +267,16 @@ async def _one_saga(coordinator: Any) -> None:
 
 
 async def _dotmac(url: str) -> dict[str, float]:
-    from benchmarks.support import SqlCounter
     from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 
-    factory = await asyncio.to_thread(create_session_factory, url)
+    counting = await asyncio.to_thread(create_session_factory, url)
+    counted = _coordinator(counting)
+    commits, statements = await _count(engine_of(counting), lambda _i: _one_saga(counted))
+    factory = create_session_factory(url, migrate=False)
     coordinator = _coordinator(factory)
     try:
-        with SqlCounter(engine_of(factory)) as counted:
-            for _ in range(WARMUP):
-                await _one_saga(coordinator)
+        for _ in range(WARMUP):
+            await _one_saga(coordinator)
         start, cpu = time.perf_counter(), time.process_time()
         for _ in range(N):
             await _one_saga(coordinator)
@@ -229,7 +290,7 @@ async def _dotmac(url: str) -> dict[str, float]:
         if PROFILE:
             await _profile(coordinator)
         stored = await coordinator.list_sagas(tenant_id="bench", status="completed", limit=10**6)
-        expected = WARMUP + N + batches * IN_FLIGHT + (N if PROFILE else 0)
+        expected = 2 * WARMUP + 1 + N + batches * IN_FLIGHT + (N if PROFILE else 0)
         if len(stored) != expected:
             raise AssertionError(f"{len(stored)} completed sagas stored, expected {expected}")
     finally:
@@ -240,8 +301,8 @@ async def _dotmac(url: str) -> dict[str, float]:
         "sequential_n": N,
         "in_flight_s": in_flight,
         "in_flight_n": batches * IN_FLIGHT,
-        "commits_per_saga": counted.commits / WARMUP,
-        "statements_per_saga": counted.statements / WARMUP,
+        "commits_per_saga": commits,
+        "statements_per_saga": statements,
     }
 
 
@@ -264,11 +325,10 @@ async def _profile(coordinator: Any) -> None:
 async def _floor(url: str) -> dict[str, float]:
     from sqlalchemy import text
 
-    from benchmarks.support import SqlCounter
     from dotmac_shared.business_logic.persistence import create_engine
 
-    # The framework's engine settings (pool, pre-ping; SQLite: WAL, synchronous=NORMAL,
-    # BEGIN IMMEDIATE), so the floor pays what any saga store on this engine pays per commit.
+    # The framework's engine settings (pool; SQLite: WAL, synchronous=NORMAL, BEGIN
+    # IMMEDIATE), so the floor pays what any saga store on this engine pays per commit.
     engine = create_engine(url)
     insert = text("INSERT INTO bench_floor (saga, step) VALUES (:saga, :step)")
     try:
@@ -278,14 +338,15 @@ async def _floor(url: str) -> dict[str, float]:
                 text(f"CREATE TABLE bench_floor (id {key} PRIMARY KEY, saga INT, step INT)")
             )
 
-        async def saga(number: int) -> None:
+        async def saga(number: int, on: Any = engine) -> None:
             for step in range(STEPS):
-                async with engine.begin() as conn:
+                async with on.begin() as conn:
                     await conn.execute(insert, {"saga": number, "step": step})
 
-        with SqlCounter(engine) as counted:
-            for i in range(WARMUP):
-                await saga(-i - 1)
+        counting = create_engine(url)
+        commits, statements = await _count(counting, lambda i: saga(-1000 - i, counting))
+        for i in range(WARMUP):
+            await saga(-i - 1)
         start, cpu = time.perf_counter(), time.process_time()
         for i in range(N):
             await saga(i)
@@ -298,7 +359,7 @@ async def _floor(url: str) -> dict[str, float]:
         in_flight = time.perf_counter() - start
         async with engine.connect() as conn:
             rows = (await conn.execute(text("SELECT count(*) FROM bench_floor"))).scalar_one()
-        if rows != (WARMUP + N + batches * IN_FLIGHT) * STEPS:
+        if rows != (2 * WARMUP + 1 + N + batches * IN_FLIGHT) * STEPS:
             raise AssertionError(f"floor wrote {rows} rows")
     finally:
         await engine.dispose()
@@ -308,8 +369,8 @@ async def _floor(url: str) -> dict[str, float]:
         "sequential_n": N,
         "in_flight_s": in_flight,
         "in_flight_n": batches * IN_FLIGHT,
-        "commits_per_saga": counted.commits / WARMUP,
-        "statements_per_saga": counted.statements / WARMUP,
+        "commits_per_saga": commits,
+        "statements_per_saga": statements,
     }
 
 

@@ -46,11 +46,21 @@ async def slow_record(ctx: StepContext) -> dict:
     return result
 
 
+async def logged_unrecord(ctx: StepContext) -> None:
+    """Undo the effect and log who did it (so a rescued compensation is visible too)."""
+    await unrecord(ctx)
+    async with ctx.session_factory() as session, session.begin():
+        await session.execute(
+            text("INSERT INTO saga_test_runs (saga_id, step, pid) VALUES (:s, :t, :p)"),
+            {"s": ctx.saga_id, "t": f"{ctx.step_name}:undo", "p": os.getpid()},
+        )
+
+
 def definition() -> SagaDefinition:
     return SagaDefinition(
         name="crashy",
         steps=[
-            SagaStep(name=f"step_{i}", execute=slow_record, compensate=unrecord)
+            SagaStep(name=f"step_{i}", execute=slow_record, compensate=logged_unrecord)
             for i in range(1, 6)
         ],
     )

@@ -183,8 +183,12 @@ class SagaCoordinator:
             else None,
             created_at=now,
         )
-        if await self._store.create(record, self.owner_id, self.lease_seconds):
-            return await self._drive(record, definition)
+        # One commit for "saga started" and "step 1 started": both are durable before step 1
+        # runs. If the id exists already, neither is written.
+        first = self._step_record(record, definition.steps[0], 0)
+        self._start(record, first)
+        if await self._store.create(record, self.owner_id, self.lease_seconds, [first]):
+            return await self._drive(record, definition, first_started=True)
         existing = await self._require(context.saga_id)
         if existing.saga_name != saga_name:
             raise SagaError(
@@ -348,7 +352,9 @@ class SagaCoordinator:
                 f"saga {record.saga_id} is no longer in compensation_failed", saga_id=record.saga_id
             )
 
-    async def _drive(self, record: SagaRecord, definition: SagaDefinition) -> dict[str, Any]:
+    async def _drive(
+        self, record: SagaRecord, definition: SagaDefinition, *, first_started: bool = False
+    ) -> dict[str, Any]:
         self._driving.add(record.saga_id)
         renewer = asyncio.create_task(self._keep_lease(record.saga_id))
         tracer = get_tracer()
@@ -365,7 +371,7 @@ class SagaCoordinator:
                 ) as span,
             ):
                 if record.status is SagaStatus.RUNNING:
-                    await self._forward(record, definition)
+                    await self._forward(record, definition, first_started=first_started)
                 if record.status is SagaStatus.COMPENSATING:
                     await self._backward(record, definition)
                 span.set_attribute("dotmac.saga.status", record.status.value)
@@ -417,7 +423,14 @@ class SagaCoordinator:
         step.error = None
         record.current_step = step.index
 
-    async def _forward(self, record: SagaRecord, definition: SagaDefinition) -> None:
+    async def _forward(
+        self, record: SagaRecord, definition: SagaDefinition, *, first_started: bool = False
+    ) -> None:
+        """Run the steps not completed yet, in order.
+
+        ``first_started``: the first of them is already committed as running (a new saga's
+        step 1 is written with the saga itself), so it is not started again.
+        """
         steps = definition.steps
         pending = [
             i
@@ -429,9 +442,11 @@ class SagaCoordinator:
             record.status, record.completed_at = SagaStatus.COMPLETED, utcnow()
             await self._store.save(record, [], self.owner_id)
             return
-        first = self._step_record(record, steps[pending[0]], pending[0])
-        self._start(record, first)
-        cancel = await self._store.save(record, [first], self.owner_id)
+        cancel = False
+        if not first_started:
+            first = self._step_record(record, steps[pending[0]], pending[0])
+            self._start(record, first)
+            cancel = await self._store.save(record, [first], self.owner_id)
         for index in pending:
             step = steps[index]
             current = self._step_record(record, step, index)
