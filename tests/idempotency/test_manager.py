@@ -267,3 +267,18 @@ async def test_cancelled_holder_releases_its_claim_when_interrupted(manager):
     with pytest.raises(asyncio.CancelledError):
         await holder
     assert await manager.get_record(key) is None
+
+
+async def test_live_holder_keeps_its_claim_when_it_runs_longer_than_the_lease(manager):
+    class Slow(ChargeCard):
+        operation_type = f"test_slow_{uuid.uuid4().hex[:8]}"
+        lease_seconds = 0.3  # renewed every 0.1 s while the body runs for 1 s
+
+    data = payload(delay=1.0)
+    key = IdempotencyKey.generate(Slow.operation_type, "t", data)
+    holder = asyncio.create_task(manager.execute_idempotent(key, data))
+    await asyncio.sleep(0.7)  # well past one lease: only renewal keeps the claim
+    with pytest.raises(OperationInProgressError):
+        await manager.execute_idempotent(key, data)
+    assert (await holder).success
+    assert CALLS[data["id"]] == 1

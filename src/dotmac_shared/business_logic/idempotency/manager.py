@@ -343,49 +343,35 @@ class IdempotencyManager:
         started: float,
         raise_on_failure: bool | None,
     ) -> IdempotencyResult:
-        tries = 0
-        lease = asyncio.create_task(self._keep_lease(held, op.lease_seconds))
+        tries = [0]
+        lease = _LeaseKeeper(self, held, op.lease_seconds)
         try:
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(max(1, op.max_attempts)),
-                wait=wait_exponential_jitter(
-                    multiplier=op.retry_initial_delay,
-                    max=op.retry_max_delay,
-                    jitter=op.retry_initial_delay,
-                ),
-                retry=retry_if_exception_type(op.retry_on) if op.retry_on else _never,
-                reraise=False,
-            )
             try:
-                async for attempt in retrying:
-                    with attempt:
-                        tries += 1
-                        context["attempt"] = tries
-                        data = await op.execute(operation_data, context)
+                data = await self._attempts(op, operation_data, context, tries)
                 encoded = encode_result(data)  # before anything is stored
             except RetryError as exhausted:
                 last = exhausted.last_attempt.exception()
                 failure: BaseException = IdempotencyRetriesExhaustedError(
-                    f"{key.operation_type} failed {tries} times: {last}",
+                    f"{key.operation_type} failed {tries[0]} times: {last}",
                     idempotency_key=key.key,
                     tenant_id=key.tenant_id,
                     operation=key.operation_type,
-                    attempts=tries,
+                    attempts=tries[0],
                 )
                 failure.__cause__ = last
-                return await self._fail(held, key, op, failure, tries, started, raise_on_failure)
+                return await self._fail(held, key, op, failure, tries[0], started, raise_on_failure)
             except IdempotencyError:
                 await self.store.release(held)  # e.g. an unencodable result: nothing stored
                 raise
             except Exception as exc:  # noqa: BLE001 - stored or re-raised below, never lost
-                return await self._fail(held, key, op, exc, tries, started, raise_on_failure)
+                return await self._fail(held, key, op, exc, tries[0], started, raise_on_failure)
         except BaseException:
             # Cancelled or interrupted: give the key back at once rather than after the lease.
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.release(held))
             raise
         finally:
-            lease.cancel()
+            lease.stop()
         now = self._clock()
         done = held.evolve(
             status=RecordStatus.COMPLETED,
@@ -400,7 +386,7 @@ class IdempotencyManager:
             data=decode_result(encoded),
             error=None,
             from_cache=False,
-            attempts=tries,
+            attempts=tries[0],
             claims=held.attempts,
             idempotency_key=key.key,
             tenant_id=key.tenant_id,
@@ -408,6 +394,35 @@ class IdempotencyManager:
             duration_ms=(time.perf_counter() - started) * 1000,
             completed_at=now,
         )
+
+    @staticmethod
+    async def _attempts(
+        op: IdempotentOperation,
+        operation_data: Mapping[str, Any],
+        context: dict[str, Any],
+        tries: list[int],
+    ) -> Mapping[str, Any]:
+        """Run the body, retrying ``op.retry_on`` errors with backoff (tenacity)."""
+        if not op.retry_on or op.max_attempts <= 1:  # nothing to retry: no retry machinery
+            tries[0] = 1
+            context["attempt"] = 1
+            return await op.execute(operation_data, context)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(op.max_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=op.retry_initial_delay,
+                max=op.retry_max_delay,
+                jitter=op.retry_initial_delay,
+            ),
+            retry=retry_if_exception_type(op.retry_on),
+            reraise=False,
+        )
+        async for attempt in retrying:
+            with attempt:
+                tries[0] += 1
+                context["attempt"] = tries[0]
+                data = await op.execute(operation_data, context)
+        return data
 
     async def _fail(
         self,
@@ -455,15 +470,6 @@ class IdempotencyManager:
             operation=key.operation_type,
         )
 
-    async def _keep_lease(self, held: StoredRecord, lease_seconds: float) -> None:
-        """Renew the claim every third of its lease while the operation runs."""
-        while True:
-            await asyncio.sleep(lease_seconds / 3)
-            expires = self._clock() + dt.timedelta(seconds=lease_seconds)
-            if not await self.store.renew(held, expires):
-                _log.error("lost the idempotency lease on %s", held.key)
-                return
-
     async def get_record(self, key: IdempotencyKey) -> StoredRecord | None:
         """Return the stored record of ``key`` (for inspection), or ``None``."""
         return await self.store.get(key.tenant_id, key.key)
@@ -473,5 +479,31 @@ class IdempotencyManager:
         return await self.store.purge_expired(self._clock(), batch_size=batch_size)
 
 
-def _never(_retry_state: object) -> bool:
-    return False
+class _LeaseKeeper:
+    """Renews a held claim every third of its lease while the operation runs.
+
+    A timer rather than a task per call: most operations finish long before the first
+    renewal, and a timer costs almost nothing to start and cancel.
+    """
+
+    def __init__(self, manager: IdempotencyManager, held: StoredRecord, seconds: float) -> None:
+        self._manager, self._held, self._seconds = manager, held, seconds
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(seconds / 3, self._fire)
+
+    def _fire(self) -> None:
+        self._task = self._loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        expires = self._manager._clock() + dt.timedelta(seconds=self._seconds)
+        if await self._manager.store.renew(self._held, expires):
+            self._timer = self._loop.call_later(self._seconds / 3, self._fire)
+        else:
+            _log.error("lost the idempotency lease on %s", self._held.key)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
