@@ -58,7 +58,7 @@ from dotmac_shared.business_logic.persistence.models import (
     Tenant,
     TenantSetting,
 )
-from dotmac_shared.business_logic.persistence.sql import insert_for
+from dotmac_shared.business_logic.persistence.sql import insert_for, refresh_statistics
 from dotmac_shared.business_logic.persistence.types import utcnow
 
 __all__ = ["BillingRunSteps", "billing_run_id", "invoice_id"]
@@ -150,7 +150,8 @@ class BillingRunSteps:
         """Invoice every customer with a service active in the period, exactly once."""
         period = BillingPeriod.parse(period_text)
         run_id = billing_run_id(tenant_id, period_text)
-        async with self.session_factory() as session:
+        async with self.session_factory() as session, session.begin():
+            await refresh_statistics(session, "customers", "services")
             tax_rate = await self._tax_rate(session, tenant_id)
         created = customers_seen = 0
         after = ""
@@ -321,6 +322,8 @@ class BillingRunSteps:
         """Charge every open invoice of the run once; declines are recorded, not fatal."""
         run_id = billing_run_id(tenant_id, period_text)
         counts = {"paid": 0, "declined": 0, "failed": 0}
+        async with self.session_factory() as session, session.begin():
+            await refresh_statistics(session, "invoices")  # just bulk-inserted by the last step
         after = ""
         while True:
             async with self.session_factory() as session:
@@ -399,6 +402,8 @@ class BillingRunSteps:
         """Queue an invoice notice per invoice and a failure notice per failed payment."""
         run_id = billing_run_id(tenant_id, period_text)
         queued = 0
+        async with self.session_factory() as session, session.begin():
+            await refresh_statistics(session, "invoices")  # statuses just changed in bulk
         after = ""
         while True:
             async with self.session_factory() as session, session.begin():

@@ -58,7 +58,10 @@ class Invoice(Base):
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "customer_id", "billing_period"),
-        Index("ix_invoices_run_status", "billing_run_id", "status"),
+        # Keyset batches walk a run's invoices in id order: by status (payments) and in all
+        # (notices). Without ``id`` last, each batch re-reads the whole run: O(n²).
+        Index("ix_invoices_run_status_id", "billing_run_id", "status", "id"),
+        Index("ix_invoices_run_id", "billing_run_id", "id"),
     )
 
 
