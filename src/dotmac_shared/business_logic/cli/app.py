@@ -5,28 +5,58 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import inspect
 
+from dotmac_shared.business_logic.cli.billing import billing_app
+from dotmac_shared.business_logic.cli.idempotency import idempotency_app
+from dotmac_shared.business_logic.cli.output import (
+    DatabaseUrl,
+    configure_logging,
+    console,
+    err_console,
+    one_line,
+    reset_logging,
+    state,
+)
+from dotmac_shared.business_logic.cli.policy import policy_app
+from dotmac_shared.business_logic.cli.saga import saga_app
+from dotmac_shared.business_logic.cli.worker import worker
 from dotmac_shared.business_logic.exceptions import BusinessLogicError
 from dotmac_shared.business_logic.persistence.migrate import head_revision, upgrade_database
 from dotmac_shared.business_logic.persistence.session import (
-    DATABASE_URL_ENV,
     create_engine,
     normalize_database_url,
 )
 
+__all__ = ["DatabaseUrl", "app", "console", "err_console", "main"]
+
 app = typer.Typer(no_args_is_help=True, help="DotMac business logic: policies, idempotency, sagas.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 app.add_typer(db_app, name="db")
+app.add_typer(policy_app, name="policy")
+app.add_typer(saga_app, name="saga")
+app.add_typer(billing_app, name="billing")
+app.add_typer(idempotency_app, name="idempotency")
 
-console = Console()
-err_console = Console(stderr=True)
 
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar=DATABASE_URL_ENV, help="SQLite file by default."),
-]
+@app.callback()
+def root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+    log_json: Annotated[
+        bool,
+        typer.Option(
+            "--log-json",
+            help="Write log records to stderr as JSON lines (tenant, correlation and saga ids).",
+        ),
+    ] = False,
+) -> None:
+    """DotMac business logic: policies, idempotency, sagas."""
+    configure_logging(log_json=log_json, debug=debug)
+    ctx.call_on_close(reset_logging)
 
 
 async def _table_names(url: str | None) -> list[str]:
@@ -60,10 +90,17 @@ def demo(
     run_demo(url.render_as_string(hide_password=False), customers=customers, console=console)
 
 
+app.command("worker")(worker)
+
+
 def main() -> None:
-    """Console-script entry point: one clear line on error, exit code 1."""
+    """Console-script entry point: one clear line on error, exit code 1 (unless --debug)."""
     try:
         app()
     except BusinessLogicError as exc:
-        err_console.print(f"[red]error[/]: {exc.message}")
+        if state.debug:
+            raise
+        err_console.print(
+            f"[bold red]error[/]: {escape(one_line(exc.message))}", soft_wrap=True, highlight=False
+        )
         raise SystemExit(1) from exc

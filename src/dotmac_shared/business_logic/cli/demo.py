@@ -9,19 +9,15 @@ import uuid
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.exceptions import SagaNotFoundError
+from dotmac_shared.business_logic.cli.billing import print_report, run_billing_with_progress
 from dotmac_shared.business_logic.idempotency import IdempotencyKey, IdempotencyManager
 from dotmac_shared.business_logic.operations import (
     BillingRunSaga,
     ServiceProvisioningSaga,
-    run_billing,
     seed_demo_data,
 )
-from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
 from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyContext
@@ -150,28 +146,7 @@ async def _billing_with_progress(
     period: str,
     console: Console,
 ) -> dict[str, Any]:
-    steps = [step.name for step in BillingRunSaga.create_definition().steps]
-    run = asyncio.create_task(run_billing(factory, DEMO_TENANT_ID, period, coordinator=coordinator))
-    saga_id = billing_run_id(DEMO_TENANT_ID, period)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task("billing run", total=len(steps))
-        while not run.done():
-            await asyncio.wait({run}, timeout=0.2)
-            try:
-                saga = await coordinator.get_saga(saga_id)
-            except SagaNotFoundError:  # not created yet; the run itself reports its errors
-                continue
-            done = [s for s in saga["steps"] if s["status"] == "completed"]
-            current = next((s["name"] for s in saga["steps"] if s["status"] == "running"), "")
-            progress.update(bar, completed=len(done), description=f"billing run {current}")
-        outcome = run.result()
-        progress.update(bar, completed=len(steps), description="billing run")
+    outcome = await run_billing_with_progress(factory, coordinator, DEMO_TENANT_ID, period, console)
     if outcome["status"] != "completed":
         console.print(f"[red]billing run {outcome['status']}[/]: {outcome['error']}")
         return {"status": outcome["status"], "error": outcome["error"]}
@@ -180,19 +155,5 @@ async def _billing_with_progress(
 
 
 def _print_report(report: dict[str, Any], console: Console) -> None:
-    table = Table(title="Billing run report")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for name in (
-        "billing_period",
-        "invoices",
-        "paid",
-        "payment_failed",
-        "total_invoiced",
-        "total_collected",
-        "total_outstanding",
-        "notifications",
-    ):
-        if name in report:
-            table.add_row(name, str(report[name]))
-    console.print(table)
+    if "invoices" in report:
+        print_report(report, console)

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 CENT = Decimal("0.01")
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])\Z")
 
 
 def round_money(amount: Decimal) -> Decimal:

@@ -1,0 +1,273 @@
+"""``dotmac-bl policy``: list, show, diff, evaluate and test policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dotmac_shared.business_logic.cli.output import (
+    console,
+    format_value,
+    handle_errors,
+    load_mapping_file,
+)
+from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.policies.compiler import Policy
+from dotmac_shared.business_logic.policies.eligibility import (
+    DEFINITIONS_DIR,
+    shipped_policy,
+    shipped_policy_names,
+)
+from dotmac_shared.business_logic.policies.engine import PolicyEngine
+from dotmac_shared.business_logic.policies.registry import load_policy_directory
+from dotmac_shared.business_logic.policies.results import (
+    PolicyContext,
+    PolicyDecision,
+    PolicyResult,
+    RuleResult,
+)
+from dotmac_shared.business_logic.policies.testing import run_policy_test_cases
+
+__all__ = ["build_engine", "policy_app"]
+
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Policies: list, show, diff, evaluate, run their test cases."
+)
+
+PolicyDirs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--dir",
+        help="A folder of policy files (YAML/JSON) to load as well; repeatable.",
+        file_okay=False,
+    ),
+]
+NoShipped = Annotated[
+    bool,
+    typer.Option("--no-shipped", help="Do not load the policies shipped with the package."),
+]
+Version = Annotated[str | None, typer.Option("--version", "-v", help="A version; the latest.")]
+
+_DECISION_STYLE = {
+    PolicyDecision.ALLOW: "bold green",
+    PolicyDecision.DENY: "bold red",
+    PolicyDecision.REQUIRE_APPROVAL: "bold yellow",
+}
+
+
+def build_engine(
+    dirs: list[Path] | None = None, *, shipped: bool = True, only: str | None = None
+) -> PolicyEngine:
+    """An engine with the shipped policies (unless ``shipped`` is off) and every folder's.
+
+    Args:
+        dirs: Folders of policy files to load as well.
+        shipped: Load the policies shipped with the package.
+        only: The one shipped policy a command needs (the others are not loaded).
+
+    Raises:
+        PolicyDefinitionError: A folder is missing, a file is invalid, or a version clashes.
+        InvalidInputError: Nothing would be loaded at all.
+    """
+    if not shipped and not dirs:
+        raise InvalidInputError("--no-shipped needs at least one --dir", field="dir")
+    engine = PolicyEngine()
+    if shipped and only is None:
+        engine.load_directory(DEFINITIONS_DIR)
+    elif shipped and only in shipped_policy_names():
+        engine.register_policy(shipped_policy(only))
+    for directory in dirs or []:
+        engine.load_directory(directory)
+    return engine
+
+
+@policy_app.command("list")
+def list_policies(
+    dirs: PolicyDirs = None,
+    no_shipped: NoShipped = False,
+) -> None:
+    """List registered policies: every version, category, rules and test cases."""
+    with handle_errors():
+        engine = build_engine(dirs, shipped=not no_shipped)
+    table = Table(title="Policies")
+    for column in ("name", "versions", "category", "rules", "tests", "decides"):
+        table.add_column(column, justify="right" if column in ("rules", "tests") else "left")
+    for policy in engine.registry.list():
+        versions = engine.registry.versions(policy.name)
+        table.add_row(
+            policy.name,
+            ", ".join(versions),
+            policy.category or "-",
+            str(len(policy.document.rules)),
+            str(len(policy.test_cases)),
+            f"{policy.on_pass.value} / {policy.on_fail.value}",
+        )
+    console.print(table)
+    console.print(f"{len(engine.registry.names())} policies, {len(engine.registry)} versions")
+
+
+@policy_app.command("show")
+def show_policy(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The policy name.")],
+    version: Version = None,
+    dirs: PolicyDirs = None,
+    no_shipped: NoShipped = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Print a policy version's canonical document (the latest by default)."""
+    with handle_errors():
+        policy = build_engine(dirs, shipped=not no_shipped, only=name).registry.get(name, version)
+    if as_json:
+        typer.echo(json.dumps(policy.canonical, indent=2, ensure_ascii=False, default=str))
+    else:
+        typer.echo(f"# {policy.label}  sha256:{policy.content_hash}")
+        typer.echo(policy.canonical_yaml(), nl=False)
+
+
+@policy_app.command("diff")
+def diff_policy(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The policy name.")],
+    from_version: Annotated[str, typer.Argument(metavar="V1", help="The older version.")],
+    to_version: Annotated[str, typer.Argument(metavar="V2", help="The newer version.")],
+    dirs: PolicyDirs = None,
+    no_shipped: NoShipped = False,
+) -> None:
+    """Show a unified diff between two versions of a policy."""
+    with handle_errors():
+        diff = build_engine(dirs, shipped=not no_shipped, only=name).registry.diff(
+            name, from_version, to_version
+        )
+    if not diff:
+        typer.echo(f"{name}: versions {from_version} and {to_version} have the same content")
+        return
+    typer.echo(diff, nl=not diff.endswith("\n"))
+
+
+def _rule_rows(table: Table, rule: RuleResult, depth: int = 0) -> None:
+    mark = "[green]yes[/]" if rule.passed else "[red]no[/]"
+    label = ("  " * depth + ("└ " if depth else "")) + rule.name
+    expected = rule.expected
+    if rule.spec.value_from is not None and expected is None:
+        expected = f"<{rule.spec.value_from}>"
+    table.add_row(
+        escape(label),
+        mark,
+        escape(format_value(rule.actual) if rule.field is not None else "-"),
+        escape(
+            f"{rule.operator} {format_value(expected)}"
+            if rule.field is not None and expected is not None
+            else rule.operator
+        ),
+        escape(rule.message or ""),
+    )
+    for child in rule.children:
+        _rule_rows(table, child, depth + 1)
+
+
+def _print_result(result: PolicyResult) -> None:
+    table = Table(title=f"{result.policy_name}@{result.policy_version}")
+    for column in ("rule", "passed", "actual", "expected", "message"):
+        table.add_column(column, overflow="fold")
+    for rule in result.rule_results:
+        _rule_rows(table, rule)
+    console.print(table)
+    passed = sum(1 for rule in result.rule_results if rule.passed)
+    style = _DECISION_STYLE[result.decision]
+    console.print(
+        f"Decision: [{style}]{result.decision.value}[/] — "
+        f"{passed}/{len(result.rule_results)} rules passed, score {result.score:.2f} "
+        f"(threshold {result.threshold:.2f})",
+        soft_wrap=True,
+    )
+    for reason in result.reasons:
+        console.print(f"  reason: {escape(reason)}", soft_wrap=True, highlight=False)
+
+
+@policy_app.command("eval")
+def eval_policy(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The policy name.")],
+    input_file: Annotated[
+        Path, typer.Argument(metavar="INPUT_FILE", help="The input record (JSON or YAML).")
+    ],
+    context_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--context",
+            help="A JSON/YAML context: tenant_id, user_id, operation, attributes, now.",
+        ),
+    ] = None,
+    version: Version = None,
+    dirs: PolicyDirs = None,
+    no_shipped: NoShipped = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Evaluate a policy on an input file and explain every rule's outcome."""
+    with handle_errors():
+        engine = build_engine(dirs, shipped=not no_shipped, only=name)
+        engine.get_policy(name, version=version)  # unknown policy: say so before reading files
+        data = load_mapping_file(input_file, what="input")
+        context = None
+        if context_file is not None:
+            context = PolicyContext.from_mapping(load_mapping_file(context_file, what="context"))
+        result = engine.evaluate(name, data, context, version=version)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    _print_result(result)
+
+
+@policy_app.command("test")
+def test_policies(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="DIR", help="A folder of policy files; the shipped policies by default."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--policy", help="Only this policy's test cases.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="List every test case.")] = False,
+) -> None:
+    """Run the test cases the policy documents ship; exit code 1 if any fails."""
+    with handle_errors():
+        policies: list[Policy] = load_policy_directory(directory or DEFINITIONS_DIR)
+        outcomes = run_policy_test_cases(policies, name)
+        if not outcomes:
+            where = directory or "the shipped policies"
+            raise InvalidInputError(f"no policy test cases in {where}", field="dir")
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    table = Table(title=f"Policy test cases ({directory or 'shipped policies'})")
+    if verbose:
+        for column in ("policy", "case", "result", "detail"):
+            table.add_column(column, overflow="fold")
+        for outcome in outcomes:
+            mark = "[green]PASS[/]" if outcome.passed else "[bold red]FAIL[/]"
+            table.add_row(
+                escape(outcome.policy), escape(outcome.name), mark, escape(outcome.detail)
+            )
+    else:
+        for column in ("policy", "cases", "passed", "failed"):
+            table.add_column(column, justify="left" if column == "policy" else "right")
+        per_policy: dict[str, list[int]] = {}
+        for outcome in outcomes:
+            counts = per_policy.setdefault(outcome.policy, [0, 0])
+            counts[0 if outcome.passed else 1] += 1
+        for label, (passed, failures) in per_policy.items():
+            shown = f"[bold red]{failures}[/]" if failures else "0"
+            table.add_row(escape(label), str(passed + failures), str(passed), shown)
+    console.print(table)
+    for outcome in failed:
+        console.print(
+            f"[bold red]FAIL[/] {escape(outcome.policy)} / {escape(outcome.name)}: "
+            f"{escape(outcome.detail)}",
+            soft_wrap=True,
+        )
+    console.print(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,196 @@
+"""``dotmac-bl saga``: list, show, resume and cancel sagas stored in the database."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dotmac_shared.business_logic.cli.output import (
+    DatabaseUrl,
+    console,
+    format_value,
+    run_async,
+    session_factory,
+)
+from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga
+from dotmac_shared.business_logic.operations.service_provisioning import ServiceProvisioningSaga
+from dotmac_shared.business_logic.operations.tenant_provisioning import TenantProvisioningSaga
+from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
+
+__all__ = ["print_outcome", "saga_app", "shipped_coordinator"]
+
+saga_app = typer.Typer(no_args_is_help=True, help="Sagas: list, show, resume, cancel.")
+
+_STATUS_STYLE = {
+    "running": "cyan",
+    "compensating": "yellow",
+    "completed": "green",
+    "compensated": "yellow",
+    "compensation_failed": "bold red",
+}
+
+
+def shipped_coordinator(
+    factory: async_sessionmaker[AsyncSession], *, lease_seconds: float = 30.0
+) -> SagaCoordinator:
+    """A coordinator with the three shipped sagas registered.
+
+    ``tenant_provisioning``, ``service_provisioning`` and ``billing_run`` with their
+    default collaborators, so any of them can be resumed, cancelled or recovered.
+    """
+    coordinator = SagaCoordinator(factory, lease_seconds=lease_seconds)
+    coordinator.register_saga(TenantProvisioningSaga.create_definition())
+    coordinator.register_saga(ServiceProvisioningSaga.create_definition())
+    coordinator.register_saga(BillingRunSaga.create_definition())
+    return coordinator
+
+
+def _status(value: str) -> str:
+    return f"[{_STATUS_STYLE.get(value, 'white')}]{value}[/]"
+
+
+def print_outcome(outcome: dict[str, Any]) -> None:
+    """Print a saga outcome (from execute, resume or cancel) in a few lines."""
+    console.print(
+        f"saga {escape(outcome['saga_id'])} ({escape(outcome['saga_name'])}): "
+        f"{_status(outcome['status'])}",
+        soft_wrap=True,
+    )
+    if outcome.get("failed_step"):
+        console.print(f"  failed step: {escape(outcome['failed_step'])}", soft_wrap=True)
+    if outcome.get("error"):
+        console.print(f"  error: {escape(str(outcome['error']))}", soft_wrap=True)
+    if outcome.get("compensated_steps"):
+        console.print(
+            f"  compensated: {escape(', '.join(outcome['compensated_steps']))}", soft_wrap=True
+        )
+
+
+@saga_app.command("list")
+def list_sagas(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="running, compensating, completed, compensated or compensation_failed.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List sagas, newest first."""
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with session_factory(database_url) as factory:
+            return await SagaCoordinator(factory).list_sagas(
+                tenant_id=tenant, status=status, limit=limit
+            )
+
+    rows = run_async(fetch())
+    table = Table(title="Sagas")
+    for column in ("id", "saga", "status", "tenant", "created"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("error", overflow="fold")
+    for row in rows:
+        table.add_row(
+            escape(row["saga_id"]),
+            escape(row["saga_name"]),
+            _status(row["status"]),
+            escape(row["tenant_id"] or "-"),
+            format_value(row["created_at"]),
+            escape(format_value(row["error"], limit=80) if row["error"] else ""),
+        )
+    console.print(table)
+    console.print(f"{len(rows)} saga{'s' if len(rows) != 1 else ''}")
+
+
+@saga_app.command("show")
+def show_saga(
+    saga_id: Annotated[str, typer.Argument(metavar="ID", help="The saga id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show one saga: its record and every step."""
+
+    async def fetch() -> dict[str, Any]:
+        async with session_factory(database_url) as factory:
+            return await SagaCoordinator(factory).get_saga(saga_id)
+
+    saga = run_async(fetch())
+    console.print(
+        f"[bold]saga {escape(saga['saga_id'])}[/] ({escape(saga['saga_name'])} "
+        f"v{escape(str(saga['saga_version']))}): {_status(saga['status'])}",
+        soft_wrap=True,
+    )
+    for label, key in (
+        ("tenant", "tenant_id"),
+        ("user", "user_id"),
+        ("correlation id", "correlation_id"),
+        ("current step", "current_step"),
+        ("failed step", "failed_step"),
+        ("error", "error"),
+        ("lease", "lease_owner"),
+        ("lease expires", "lease_expires_at"),
+        ("created", "created_at"),
+        ("updated", "updated_at"),
+        ("finished", "completed_at"),
+    ):
+        if saga.get(key) is not None:
+            console.print(
+                f"  {label}: {escape(format_value(saga[key], limit=2000))}", soft_wrap=True
+            )
+    console.print(
+        f"  initial data: {escape(format_value(saga['initial_data'], limit=200))}",
+        soft_wrap=True,
+    )
+    table = Table(title="Steps")
+    for column in ("#", "step", "status", "attempts", "started", "finished", "result / error"):
+        table.add_column(column, overflow="fold")
+    for step in saga["steps"]:
+        finished = step["compensated_at"] or step["completed_at"]
+        attempts = str(step["attempts"])
+        if step["compensation_attempts"]:
+            attempts += f" (+{step['compensation_attempts']} undo)"
+        detail = step["error"] if step["error"] else format_value(step["result"], limit=80)
+        table.add_row(
+            str(step["index"]),
+            escape(step["name"]),
+            _status(step["status"]),
+            attempts,
+            format_value(step["started_at"]),
+            format_value(finished),
+            escape(detail),
+        )
+    console.print(table)
+
+
+@saga_app.command("resume")
+def resume_saga(
+    saga_id: Annotated[str, typer.Argument(metavar="ID", help="The saga id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Drive an unfinished saga on (or compensate a compensation_failed one again)."""
+
+    async def resume() -> dict[str, Any]:
+        async with session_factory(database_url) as factory:
+            return await shipped_coordinator(factory).resume_saga(saga_id)
+
+    print_outcome(run_async(resume()))
+
+
+@saga_app.command("cancel")
+def cancel_saga(
+    saga_id: Annotated[str, typer.Argument(metavar="ID", help="The saga id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Stop a running saga and compensate what it did."""
+
+    async def cancel() -> dict[str, Any]:
+        async with session_factory(database_url) as factory:
+            return await shipped_coordinator(factory).cancel_saga(saga_id)
+
+    print_outcome(run_async(cancel()))

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from dotmac_shared.business_logic.cli import app
+from dotmac_shared.business_logic.cli.saga import shipped_coordinator
+from dotmac_shared.business_logic.operations import (
+    BillingRunSaga,
+    ServiceProvisioningSaga,
+    TenantProvisioningSaga,
+)
+from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
+from dotmac_shared.business_logic.sagas import SagaContext
+from tests.cli.helpers import SERVICE_REQUEST, flat, one_error_line
+
+
+async def _provision(url: str, plan: str, tenant_id: str = "tenant123") -> str:
+    factory = create_session_factory(url)
+    try:
+        saga_id = f"svc-{plan}-{uuid.uuid4().hex[:6]}"
+        await shipped_coordinator(factory).execute_saga(
+            saga_name=ServiceProvisioningSaga.name,
+            context=SagaContext(saga_id=saga_id, tenant_id=tenant_id, user_id="op"),
+            initial_data={**SERVICE_REQUEST, "plan": plan},
+        )
+        return saga_id
+    finally:
+        await engine_of(factory).dispose()
+
+
+async def _saga(url: str, saga_id: str) -> dict:
+    factory = create_session_factory(url)
+    try:
+        return await shipped_coordinator(factory).get_saga(saga_id)
+    finally:
+        await engine_of(factory).dispose()
+
+
+@pytest.fixture
+def finished_sagas(seeded_url: str) -> dict[str, str]:
+    """One completed and one compensated service provisioning saga."""
+    return {
+        "completed": asyncio.run(_provision(seeded_url, "standard")),
+        "compensated": asyncio.run(_provision(seeded_url, "premium")),
+    }
+
+
+def test_shipped_coordinator_registers_the_three_shipped_sagas(tmp_path):
+    async def names() -> set[str]:
+        factory = create_session_factory(f"sqlite:///{tmp_path / 'c.db'}", migrate=False)
+        try:
+            return set(shipped_coordinator(factory).definitions)
+        finally:
+            await engine_of(factory).dispose()
+
+    assert asyncio.run(names()) == {
+        TenantProvisioningSaga.name,
+        ServiceProvisioningSaga.name,
+        BillingRunSaga.name,
+    }
+
+
+# --- list / show ------------------------------------------------------------------------------
+
+
+def test_list_shows_every_saga_with_its_status_when_no_filter(runner, seeded_url, finished_sagas):
+    result = runner.invoke(app, ["saga", "list", "--database-url", seeded_url])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
+    assert "completed" in rows[finished_sagas["completed"]]
+    assert "compensated" in rows[finished_sagas["compensated"]]
+    assert "2 sagas" in result.stdout
+
+
+def test_list_filters_by_status_and_tenant_when_asked(runner, seeded_url, finished_sagas):
+    url = ["--database-url", seeded_url]
+    done = runner.invoke(app, ["saga", "list", "--status", "completed", *url])
+    assert done.exit_code == 0, done.output
+    assert finished_sagas["completed"] in done.stdout
+    assert finished_sagas["compensated"] not in done.stdout
+    other = runner.invoke(app, ["saga", "list", "--tenant", "someone-else", *url])
+    assert other.exit_code == 0, other.output
+    assert "0 sagas" in other.stdout
+
+
+def test_list_fails_with_one_line_when_status_unknown(runner, seeded_url):
+    result = runner.invoke(app, ["saga", "list", "--status", "stuck", "--database-url", seeded_url])
+    assert result.exit_code == 1
+    assert "unknown saga status 'stuck'" in one_error_line(result.stderr)
+
+
+def test_show_prints_the_record_and_every_step_when_saga_exists(runner, seeded_url, finished_sagas):
+    saga_id = finished_sagas["compensated"]
+    result = runner.invoke(app, ["saga", "show", saga_id, "--database-url", seeded_url])
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert f"saga {saga_id} (service_provisioning v1.0.0): compensated" in out
+    assert "tenant: tenant123" in out and "failed step: validate_request" in out
+    steps = [line.split("│")[2].strip() for line in result.stdout.splitlines() if "│" in line]
+    assert steps[0] == "validate_request"
+
+
+def test_show_fails_with_one_line_when_saga_id_unknown(runner, seeded_url):
+    result = runner.invoke(app, ["saga", "show", "no-such-saga", "--database-url", seeded_url])
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr) == "error: no saga with id 'no-such-saga'"
+
+
+# --- resume / cancel --------------------------------------------------------------------------
+
+
+def test_resume_drives_an_abandoned_saga_to_completion(runner, seeded_url, abandoned_saga):
+    result = runner.invoke(app, ["saga", "resume", abandoned_saga, "--database-url", seeded_url])
+    assert result.exit_code == 0, result.output
+    assert f"saga {abandoned_saga} (service_provisioning): completed" in flat(result.stdout)
+    saga = asyncio.run(_saga(seeded_url, abandoned_saga))
+    assert saga["status"] == "completed"
+    assert [s["status"] for s in saga["steps"]] == ["completed"] * 5
+
+
+def test_resume_reports_the_stored_outcome_when_saga_finished(runner, seeded_url, finished_sagas):
+    saga_id = finished_sagas["compensated"]
+    result = runner.invoke(app, ["saga", "resume", saga_id, "--database-url", seeded_url])
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "compensated" in out and "failed step: validate_request" in out
+
+
+def test_cancel_compensates_an_abandoned_saga(runner, seeded_url, abandoned_saga):
+    result = runner.invoke(app, ["saga", "cancel", abandoned_saga, "--database-url", seeded_url])
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert f"saga {abandoned_saga} (service_provisioning): compensated" in out
+    assert "cancelled on request" in out
+    saga = asyncio.run(_saga(seeded_url, abandoned_saga))
+    assert saga["status"] == "compensated"
+    assert saga["steps"][1]["status"] == "compensated"  # the address was released
+
+
+@pytest.mark.parametrize("command", ["resume", "cancel"])
+def test_resume_and_cancel_fail_with_one_line_when_saga_id_unknown(runner, seeded_url, command):
+    result = runner.invoke(app, ["saga", command, "ghost", "--database-url", seeded_url])
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr) == "error: no saga with id 'ghost'"
+
+
+# --- worker -----------------------------------------------------------------------------------
+
+
+def test_worker_once_takes_up_the_abandoned_saga_and_says_how_many(
+    runner, seeded_url, abandoned_saga
+):
+    result = runner.invoke(app, ["worker", "--once", "--database-url", seeded_url])
+    assert result.exit_code == 0, result.output
+    assert "recovery pass took up 1 saga" in flat(result.stdout)
+    assert asyncio.run(_saga(seeded_url, abandoned_saga))["status"] == "completed"
+    again = runner.invoke(app, ["worker", "--once", "--database-url", seeded_url])
+    assert "recovery pass took up 0 sagas" in flat(again.stdout)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_worker_recovers_then_stops_cleanly_when_signalled(seeded_url, abandoned_saga, sig):
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from dotmac_shared.business_logic.cli import main; main()",
+            "worker",
+            "--poll-interval",
+            "0.05",
+            "--database-url",
+            seeded_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "started" in first, first + process.stderr.read()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while asyncio.run(_saga(seeded_url, abandoned_saga))["status"] != "completed":
+            assert time.monotonic() < deadline, "the worker did not recover the saga"
+            time.sleep(0.1)
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "worker stopped after recovering 1 saga" in flat(out)
+    assert "Traceback" not in err
