@@ -93,7 +93,10 @@ def create_engine(url: str | URL | None = None, **engine_options: Any) -> AsyncE
     resolved = normalize_database_url(url)
     # No pool_pre_ping by default: it costs a round trip per checkout, which doubles the cost
     # of an idempotent replay. Pass pool_pre_ping=True where connections go stale (proxies).
-    options: dict[str, Any] = {}
+    # Multi-row INSERTs in pages of 50: each distinct page size is a distinct statement that
+    # the SQL compiler and asyncpg cache, so large pages of varying size made memory grow
+    # with the number of batches (a billing run's peak RSS grew with its customer count).
+    options: dict[str, Any] = {"insertmanyvalues_page_size": 50}
     options.update(engine_options)
     engine = create_async_engine(resolved, **options)
     if resolved.get_backend_name() == "sqlite":
