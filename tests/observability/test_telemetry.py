@@ -19,15 +19,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry import metrics, trace
-from opentelemetry.metrics import _internal as metrics_internal
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from opentelemetry.util._once import Once
 
 from dotmac_shared.business_logic.exceptions import IdempotencyPayloadMismatchError
 from dotmac_shared.business_logic.idempotency import (
@@ -46,19 +43,13 @@ from dotmac_shared.business_logic.sagas import (
     SagaStep,
     StepContext,
 )
+from tests.support.telemetry import metric_reader_installed
 
 IDEMPOTENCY_REQUESTS = "dotmac.idempotency.requests"
 SAGA_FINISHED = "dotmac.saga.finished"
 SAGA_STEP_DURATION = "dotmac.saga.step.duration"
 POLICY_DURATION = "dotmac.policy.evaluation.duration"
 BILLING_CUSTOMERS = "dotmac.billing.customers_processed"
-
-
-def _unset_global_meter_provider() -> None:
-    # What opentelemetry-test-utils' reset_metrics_globals does, minus replacing the proxy
-    # provider: the library's instruments hang off that proxy and must be rebound, not lost.
-    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
-    metrics_internal._METER_PROVIDER = None
 
 
 @dataclass
@@ -93,24 +84,18 @@ class Telemetry:
 
 @pytest.fixture(scope="module")
 def installed() -> Iterator[Telemetry]:
-    reader = InMemoryMetricReader()
-    _unset_global_meter_provider()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader], shutdown_on_exit=False))
-    assert metrics.get_meter_provider() is metrics_internal._METER_PROVIDER
-
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         trace.set_tracer_provider(TracerProvider(shutdown_on_exit=False))
         provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # pragma: no cover - a foreign SDK is set
-        pytest.skip("a non-SDK tracer provider is installed globally")
+    assert isinstance(provider, TracerProvider), f"a foreign tracer provider is set: {provider}"
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    try:
-        yield Telemetry(exporter, reader)
-    finally:
-        exporter.shutdown()  # spans of later modules are dropped, not kept in memory
-        _unset_global_meter_provider()  # let later modules install their own
+    with metric_reader_installed() as reader:
+        try:
+            yield Telemetry(exporter, reader)
+        finally:
+            exporter.shutdown()  # spans of later modules are dropped, not kept in memory
 
 
 @pytest.fixture

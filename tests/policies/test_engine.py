@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from opentelemetry import metrics
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from dotmac_shared.business_logic.exceptions import (
@@ -23,6 +22,7 @@ from dotmac_shared.business_logic.policies import (
     PolicyResult,
     RuleResult,
 )
+from tests.support.telemetry import metric_reader_installed
 
 ALLOW, DENY, APPROVAL = (
     PolicyDecision.ALLOW,
@@ -440,12 +440,9 @@ def test_results_compare_equal_when_same_evaluation(engine: PolicyEngine) -> Non
 
 
 @pytest.fixture(scope="module")
-def metric_reader() -> InMemoryMetricReader:
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    if not isinstance(metrics.get_meter_provider(), MeterProvider):  # pragma: no cover
-        pytest.skip("another test installed a meter provider first")
-    return reader
+def metric_reader() -> Iterator[InMemoryMetricReader]:
+    with metric_reader_installed() as reader:
+        yield reader
 
 
 def histogram_points(reader: InMemoryMetricReader) -> list[Any]:
