@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from benchmarks.support import print_table
+from benchmarks.support import print_table, sync_per_call_us
 from dotmac_shared.business_logic.policies.commissions import (
     CommissionRates,
     CommissionTransaction,
@@ -36,17 +36,6 @@ ENTERPRISE = {
     "agreements": {"sla_signed": True},
     "account_manager_assigned": True,
 }
-
-
-def per_call_us(fn: Callable[[], Any], n: int, repeat: int = 5) -> float:
-    """Best-of-``repeat`` mean microseconds per call over ``n`` calls."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - start) / n * 1e6)
-    return best
 
 
 def eligibility_rows() -> list[list[str]]:
@@ -81,7 +70,7 @@ def eligibility_rows() -> list[list[str]]:
     rows = []
     for label, fn in cases:
         fn()  # warm up
-        us = per_call_us(fn, n)
+        us = sync_per_call_us(fn, n)
         rows.append([label, f"{us:.1f}", f"{1e6 / us:,.0f}"])
     return rows
 
@@ -162,7 +151,7 @@ def licensing_rows() -> list[list[str]]:
     }
     fn = lambda: engine.check_usage_limits(usage, "basic", CONTEXT)  # noqa: E731
     fn()
-    us = per_call_us(fn, 20_000)
+    us = sync_per_call_us(fn, 20_000)
     return [["check_usage_limits (4 limits, tier defaults)", f"{us:.1f}", f"{1e6 / us:,.0f}"]]
 
 

@@ -9,7 +9,6 @@ on the same server.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +24,7 @@ from benchmarks.support import (
     per_call_us,
     print_table,
     sqlite_url,
+    sync_per_call_us,
 )
 from dotmac_shared.business_logic import create_session_factory
 from dotmac_shared.business_logic.idempotency import (
@@ -118,7 +118,7 @@ async def _sql_case(backend: str) -> list[list[object]]:
     ]
 
 
-def _powertools(n: int) -> tuple[float, float]:
+def _powertools(n: int) -> tuple[float, float, float]:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
     from aws_lambda_powertools.utilities.idempotency.persistence.redis import (
         RedisCachePersistenceLayer,
@@ -133,23 +133,16 @@ def _powertools(n: int) -> tuple[float, float]:
     def process(order: dict) -> dict:
         return {"order": order["order"], "ok": True}
 
-    def timed(fn: Any) -> float:
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.perf_counter() - start) / n * 1e6)
-        return best
-
     counter = iter(range(10**9))
     replayed = {"order": f"pt-{uuid.uuid4().hex}", "amount": 10}
     process(order=replayed)
-    first = timed(lambda: process(order={"order": f"pt-{uuid.uuid4().hex}-{next(counter)}"}))
-    replay = timed(lambda: process(order=replayed))
-    ping = timed(client.ping)
+    first = sync_per_call_us(
+        lambda: process(order={"order": f"pt-{uuid.uuid4().hex}-{next(counter)}"}), n, 3
+    )
+    replay = sync_per_call_us(lambda: process(order=replayed), n, 3)
+    ping = sync_per_call_us(client.ping, n, 3)
     client.close()
-    return first, replay, ping  # type: ignore[return-value]
+    return first, replay, ping
 
 
 async def _redis_case() -> list[list[object]]:
@@ -163,7 +156,7 @@ async def _redis_case() -> list[list[object]]:
         async for name in client.scan_iter(match=f"{prefix}*"):
             await client.delete(name)
         await client.aclose()
-    pt_first, pt_replay, pt_ping = _powertools(N * 4)  # type: ignore[misc]
+    pt_first, pt_replay, pt_ping = _powertools(N * 4)
     return [
         ["redis", "bare PING round trip (async client)", f"{ping:.0f}", "1.00x", ""],
         ["redis", "bare PING round trip (sync client)", f"{pt_ping:.0f}", "", ""],

@@ -15,6 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import rule_engine
@@ -22,7 +23,7 @@ import zen
 from json_logic import jsonLogic
 from opentelemetry import trace
 
-from benchmarks.support import print_table
+from benchmarks.support import print_table, sync_per_call_us
 from dotmac_shared.business_logic.policies import PolicyContext, PolicyEngine
 
 NAME = "plan_eligibility.residential_basic"
@@ -33,6 +34,8 @@ CUSTOMER: dict[str, Any] = {
     "outstanding_balance": 0.0,
     "location": {"service_coverage": True},
 }
+#: Best of 7: the machine is shared, and these calls take about a microsecond.
+per_call_us = partial(sync_per_call_us, repeat=7)
 CONTEXT = PolicyContext(tenant_id="tenant123", user_id="user456", operation="eligibility")
 DOCUMENT: dict[str, Any] = {
     "name": NAME,
@@ -131,17 +134,6 @@ def hand_written(customer: dict[str, Any]) -> bool:
         and customer["outstanding_balance"] <= 0
         and customer["location"]["service_coverage"] is True
     )
-
-
-def per_call_us(fn: Callable[[], Any], n: int, repeat: int = 7) -> float:
-    """Best-of-``repeat`` mean microseconds per call over ``n`` calls (the machine is shared)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - start) / n * 1e6)
-    return best
 
 
 def fifty_rules() -> tuple[dict[str, Any], dict[str, Any], Callable[[dict[str, Any]], bool], str]:

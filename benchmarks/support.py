@@ -60,6 +60,17 @@ async def per_call_us(fn: Callable[[], Awaitable[object]], n: int, repeat: int =
     return best
 
 
+def sync_per_call_us(fn: Callable[[], object], n: int, repeat: int = 5) -> float:
+    """Best-of-``repeat`` mean microseconds per call over ``n`` calls (the machine is shared)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - start) / n * 1e6)
+    return best
+
+
 def median_us(samples: Sequence[float]) -> float:
     """Median of samples given in seconds, as microseconds."""
     return statistics.median(samples) * 1e6
