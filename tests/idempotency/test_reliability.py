@@ -15,6 +15,7 @@ from dotmac_shared.business_logic import OperationInProgressError, create_sessio
 from dotmac_shared.business_logic.idempotency import IdempotencyKey, IdempotencyManager
 from dotmac_shared.business_logic.persistence import engine_of
 from tests.idempotency.operations import EFFECTS_DDL, RecordEffect
+from tests.support.services import autoincrement_clause
 
 pytestmark = pytest.mark.reliability
 
@@ -23,7 +24,7 @@ TASKS = 50
 
 
 async def prepare(factory) -> None:
-    auto = "" if engine_of(factory).dialect.name == "sqlite" else "GENERATED ALWAYS AS IDENTITY"
+    auto = autoincrement_clause(factory)
     async with factory() as session, session.begin():
         await session.execute(text(EFFECTS_DDL.format(auto=auto)))
 

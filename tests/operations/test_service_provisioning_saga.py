@@ -15,13 +15,7 @@ from dotmac_shared.business_logic.persistence.models import (
     Service,
 )
 from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator
-
-REQUEST = {
-    "customer_id": "cust789",
-    "service_type": "internet",
-    "plan": "standard",
-    "billing_period": "monthly",
-}
+from tests.operations.test_service_steps import REQUEST
 
 
 async def pool_of(factory, size: int) -> None:

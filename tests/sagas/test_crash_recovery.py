@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import text
 
 from dotmac_shared.business_logic import create_session_factory
-from dotmac_shared.business_logic.persistence import engine_of
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
@@ -22,6 +21,7 @@ from dotmac_shared.business_logic.sagas import (
     StepContext,
 )
 from tests.sagas.steps import create_effects_table, record, unrecord
+from tests.support.services import autoincrement_clause
 
 pytestmark = pytest.mark.reliability
 
@@ -74,7 +74,7 @@ def coordinator(factory) -> SagaCoordinator:
 
 async def prepare(factory) -> None:
     await create_effects_table(factory)
-    auto = "" if engine_of(factory).dialect.name == "sqlite" else "GENERATED ALWAYS AS IDENTITY"
+    auto = autoincrement_clause(factory)
     async with factory() as session, session.begin():
         await session.execute(text(LOG_DDL.format(auto=auto)))
 

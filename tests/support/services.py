@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as redis_async
 from sqlalchemy.engine import make_url
+
+from dotmac_shared.business_logic.persistence import engine_of
 
 #: Admin URL of the PostgreSQL server; each test gets its own database on it.
 POSTGRES_URL = os.environ.get(
@@ -82,3 +85,8 @@ async def redis_client() -> redis_async.Redis:
         require("Redis", exc)
         raise
     return client
+
+
+def autoincrement_clause(factory: Any) -> str:
+    """What follows ``INTEGER PRIMARY KEY`` in a test table's DDL to number rows itself."""
+    return "" if engine_of(factory).dialect.name == "sqlite" else "GENERATED ALWAYS AS IDENTITY"

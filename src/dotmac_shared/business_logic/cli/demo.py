@@ -85,32 +85,25 @@ async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
         coordinator = SagaCoordinator(factory)
         coordinator.register_saga(ServiceProvisioningSaga.create_definition())
         coordinator.register_saga(BillingRunSaga.create_definition())
-        ok = await coordinator.execute_saga(
-            saga_name="service_provisioning",
-            context=SagaContext(
-                saga_id=str(uuid.uuid4()), tenant_id="tenant123", user_id="user456"
-            ),
-            initial_data={
-                "customer_id": "cust789",
-                "service_type": "internet",
-                "plan": "standard",
-                "billing_period": "monthly",
-            },
-        )
+
+        async def provision(plan: str) -> dict[str, Any]:
+            return await coordinator.execute_saga(
+                saga_name="service_provisioning",
+                context=SagaContext(
+                    saga_id=str(uuid.uuid4()), tenant_id="tenant123", user_id="user456"
+                ),
+                initial_data={
+                    "customer_id": "cust789",
+                    "service_type": "internet",
+                    "plan": plan,
+                    "billing_period": "monthly",
+                },
+            )
+
+        ok = await provision("standard")
         console.print(f"Status: {ok['status']}")
         console.print(f"Service ID: {ok['step_results']['activate_service']['service_id']}")
-        refused = await coordinator.execute_saga(
-            saga_name="service_provisioning",
-            context=SagaContext(
-                saga_id=str(uuid.uuid4()), tenant_id="tenant123", user_id="user456"
-            ),
-            initial_data={
-                "customer_id": "cust789",
-                "service_type": "internet",
-                "plan": "premium",  # a business plan: a residential customer is refused
-                "billing_period": "monthly",
-            },
-        )
+        refused = await provision("premium")  # a business plan: a residential customer is refused
         console.print(
             f"Premium for a residential customer: {refused['status']} at "
             f"{refused['failed_step']}: {refused['error']}"
