@@ -4,9 +4,9 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from dotmac_shared.business_logic import InvalidInputError, ProvisioningError
-from dotmac_shared.business_logic.operations.catalog import TENANT_PLAN_DEFAULTS
 from dotmac_shared.business_logic.operations.tenant_steps import (
     TenantProvisioningSteps,
+    licensing,
     tenant_id_for,
     validate_tenant_request,
 )
@@ -41,7 +41,7 @@ async def provision(factory, saga_id="saga-t1", data=DATA) -> str:
     tenant_id = tenant_id_for(saga_id)
     await steps.create_tenant(tenant_id, request)
     await steps.configure_database(tenant_id, request.admin_email)
-    await steps.setup_defaults(tenant_id, request.plan, TENANT_PLAN_DEFAULTS[request.plan])
+    await steps.setup_defaults(tenant_id, request.plan, licensing().plan_defaults(request.plan))
     await steps.activate_tenant(tenant_id)
     return tenant_id
 

@@ -231,11 +231,15 @@ async def test_api_limit_is_shared_when_two_engines_use_one_redis(
     assert answers[-1].current_value == 3
 
 
-def test_plan_defaults_agree_with_the_operations_catalog_when_both_define_a_plan(
+def test_plan_defaults_are_the_documented_tenant_limits_when_a_tenant_is_created(
     licensing: LicensingEngine,
 ) -> None:
-    from dotmac_shared.business_logic.operations.catalog import TENANT_PLAN_DEFAULTS
-
-    for plan, limits in TENANT_PLAN_DEFAULTS.items():
+    # The tenant saga and seed_demo_data take a new tenant's limits from here (one source).
+    documented = {
+        "basic": {"max_users": 100, "max_storage_gb": 50, "max_bandwidth_mbps": 100},
+        "pro": {"max_users": 1000, "max_storage_gb": 500, "max_bandwidth_mbps": 1000},
+        "enterprise": {"max_users": 1000, "max_storage_gb": 500, "max_bandwidth_mbps": 1000},
+    }
+    for plan, limits in documented.items():
         defaults = licensing.plan_defaults(plan)
         assert {key: defaults[key] for key in limits} == limits, plan

@@ -12,7 +12,6 @@ __all__ = [
     "PLAN_LEVELS",
     "SERVICE_PRICES",
     "SERVICE_TYPES",
-    "TENANT_PLAN_DEFAULTS",
 ]
 
 SERVICE_TYPES: Final = ("internet", "hosting", "voip", "security")
@@ -66,10 +65,3 @@ INTERNET_BANDWIDTH_MBPS: Final = {
 
 #: Tax applied to invoices unless the tenant's ``tax_rate`` setting says otherwise.
 DEFAULT_TAX_RATE: Final = Decimal("0.0875")
-
-#: Defaults per tenant plan: what a new tenant's settings start with.
-TENANT_PLAN_DEFAULTS: Final[dict[str, dict[str, int]]] = {
-    "basic": {"max_users": 100, "max_storage_gb": 50, "max_bandwidth_mbps": 100},
-    "pro": {"max_users": 1000, "max_storage_gb": 500, "max_bandwidth_mbps": 1000},
-    "enterprise": {"max_users": 1000, "max_storage_gb": 500, "max_bandwidth_mbps": 1000},
-}

@@ -21,8 +21,8 @@ from dotmac_shared.business_logic.operations.catalog import (
     INTERNET_BANDWIDTH_MBPS,
     PLAN_ELIGIBILITY,
     SERVICE_PRICES,
-    TENANT_PLAN_DEFAULTS,
 )
+from dotmac_shared.business_logic.operations.tenant_steps import licensing
 from dotmac_shared.business_logic.persistence.models import (
     BillingAccount,
     Customer,
@@ -182,7 +182,7 @@ async def seed_demo_data(
             ],
             ["id"],
         )
-        settings = {**TENANT_PLAN_DEFAULTS["basic"], "tax_rate": str(DEFAULT_TAX_RATE)}
+        settings = {**licensing().plan_defaults("basic"), "tax_rate": str(DEFAULT_TAX_RATE)}
         await _insert_ignoring_duplicates(
             session,
             TenantSetting,

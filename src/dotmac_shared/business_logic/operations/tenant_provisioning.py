@@ -7,7 +7,6 @@ tenant, schema or settings behind.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -22,10 +21,10 @@ from dotmac_shared.business_logic.exceptions import (
 from dotmac_shared.business_logic.idempotency import IdempotentOperation
 from dotmac_shared.business_logic.operations.tenant_steps import (
     TenantProvisioningSteps,
+    licensing,
     tenant_id_for,
     validate_tenant_request,
 )
-from dotmac_shared.business_logic.policies import LicensingEngine
 from dotmac_shared.business_logic.sagas import (
     RetryPolicy,
     SagaContext,
@@ -40,11 +39,6 @@ __all__ = ["TenantProvisioningOperation", "TenantProvisioningSaga"]
 
 #: A business failure (compensated saga) may be retried with a fresh saga this many times.
 _MAX_FRESH_SAGAS = 100
-
-
-@functools.cache
-def _licensing() -> LicensingEngine:
-    return LicensingEngine()
 
 
 class TenantProvisioningSaga:
@@ -77,7 +71,7 @@ class TenantProvisioningSaga:
 
         async def defaults(ctx: StepContext) -> dict[str, Any]:
             plan = validate_tenant_request(ctx.data).plan
-            limits = _licensing().plan_defaults(plan)
+            limits = licensing().plan_defaults(plan)
             return await steps(ctx).setup_defaults(tenant(ctx), plan, limits)
 
         async def remove_defaults(ctx: StepContext) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -21,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
-from dotmac_shared.business_logic.operations.catalog import DEFAULT_TAX_RATE, TENANT_PLAN_DEFAULTS
+from dotmac_shared.business_logic.operations.catalog import DEFAULT_TAX_RATE
 from dotmac_shared.business_logic.persistence.models import Tenant, TenantSetting
 from dotmac_shared.business_logic.persistence.sql import insert_for
 from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.policies import LicensingEngine
 
 __all__ = ["TenantProvisioningSteps", "TenantRequest", "tenant_id_for", "validate_tenant_request"]
 
@@ -32,7 +34,12 @@ _DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
 )
-TENANT_PLANS = tuple(TENANT_PLAN_DEFAULTS)
+
+
+@functools.cache
+def licensing() -> LicensingEngine:
+    """The shipped licensing policies, loaded once: tenant plans and their default limits."""
+    return LicensingEngine()
 
 
 def tenant_id_for(saga_id: str) -> str:
@@ -70,9 +77,10 @@ def validate_tenant_request(data: Mapping[str, Any]) -> TenantRequest:
             field="domain",
         )
     plan = data.get("plan")
-    if plan not in TENANT_PLANS:
+    plans = tuple(licensing().tiers())
+    if plan not in plans:
         raise InvalidInputError(
-            f"unknown tenant plan {plan!r}; expected one of: {', '.join(TENANT_PLANS)}",
+            f"unknown tenant plan {plan!r}; expected one of: {', '.join(plans)}",
             field="plan",
         )
     email = data.get("admin_email")
