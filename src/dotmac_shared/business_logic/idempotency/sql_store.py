@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
 from dotmac_shared.business_logic.persistence.models import IdempotencyRecord
-from dotmac_shared.business_logic.persistence.session import engine_of
+from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.types import utcnow
 
 __all__ = ["SqlIdempotencyStore"]
@@ -106,7 +106,7 @@ class SqlIdempotencyStore:
             if isinstance(db_session_factory, AsyncEngine)
             else engine_of(db_session_factory)
         )
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._engine = autocommit(engine)
         dialect = engine.dialect.name
         if dialect not in {"postgresql", "sqlite"}:
             raise PersistenceError(f"unsupported database dialect {dialect!r}")

@@ -8,6 +8,7 @@ from dotmac_shared.business_logic.persistence.migrate import (
 from dotmac_shared.business_logic.persistence.session import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE_URL,
+    autocommit,
     create_engine,
     create_session_factory,
     engine_of,
@@ -17,6 +18,7 @@ from dotmac_shared.business_logic.persistence.session import (
 __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
+    "autocommit",
     "create_engine",
     "create_session_factory",
     "current_revision",

@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.persistence.sqlite_driver import OneTripAiosqliteDbapi
 
 __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
+    "autocommit",
     "create_engine",
     "create_session_factory",
     "engine_of",
@@ -36,6 +38,8 @@ DATABASE_URL_ENV = "DOTMAC_DATABASE_URL"
 #: The embedded default: an SQLite file in the working directory.
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///dotmac_business_logic.db"
 
+#: Execution option of :func:`autocommit` on SQLite: run without ``BEGIN IMMEDIATE``.
+_SQLITE_AUTOCOMMIT = "dotmac_sqlite_autocommit"
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -69,7 +73,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Autocommit at the driver level; SQLAlchemy's "begin" below issues the BEGIN.
+        # Autocommit at the driver level (sqlite_driver keeps it so); "begin" below issues
+        # the BEGIN.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -82,8 +87,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a reader that later writes cannot
         # deadlock against another writer (SQLITE_BUSY mid-transaction), it waits instead.
-        # An AUTOCOMMIT connection (single-statement reads and claims) gets no BEGIN at all.
-        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        # An autocommit connection (single-statement reads and claims) gets no BEGIN at all.
+        options = conn.get_execution_options()
+        if options.get(_SQLITE_AUTOCOMMIT) or options.get("isolation_level") == "AUTOCOMMIT":
             return
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -97,11 +103,29 @@ def create_engine(url: str | URL | None = None, **engine_options: Any) -> AsyncE
     # the SQL compiler and asyncpg cache, so large pages of varying size made memory grow
     # with the number of batches (a billing run's peak RSS grew with its customer count).
     options: dict[str, Any] = {"insertmanyvalues_page_size": 50}
+    sqlite = resolved.get_backend_name() == "sqlite"
+    if sqlite:
+        # One trip to aiosqlite's thread per statement instead of three or four.
+        options["module"] = OneTripAiosqliteDbapi()
     options.update(engine_options)
     engine = create_async_engine(resolved, **options)
-    if resolved.get_backend_name() == "sqlite":
+    if sqlite:
         _configure_sqlite(engine)
     return engine
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """Return a view of ``engine`` on which every statement commits on its own.
+
+    For single-statement work (reads, atomic claims, fenced updates): no ``BEGIN``, no
+    ``COMMIT``. On PostgreSQL this is the ``AUTOCOMMIT`` isolation level. On SQLite the
+    driver is always in autocommit mode, so it is enough to skip ``BEGIN IMMEDIATE``;
+    switching the isolation level there would cost two trips to aiosqlite's thread and a
+    ``PRAGMA`` per checkout (set it, then reset it when the connection is returned).
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{_SQLITE_AUTOCOMMIT: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def create_session_factory(

@@ -12,7 +12,7 @@ State changes (a new saga, or a saga row plus its step rows) are the hot path: o
 They are group-committed: the changes of every saga submitted while a batch is being written
 go together in the next batch. On PostgreSQL a batch is one statement (data-modifying CTEs
 over unnested arrays; one round trip, one commit); on SQLite it is one ``BEGIN IMMEDIATE``
-transaction of at most three statements on the aiosqlite connection. A saga alone is written
+transaction of at most three statements, run whole in one trip to aiosqlite's thread. A saga alone is written
 at once as a batch of one. Either way each saga's change is atomic and fenced on its own:
 one saga's lost lease (or bad data) does not stop the others' changes in the same batch.
 """
@@ -35,7 +35,8 @@ from sqlalchemy.sql.elements import BindParameter
 
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
-from dotmac_shared.business_logic.persistence.session import engine_of
+from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
+from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
 from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
 
@@ -379,6 +380,46 @@ ON CONFLICT (saga_id, step_name) DO UPDATE SET
 """
 
 
+def _sqlite_transaction(
+    connection: sqlite3.Connection,
+    new: str,
+    changes: str,
+    steps: list[tuple[bool, str, list[tuple[Any, ...]]]],
+) -> tuple[set[str], dict[str, bool]]:
+    """Write one batch on SQLite, on aiosqlite's thread: return the created and held sagas."""
+    created: set[str] = set()
+    held: dict[str, bool] = {}
+    statement = "BEGIN IMMEDIATE"
+    try:
+        connection.execute(statement)
+        if new != "[]":
+            statement = _SQLITE_INSERT
+            created = {saga_id for (saga_id,) in connection.execute(statement, (new,))}
+        if changes != "[]":
+            statement = _SQLITE_UPDATE
+            rows = connection.execute(statement, (changes,))
+            held = {saga_id: bool(cancel) for saga_id, cancel in rows}
+        # Only the steps of sagas whose row was written: a saga that lost its lease (or
+        # whose id was taken) writes nothing.
+        written = [
+            row
+            for is_new, saga_id, step_rows in steps
+            if (saga_id in created if is_new else saga_id in held)
+            for row in step_rows
+        ]
+        if written:
+            statement = _SQLITE_STEPS
+            connection.execute(statement, (json.dumps(written),))
+        statement = "COMMIT"
+        connection.commit()
+    except sqlite3.Error as exc:
+        if connection.in_transaction:
+            connection.rollback()
+        # As SQLAlchemy would have raised it (OperationalError, IntegrityError, ...).
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+    return created, held
+
+
 @dataclasses.dataclass(slots=True, eq=False)
 class _Write:
     """One saga's state change, waiting for its batch.
@@ -609,7 +650,7 @@ class SqlSagaStore:
         self._engine = engine
         # Single statements (reads, leases; PostgreSQL batches) run in autocommit: each is
         # its own transaction, with no BEGIN round trip.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = autocommit(engine)
         self._postgres = dialect.name == "postgresql"
         self._encode_new = _encoder(_SAGAS, _NEW, dialect)
         self._encode_change = _encoder(_SAGAS, _CHANGE, dialect)
@@ -727,40 +768,16 @@ class SqlSagaStore:
         }
 
     async def _write_sqlite(self, batch: list[_Write]) -> dict[str, bool | None]:
-        new = [w.new for w in batch if w.new is not None]
-        changes = [(*w.change, w.final) for w in batch if w.change is not None]
-        created: set[str] = set()
-        held: dict[str, bool] = {}
-        # The aiosqlite connection directly: each call is one hop to its thread (SQLAlchemy's
-        # cursor emulation takes three or four per statement).
+        new = json.dumps([w.new for w in batch if w.new is not None])
+        changes = json.dumps([(*w.change, w.final) for w in batch if w.change is not None])
+        steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
+        # The whole transaction in one trip to aiosqlite's thread (a trip costs more than
+        # the SQL; SQLAlchemy would take one per statement and one for the COMMIT).
         async with self._engine.connect() as conn:
             raw: Any = (await conn.get_raw_connection()).driver_connection
-            statement = "BEGIN IMMEDIATE"
-            try:
-                await raw.execute_fetchall(statement)
-                if new:
-                    statement = _SQLITE_INSERT
-                    rows = await raw.execute_fetchall(statement, (json.dumps(new),))
-                    created = {saga_id for (saga_id,) in rows}
-                if changes:
-                    statement = _SQLITE_UPDATE
-                    rows = await raw.execute_fetchall(statement, (json.dumps(changes),))
-                    held = {saga_id: bool(cancel) for saga_id, cancel in rows}
-                steps = [
-                    row
-                    for w in batch
-                    if w.saga_id in (created if w.new is not None else held)
-                    for row in w.steps
-                ]
-                if steps:
-                    statement = _SQLITE_STEPS
-                    await raw.execute_fetchall(statement, (json.dumps(steps),))
-                statement = "COMMIT"
-                await raw.commit()
-            except sqlite3.Error as exc:
-                await raw.rollback()
-                # As SQLAlchemy would have raised it (OperationalError, IntegrityError, ...).
-                raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+            created, held = await run_in_thread(
+                raw, lambda: _sqlite_transaction(raw._conn, new, changes, steps)
+            )
         return {
             w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
             for w in batch

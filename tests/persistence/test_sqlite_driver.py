@@ -1,0 +1,180 @@
+"""The one-trip aiosqlite adapter and the ``autocommit`` view of an engine.
+
+Trips are counted at ``aiosqlite.Connection._execute``, the one door to aiosqlite's thread.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dotmac_shared.business_logic.persistence import autocommit, create_engine
+from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
+from tests.support.services import sqlite_url
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[collections.Counter[str]]:
+    """Count every call queued on an aiosqlite connection's thread."""
+    counter: collections.Counter[str] = collections.Counter()
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        counter["trips"] += 1
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    yield counter
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(sqlite_url(tmp_path))
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine with table ``t`` on each backend."""
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _values(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars())
+
+
+async def test_statement_costs_one_trip_when_rows_are_fetched(sqlite_engine, trips):
+    async with autocommit(sqlite_engine).connect() as conn:
+        await conn.execute(text("SELECT 1"))  # the pool's first connect is not counted
+        trips.clear()
+        rows = (await conn.execute(text("SELECT :a AS a, :b AS b"), {"a": 1, "b": "x"})).all()
+    assert [tuple(r) for r in rows] == [(1, "x")]
+    assert trips["trips"] == 1
+
+
+async def test_autocommit_checkout_costs_one_trip_when_statement_is_single(sqlite_engine, trips):
+    auto = autocommit(sqlite_engine)
+    async with auto.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    trips.clear()
+    async with auto.connect() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+    # No BEGIN, no COMMIT, no isolation-level switch, no reset on return: one trip.
+    assert trips["trips"] == 1
+    assert await _values(sqlite_engine) == ["a"]
+
+
+async def test_transaction_costs_begin_statement_commit(sqlite_engine, trips):
+    async with sqlite_engine.begin() as conn:
+        await conn.execute(text("SELECT 1"))
+    trips.clear()
+    async with sqlite_engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+    assert trips["trips"] == 3  # BEGIN IMMEDIATE, INSERT, COMMIT
+    assert await _values(sqlite_engine) == ["a"]
+
+
+async def test_rollback_still_undoes_writes_when_transaction_is_open(sqlite_engine):
+    async with sqlite_engine.connect() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('gone')"))
+        await conn.rollback()
+    async with sqlite_engine.connect() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('also gone')"))
+        # closed without commit: the pool's reset-on-return rolls it back
+    assert await _values(sqlite_engine) == []
+
+
+async def test_rowcount_lastrowid_and_executemany_are_reported(sqlite_engine):
+    async with sqlite_engine.begin() as conn:
+        result = await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "a"}, {"v": "b"}])
+        assert result.rowcount == 2
+        one = await conn.execute(text("INSERT INTO t (v) VALUES ('c')"))
+        assert one.lastrowid == 3
+        updated = await conn.execute(text("UPDATE t SET v = v || '!' WHERE id > 1"))
+        assert updated.rowcount == 2
+    assert await _values(sqlite_engine) == ["a", "b!", "c!"]
+
+
+async def test_driver_error_is_sqlalchemy_error_and_leaves_nothing_when_constraint_fails(
+    sqlite_engine,
+):
+    with pytest.raises(IntegrityError):
+        async with sqlite_engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+            await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+    assert await _values(sqlite_engine) == []
+
+
+async def test_autocommit_write_is_kept_when_connection_had_isolation_level_switched(
+    sqlite_engine,
+):
+    # SQLAlchemy resets a connection that ran with isolation_level=AUTOCOMMIT to the
+    # driver's "" (implicit DEFERRED BEGIN). Had that stuck, a later autocommit write on the
+    # same pooled connection would have been wrapped in a BEGIN nobody commits, and lost.
+    async with sqlite_engine.connect() as conn:
+        switched = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await switched.execute(text("SELECT 1"))
+    async with autocommit(sqlite_engine).connect() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('kept')"))
+    assert await _values(sqlite_engine) == ["kept"]
+
+
+async def test_whole_transaction_runs_in_one_trip_when_given_to_run_in_thread(sqlite_engine, trips):
+    async with sqlite_engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        trips.clear()
+
+        def work() -> int:
+            sqlite = raw._conn
+            sqlite.execute("BEGIN IMMEDIATE")
+            sqlite.executemany("INSERT INTO t (v) VALUES (?)", [("a",), ("b",)])
+            sqlite.commit()
+            return int(sqlite.execute("SELECT count(*) FROM t").fetchone()[0])
+
+        assert await run_in_thread(raw, work) == 2
+    assert trips["trips"] == 1
+
+
+async def test_autocommit_statement_is_visible_at_once_on_each_backend(engine):
+    async with autocommit(engine).connect() as conn:
+        await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'seen')"))
+        # Not committed by us: the statement committed itself.
+        assert await _values(engine) == ["seen"]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=st.lists(st.text(max_size=20), max_size=8))
+async def test_values_round_trip_when_text_is_arbitrary(sqlite_engine, values):
+    async with sqlite_engine.begin() as conn:
+        await conn.execute(text("DELETE FROM t"))
+        if values:
+            await conn.execute(
+                text("INSERT INTO t (id, v) VALUES (:i, :v)"),
+                [{"i": i, "v": f"{i}:{v}"} for i, v in enumerate(values)],
+            )
+        got = list((await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars())
+    assert got == [f"{i}:{v}" for i, v in enumerate(values)]
