@@ -527,67 +527,81 @@ class SagaCoordinator:
         action: Any,
         phase: str,
     ) -> Any:
-        tracer = get_tracer()
+        if policy.max_attempts == 1:  # nothing to retry: no retry machinery
+            return await self._attempt(record, step, make_context, action, phase, 1)
         retrying = policy.retrying()
         retrying.retry = _not_timeout(retrying.retry)
         async for attempt in retrying:
             with attempt:
                 number = attempt.retry_state.attempt_number
-                remaining = self._remaining(record)
-                if remaining is not None and remaining <= 0 and phase == "execute":
-                    raise SagaTimeoutError(
-                        f"saga {record.saga_id} ran past its timeout",
+                return await self._attempt(record, step, make_context, action, phase, number)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        record: SagaRecord,
+        step: SagaStep,
+        make_context: Any,
+        action: Any,
+        phase: str,
+        number: int,
+    ) -> Any:
+        """One try of ``action``: deadline and timeout checks, a span, a duration metric."""
+        tracer = get_tracer()
+        remaining = self._remaining(record)
+        if remaining is not None and remaining <= 0 and phase == "execute":
+            raise SagaTimeoutError(
+                f"saga {record.saga_id} ran past its timeout",
+                saga_id=record.saga_id,
+                saga_name=record.saga_name,
+                failed_step=step.name,
+            )
+        limit = _min_timeout(step.timeout, remaining if phase == "execute" else None)
+        started = time.perf_counter()
+        outcome = "error"
+        with tracer.start_as_current_span(
+            f"saga.step.{phase}",
+            attributes={
+                "dotmac.saga.id": record.saga_id,
+                "dotmac.saga.step": step.name,
+                "dotmac.saga.attempt": number,
+            },
+        ):
+            try:
+                awaitable = action(make_context(number))
+                if not inspect.isawaitable(awaitable):
+                    raise SagaDefinitionError(
+                        f"step {step.name}: {phase} must be async (returned "
+                        f"{type(awaitable).__name__})",
                         saga_id=record.saga_id,
-                        saga_name=record.saga_name,
                         failed_step=step.name,
                     )
-                limit = _min_timeout(step.timeout, remaining if phase == "execute" else None)
-                started = time.perf_counter()
-                outcome = "error"
-                with tracer.start_as_current_span(
-                    f"saga.step.{phase}",
-                    attributes={
-                        "dotmac.saga.id": record.saga_id,
-                        "dotmac.saga.step": step.name,
-                        "dotmac.saga.attempt": number,
+                try:
+                    async with asyncio.timeout(limit):
+                        value = await awaitable
+                except TimeoutError as exc:
+                    if remaining is not None and limit == remaining:
+                        raise SagaTimeoutError(
+                            f"saga {record.saga_id} ran past its timeout in {step.name}",
+                            saga_id=record.saga_id,
+                            saga_name=record.saga_name,
+                            failed_step=step.name,
+                        ) from exc
+                    raise TimeoutError(
+                        f"step {step.name} {phase} took longer than {limit}s"
+                    ) from exc
+                outcome = "ok"
+            finally:
+                SAGA_STEP_DURATION.record(
+                    (time.perf_counter() - started) * 1000,
+                    {
+                        "saga": record.saga_name,
+                        "step": step.name,
+                        "phase": phase,
+                        "outcome": outcome,
                     },
-                ):
-                    try:
-                        awaitable = action(make_context(number))
-                        if not inspect.isawaitable(awaitable):
-                            raise SagaDefinitionError(
-                                f"step {step.name}: {phase} must be async (returned "
-                                f"{type(awaitable).__name__})",
-                                saga_id=record.saga_id,
-                                failed_step=step.name,
-                            )
-                        try:
-                            async with asyncio.timeout(limit):
-                                value = await awaitable
-                        except TimeoutError as exc:
-                            if remaining is not None and limit == remaining:
-                                raise SagaTimeoutError(
-                                    f"saga {record.saga_id} ran past its timeout in {step.name}",
-                                    saga_id=record.saga_id,
-                                    saga_name=record.saga_name,
-                                    failed_step=step.name,
-                                ) from exc
-                            raise TimeoutError(
-                                f"step {step.name} {phase} took longer than {limit}s"
-                            ) from exc
-                        outcome = "ok"
-                    finally:
-                        SAGA_STEP_DURATION.record(
-                            (time.perf_counter() - started) * 1000,
-                            {
-                                "saga": record.saga_name,
-                                "step": step.name,
-                                "phase": phase,
-                                "outcome": outcome,
-                            },
-                        )
-                return value
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+                )
+        return value
 
     async def _backward(self, record: SagaRecord, definition: SagaDefinition) -> None:
         context = SagaContext.from_dict(record.context)

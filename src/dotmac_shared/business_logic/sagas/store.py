@@ -12,9 +12,10 @@ State changes (a new saga, or a saga row plus its step rows) are the hot path: o
 They are group-committed: the changes of every saga submitted while a batch is being written
 go together in the next batch. On PostgreSQL a batch is one statement (data-modifying CTEs
 over unnested arrays; one round trip, one commit); on SQLite it is one ``BEGIN IMMEDIATE``
-transaction of at most three statements, run whole in one trip to aiosqlite's thread. A saga alone is written
-at once as a batch of one. Either way each saga's change is atomic and fenced on its own:
-one saga's lost lease (or bad data) does not stop the others' changes in the same batch.
+transaction of at most three statements, run whole in one trip to aiosqlite's thread. A
+saga alone is written at once as a batch of one. Either way each saga's change is atomic and
+fenced on its own: one saga's lost lease (or bad data) does not stop the others' changes in
+the same batch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
@@ -773,11 +775,15 @@ class SqlSagaStore:
         steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
         # The whole transaction in one trip to aiosqlite's thread (a trip costs more than
         # the SQL; SQLAlchemy would take one per statement and one for the COMMIT).
-        async with self._engine.connect() as conn:
-            raw: Any = (await conn.get_raw_connection()).driver_connection
+        # A raw pool connection: an AsyncConnection around it would cost more than the trip.
+        pooled = await self._engine.raw_connection()
+        try:
+            raw: Any = pooled.driver_connection
             created, held = await run_in_thread(
                 raw, lambda: _sqlite_transaction(raw._conn, new, changes, steps)
             )
+        finally:
+            await greenlet_spawn(pooled.close)
         return {
             w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
             for w in batch
