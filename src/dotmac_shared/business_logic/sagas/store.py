@@ -21,13 +21,15 @@ the same batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
 
+import asyncpg
 from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
@@ -751,6 +753,23 @@ class SqlSagaStore:
             )
         return cancel
 
+    @contextlib.asynccontextmanager
+    async def _driver_connection(self) -> AsyncIterator[Any]:
+        """A pooled connection's driver connection (asyncpg or aiosqlite), for one write.
+
+        The hot path of every saga: SQLAlchemy's connection, cursor and result around a
+        single statement cost more CPU than the statement's round trip. If the write fails
+        or is interrupted the connection's state is unknown, so it is discarded, not reused.
+        """
+        pooled = await self._engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        except BaseException:
+            await greenlet_spawn(pooled.invalidate)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
+
     async def _write_postgres(self, batch: list[_Write]) -> dict[str, bool | None]:
         new = [w.new for w in batch if w.new is not None]
         changes = [(*w.change, w.final) for w in batch if w.change is not None]
@@ -760,8 +779,12 @@ class SqlSagaStore:
             *_columns(changes, len(_CHANGE) + 1),
             *_columns(steps, len(_STEP)),
         )
-        async with self._autocommit.connect() as conn:
-            rows: Sequence[Any] = (await conn.exec_driver_sql(_PG_WRITE, params)).all()
+        async with self._driver_connection() as raw:
+            try:
+                rows: Sequence[Any] = await raw.fetch(_PG_WRITE, *params)
+            except asyncpg.PostgresError as exc:
+                # A SQLAlchemy error, as every other store error is.
+                raise DBAPIError.instance(_PG_WRITE, None, exc, asyncpg.PostgresError) from exc
         created = {saga_id for saga_id, _, was_created in rows if was_created}
         held = {saga_id: bool(cancel) for saga_id, cancel, was_created in rows if not was_created}
         return {
@@ -775,15 +798,10 @@ class SqlSagaStore:
         steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
         # The whole transaction in one trip to aiosqlite's thread (a trip costs more than
         # the SQL; SQLAlchemy would take one per statement and one for the COMMIT).
-        # A raw pool connection: an AsyncConnection around it would cost more than the trip.
-        pooled = await self._engine.raw_connection()
-        try:
-            raw: Any = pooled.driver_connection
+        async with self._driver_connection() as raw:
             created, held = await run_in_thread(
                 raw, lambda: _sqlite_transaction(raw._conn, new, changes, steps)
             )
-        finally:
-            await greenlet_spawn(pooled.close)
         return {
             w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
             for w in batch
