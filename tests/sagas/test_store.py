@@ -292,21 +292,3 @@ async def test_writer_cancelled_before_its_batch_writes_nothing(session_factory)
     assert writes == [[first.saga_id]]
     assert (await store.load(first.saga_id)).steps["a"].status is StepStatus.RUNNING
     assert (await store.load(dropped.saga_id)).steps == {}
-
-
-async def test_driver_connection_is_discarded_when_a_write_fails_or_is_interrupted(
-    session_factory,
-):
-    # A write that failed or was cancelled mid-trip may have left its connection inside a
-    # transaction: it must not go back to the pool for the next write.
-    store = SqlSagaStore(session_factory)
-    async with store._driver_connection() as healthy:
-        pass
-    async with store._driver_connection() as again:
-        assert again is healthy  # returned to the pool and reused
-    with pytest.raises(asyncio.CancelledError):
-        async with store._driver_connection() as interrupted:
-            raise asyncio.CancelledError
-    async with store._driver_connection() as fresh:
-        assert fresh is not interrupted
-    assert await store.create(record(str(uuid4())), "w", 30.0)

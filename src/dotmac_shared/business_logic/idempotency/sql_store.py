@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
+from dotmac_shared.business_logic.persistence.driver import CompiledSelect
 from dotmac_shared.business_logic.persistence.models import IdempotencyRecord
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.types import utcnow
@@ -92,6 +93,13 @@ def _where(record: StoredRecord) -> dict[str, Any]:
     }
 
 
+def _persistence_error(action: str, exc: SQLAlchemyError) -> PersistenceError:
+    return PersistenceError(
+        f"idempotency store could not {action}: {exc.__class__.__name__}",
+        operation=f"idempotency.{action}",
+    )
+
+
 class SqlIdempotencyStore:
     """Idempotency records in the ``idempotency_records`` table.
 
@@ -107,6 +115,7 @@ class SqlIdempotencyStore:
             else engine_of(db_session_factory)
         )
         self._engine = autocommit(engine)
+        self._select = CompiledSelect(engine, _SELECT)
         dialect = engine.dialect.name
         if dialect not in {"postgresql", "sqlite"}:
             raise PersistenceError(f"unsupported database dialect {dialect!r}")
@@ -121,15 +130,16 @@ class SqlIdempotencyStore:
             async with self._engine.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise PersistenceError(
-                f"idempotency store could not {action}: {exc.__class__.__name__}",
-                operation=f"idempotency.{action}",
-            ) from exc
+            raise _persistence_error(action, exc) from exc
 
     async def get(self, tenant_id: str, key: str) -> StoredRecord | None:
         """Return the record under ``(tenant_id, key)``, expired or not."""
-        async with self._connection("read") as conn:
-            return await self._get(conn, tenant_id, key)
+        # The replay path: one SELECT on the driver connection (see persistence.driver).
+        try:
+            rows = await self._select.all(w_tenant=tenant_id, w_key=key)
+        except SQLAlchemyError as exc:
+            raise _persistence_error("read", exc) from exc
+        return _row_to_record(rows[0]) if rows else None
 
     @staticmethod
     async def _get(conn: AsyncConnection, tenant_id: str, key: str) -> StoredRecord | None:
@@ -140,15 +150,18 @@ class SqlIdempotencyStore:
 
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
         """Insert a claim if the key is free, else return the record that holds it."""
+        # Read first: a replay (the common case under retries) is one round trip.
+        existing = await self.get(record.tenant_id, record.key)
+        if existing is not None:
+            return existing
         async with self._connection("claim") as conn:
-            # Read first: a replay (the common case under retries) is one round trip. The
-            # INSERT is the atomic claim; if a racer inserted in between, read its row.
+            # The INSERT is the atomic claim; if a racer inserted first, read its row.
             for _ in range(5):
+                if (await conn.execute(self._claim, _record_to_row(record))).rowcount == 1:
+                    return None
                 existing = await self._get(conn, record.tenant_id, record.key)
                 if existing is not None:
                     return existing
-                if (await conn.execute(self._claim, _record_to_row(record))).rowcount == 1:
-                    return None
         raise PersistenceError(
             "idempotency key kept appearing and disappearing; giving up the claim",
             operation="idempotency.claim",

@@ -21,23 +21,21 @@ the same batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
 
-import asyncpg
 from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
+from dotmac_shared.business_logic.persistence.driver import DRIVER_ERRORS, driver_connection
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
@@ -753,23 +751,6 @@ class SqlSagaStore:
             )
         return cancel
 
-    @contextlib.asynccontextmanager
-    async def _driver_connection(self) -> AsyncIterator[Any]:
-        """A pooled connection's driver connection (asyncpg or aiosqlite), for one write.
-
-        The hot path of every saga: SQLAlchemy's connection, cursor and result around a
-        single statement cost more CPU than the statement's round trip. If the write fails
-        or is interrupted the connection's state is unknown, so it is discarded, not reused.
-        """
-        pooled = await self._engine.raw_connection()
-        try:
-            yield pooled.driver_connection
-        except BaseException:
-            await greenlet_spawn(pooled.invalidate)
-            raise
-        finally:
-            await greenlet_spawn(pooled.close)
-
     async def _write_postgres(self, batch: list[_Write]) -> dict[str, bool | None]:
         new = [w.new for w in batch if w.new is not None]
         changes = [(*w.change, w.final) for w in batch if w.change is not None]
@@ -779,12 +760,12 @@ class SqlSagaStore:
             *_columns(changes, len(_CHANGE) + 1),
             *_columns(steps, len(_STEP)),
         )
-        async with self._driver_connection() as raw:
+        async with driver_connection(self._engine) as raw:
             try:
                 rows: Sequence[Any] = await raw.fetch(_PG_WRITE, *params)
-            except asyncpg.PostgresError as exc:
+            except DRIVER_ERRORS as exc:
                 # A SQLAlchemy error, as every other store error is.
-                raise DBAPIError.instance(_PG_WRITE, None, exc, asyncpg.PostgresError) from exc
+                raise DBAPIError.instance(_PG_WRITE, None, exc, Exception) from exc
         created = {saga_id for saga_id, _, was_created in rows if was_created}
         held = {saga_id: bool(cancel) for saga_id, cancel, was_created in rows if not was_created}
         return {
@@ -798,7 +779,7 @@ class SqlSagaStore:
         steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
         # The whole transaction in one trip to aiosqlite's thread (a trip costs more than
         # the SQL; SQLAlchemy would take one per statement and one for the COMMIT).
-        async with self._driver_connection() as raw:
+        async with driver_connection(self._engine) as raw:
             created, held = await run_in_thread(
                 raw, lambda: _sqlite_transaction(raw._conn, new, changes, steps)
             )

@@ -1,0 +1,113 @@
+"""The hot paths' fast lane: one statement on a pooled connection's driver connection.
+
+An idempotent replay or a saga state change is one statement and one round trip, yet
+SQLAlchemy's connection, cursor and result objects around it cost as much CPU as the round
+trip itself. Here the statement still comes from SQLAlchemy (a Core statement compiled once
+for the engine's dialect, or SQL written for it) and values are still converted by the
+column types' own processors; only the per-call machinery is skipped. Everything else in
+the library uses SQLAlchemy normally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util.concurrency import greenlet_spawn
+
+from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
+
+__all__ = ["CompiledSelect", "DRIVER_ERRORS", "driver_connection"]
+
+#: What the drivers raise; translated to SQLAlchemy's ``DBAPIError`` at this boundary.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
+@contextlib.asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """Check out a pooled connection and yield its driver connection (asyncpg or aiosqlite).
+
+    Use it for one statement or one transaction, with no ``await`` of anything else inside.
+    If the body fails or is interrupted the connection's state is unknown (it may be inside
+    a transaction), so it is discarded rather than returned to the pool.
+    """
+    pooled = await engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    except BaseException:
+        await greenlet_spawn(pooled.invalidate)
+        raise
+    finally:
+        await greenlet_spawn(pooled.close)
+
+
+class CompiledSelect:
+    """A Core ``SELECT`` compiled once for ``engine``, run on the driver connection.
+
+    Rows come back as mappings of column name to value, converted by each column type's
+    result processor exactly as SQLAlchemy would convert them.
+    """
+
+    def __init__(self, engine: AsyncEngine, statement: Select[Any]) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self._engine = engine
+        self._sql = str(compiled)
+        self._binds: list[str] = list(compiled.positiontup or ())
+        self._types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
+        self._names = [column.name for column in statement.selected_columns]
+        self._postgres = dialect.name == "postgresql"
+        # SQLite reports no column types (SQLAlchemy passes None too); PostgreSQL's are read
+        # from the statement once, as SQLAlchemy reads them from each result's description.
+        self._processors = (
+            None if self._postgres else self._processors_for([None] * len(self._types))
+        )
+
+    def _processors_for(self, coltypes: Sequence[Any]) -> list[tuple[int, Callable[[Any], Any]]]:
+        dialect = self._engine.dialect
+        processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, (type_, coltype) in enumerate(zip(self._types, coltypes, strict=True)):
+            process = type_.result_processor(dialect, coltype)
+            if process is not None:
+                processors.append((i, process))
+        return processors
+
+    async def all(self, **params: Any) -> list[dict[str, Any]]:
+        """Run the statement with ``params`` (by bind name) and return every row."""
+        values = [params[name] for name in self._binds]
+        try:
+            async with driver_connection(self._engine) as raw:
+                if self._postgres:
+                    if self._processors is None:
+                        prepared = await raw.prepare(self._sql)
+                        oids = [attribute.type.oid for attribute in prepared.get_attributes()]
+                        self._processors = self._processors_for(oids)
+                    rows = await raw.fetch(self._sql, *values)
+                else:
+                    sql = self._sql
+                    rows = await run_in_thread(
+                        raw, lambda: raw._conn.execute(sql, values).fetchall()
+                    )
+        except DRIVER_ERRORS as exc:
+            raise DBAPIError.instance(self._sql, values, exc, Exception) from exc
+        assert self._processors is not None
+        return [self._decode(row, self._processors) for row in rows]
+
+    def _decode(
+        self, row: Sequence[Any], processors: list[tuple[int, Callable[[Any], Any]]]
+    ) -> dict[str, Any]:
+        out = list(row)
+        for i, process in processors:
+            out[i] = process(out[i])
+        return dict(zip(self._names, out, strict=True))
