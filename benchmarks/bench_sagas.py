@@ -17,9 +17,10 @@ Each database (PostgreSQL, SQLite) gets one table with these rows:
 
 Under each table: client CPU per saga (``time.process_time``, all threads of the process)
 and commits/statements per saga, counted in a separate pass of WARMUP sagas on an engine of
-its own (so the timed runs carry no instrumentation): on PostgreSQL with SQLAlchemy events
-(a statement on an autocommit connection is its own commit), on SQLite with sqlite3's trace
-callback (it also sees statements run on the aiosqlite connection directly).
+its own (so the timed runs carry no instrumentation): on PostgreSQL at asyncpg's ``fetch``
+entry points plus SQLAlchemy's commit event (a statement outside a transaction is its own
+commit), on SQLite with sqlite3's trace callback. Both see statements run on the driver
+connection directly, as the saga store's writes are.
 
 Every case gets a fresh database (PostgreSQL: a new database on the test server; SQLite: a
 new file). DOTMAC_BENCH_SAGAS_N (default 300) sets the sagas per case;
@@ -188,6 +189,7 @@ class _Counter:
         self.commits = 0
         self.statements = 0
         self._lock = threading.Lock()
+        self._patched: list[tuple[Any, Any]] = []
 
     def attach(self, engine: Any) -> None:
         from sqlalchemy import event
@@ -200,8 +202,34 @@ class _Counter:
 
             event.listen(sync, "connect", on_connect)
         else:
-            event.listen(sync, "before_cursor_execute", self._statement)
+            # At asyncpg's two entry points: SQLAlchemy runs prepared statements, and the
+            # saga store's writes call Connection.fetch on the driver connection directly.
+            # A statement outside a transaction is its own commit.
+            import asyncpg
+            from asyncpg.prepared_stmt import PreparedStatement
+
+            def counted(fetch: Any, connection_of: Any) -> Any:
+                async def fetch_counted(this: Any, *args: Any, **kwargs: Any) -> Any:
+                    self.statements += 1
+                    if not connection_of(this).is_in_transaction():
+                        self.commits += 1
+                    return await fetch(this, *args, **kwargs)
+
+                return fetch_counted
+
+            for cls, connection_of in (
+                (asyncpg.Connection, lambda conn: conn),
+                (PreparedStatement, lambda ps: ps._connection),
+            ):
+                self._patched.append((cls, cls.fetch))
+                cls.fetch = counted(cls.fetch, connection_of)  # type: ignore[method-assign]
             event.listen(sync, "commit", self._commit)
+
+    def detach(self) -> None:
+        """Undo the asyncpg patches."""
+        for cls, fetch in self._patched:
+            cls.fetch = fetch
+        self._patched.clear()
 
     def _trace(self, sql: str) -> None:  # runs on aiosqlite's thread
         head = sql.lstrip()[:8].upper()
@@ -210,11 +238,6 @@ class _Counter:
                 self.commits += 1
             elif not head.startswith(("ROLLBACK", "PRAGMA")):
                 self.statements += 1
-
-    def _statement(self, conn: Any, *_args: Any) -> None:
-        self.statements += 1
-        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            self.commits += 1
 
     def _commit(self, *_args: Any) -> None:
         self.commits += 1
@@ -230,6 +253,7 @@ async def _count(engine: Any, run: Any) -> tuple[float, float]:
         for i in range(WARMUP):
             await run(i)
     finally:
+        counter.detach()
         await engine.dispose()
     return counter.commits / WARMUP, counter.statements / WARMUP
 
