@@ -6,6 +6,7 @@ Trips are counted at ``aiosqlite.Connection._execute``, the one door to aiosqlit
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,27 +38,29 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[collections.Counter[str]]
     yield counter
 
 
-@pytest.fixture
-async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(sqlite_url(tmp_path))
+@contextlib.asynccontextmanager
+async def _engine_with_table(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(url)
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
     try:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An SQLite engine with table ``t``."""
+    async with _engine_with_table(sqlite_url(tmp_path)) as engine:
+        yield engine
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine with table ``t`` on each backend."""
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
-    try:
+    async with _engine_with_table(database_url) as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 async def _values(engine: AsyncEngine) -> list[str]:
