@@ -3,7 +3,8 @@
 On PostgreSQL and SQLite the floors are one bare ``SELECT 1`` round trip and one bare
 single-row commit on one held connection. On Redis the floor is one ``PING`` round trip, and
 AWS Lambda Powertools' ``idempotent_function`` on its Redis persistence layer runs beside ours
-on the same server.
+on the same server. The cases alternate for ROUNDS rounds and each figure is the best of its
+rounds, so that a noisy moment does not fall on one side only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import redis
 import redis.asyncio as redis_async
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks.support import (
     REDIS_URL,
@@ -36,6 +38,8 @@ from dotmac_shared.business_logic.idempotency import (
 from dotmac_shared.business_logic.persistence import engine_of
 
 N = 400
+#: Rounds of every case, alternated; each figure is its best round (this VM is noisy).
+ROUNDS = 3
 
 
 class Noop(IdempotentOperation):
@@ -69,6 +73,27 @@ async def _ours(manager: IdempotencyManager, n: int) -> tuple[float, float]:
     return await per_call_us(first, n), await per_call_us(replay, n)
 
 
+async def _floors(engine: AsyncEngine) -> tuple[float, float]:
+    """One bare ``SELECT 1`` round trip and one bare single-row commit, on held connections."""
+    async with engine.connect() as raw:
+        auto = await raw.execution_options(isolation_level="AUTOCOMMIT")
+
+        async def select_1() -> None:
+            await auto.execute(text("SELECT 1"))
+
+        round_trip = await per_call_us(select_1, N)
+    async with engine.connect() as conn:
+
+        async def commit() -> None:
+            async with conn.begin():
+                await conn.execute(
+                    text("INSERT INTO bench_floor (id) VALUES (:i)"), {"i": uuid.uuid4().hex}
+                )
+
+        one_commit = await per_call_us(commit, N)
+    return round_trip, one_commit
+
+
 async def _sql_case(backend: str) -> list[list[object]]:
     url = sqlite_url() if backend == "sqlite" else await create_pg_database()
     factory = create_session_factory(url)
@@ -77,23 +102,13 @@ async def _sql_case(backend: str) -> list[list[object]]:
         async with engine.connect() as conn:
             await conn.execute(text("CREATE TABLE bench_floor (id VARCHAR(64) PRIMARY KEY)"))
             await conn.commit()
-        async with engine.connect() as raw:
-            auto = await raw.execution_options(isolation_level="AUTOCOMMIT")
-
-            async def select_1() -> None:
-                await auto.execute(text("SELECT 1"))
-
-            round_trip = await per_call_us(select_1, N)
-        async with engine.connect() as conn:
-
-            async def commit() -> None:
-                async with conn.begin():
-                    await conn.execute(
-                        text("INSERT INTO bench_floor (id) VALUES (:i)"), {"i": uuid.uuid4().hex}
-                    )
-
-            one_commit = await per_call_us(commit, N)
-        first, replay = await _ours(IdempotencyManager(factory), N)
+        manager = IdempotencyManager(factory)
+        round_trip = one_commit = first = replay = float("inf")
+        for _ in range(ROUNDS):  # alternate floors and ours; keep the best of each
+            floors = await _floors(engine)
+            round_trip, one_commit = min(round_trip, floors[0]), min(one_commit, floors[1])
+            ours = await _ours(manager, N)
+            first, replay = min(first, ours[0]), min(replay, ours[1])
     finally:
         await engine.dispose()
         if backend == "postgresql":
@@ -148,15 +163,20 @@ def _powertools(n: int) -> tuple[float, float, float]:
 async def _redis_case() -> list[list[object]]:
     client = redis_async.Redis.from_url(REDIS_URL)
     prefix = f"dotmac:bench:{uuid.uuid4().hex}:"
+    ping = first = replay = pt_first = pt_replay = pt_ping = float("inf")
     try:
-        ping = await per_call_us(client.ping, N * 4)
         manager = IdempotencyManager(store=RedisIdempotencyStore(client, prefix=prefix))
-        first, replay = await _ours(manager, N * 4)
+        for _ in range(ROUNDS):  # alternate dotmac and Powertools; keep the best of each
+            ping = min(ping, await per_call_us(client.ping, N * 4))
+            ours = await _ours(manager, N * 4)
+            first, replay = min(first, ours[0]), min(replay, ours[1])
+            theirs = _powertools(N * 4)
+            pt_first, pt_replay = min(pt_first, theirs[0]), min(pt_replay, theirs[1])
+            pt_ping = min(pt_ping, theirs[2])
     finally:
         async for name in client.scan_iter(match=f"{prefix}*"):
             await client.delete(name)
         await client.aclose()
-    pt_first, pt_replay, pt_ping = _powertools(N * 4)
     return [
         ["redis", "bare PING round trip (async client)", f"{ping:.0f}", "1.00x", ""],
         ["redis", "bare PING round trip (sync client)", f"{pt_ping:.0f}", "", ""],

@@ -15,6 +15,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, sele
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dotmac_shared.business_logic import InvalidInputError
 from dotmac_shared.business_logic.persistence import create_engine
 from dotmac_shared.business_logic.persistence.driver import CompiledSelect, driver_connection
 from dotmac_shared.business_logic.persistence.types import JSONDocument, Money, UTCDateTime
@@ -125,3 +126,16 @@ async def test_connection_is_discarded_when_the_body_fails_or_is_interrupted(eng
     async with driver_connection(engine) as fresh:
         assert fresh is not interrupted
     assert await CompiledSelect(engine, _BY_ID).all(w_id=1) == []
+
+
+async def test_parameters_are_bound_as_sqlalchemy_binds_them_when_they_need_processing(engine):
+    at = dt.datetime(2026, 11, 25, 12, 30, tzinfo=dt.UTC)
+    async with engine.begin() as conn:
+        await conn.execute(_ROWS.insert(), [{"id": 1, "at": at}, {"id": 2, "at": None}])
+    query = select(_ROWS.c.id).where(_ROWS.c.at == bindparam("at", type_=UTCDateTime()))
+    assert await CompiledSelect(engine, query).all(at=at) == [{"id": 1}]
+
+
+async def test_missing_parameter_is_a_clear_error_when_a_bind_is_not_given(engine):
+    with pytest.raises(InvalidInputError, match="w_id"):
+        await CompiledSelect(engine, _BY_ID).all(id=1)

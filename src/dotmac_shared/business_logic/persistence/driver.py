@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
 
 __all__ = ["CompiledSelect", "DRIVER_ERRORS", "driver_connection"]
@@ -65,6 +66,10 @@ class CompiledSelect:
         self._engine = engine
         self._sql = str(compiled)
         self._binds: list[str] = list(compiled.positiontup or ())
+        self._bind_processors = [
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self._binds
+        ]
         self._types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
         self._names = [column.name for column in statement.selected_columns]
         self._postgres = dialect.name == "postgresql"
@@ -84,8 +89,21 @@ class CompiledSelect:
         return processors
 
     async def all(self, **params: Any) -> list[dict[str, Any]]:
-        """Run the statement with ``params`` (by bind name) and return every row."""
-        values = [params[name] for name in self._binds]
+        """Run the statement with ``params`` (by bind name) and return every row.
+
+        Raises:
+            InvalidInputError: A bind parameter of the statement is missing from ``params``.
+        """
+        missing = [name for name in self._binds if name not in params]
+        if missing:
+            raise InvalidInputError(
+                f"missing bind parameter(s) {', '.join(missing)} for {self._sql!r}",
+                field=missing[0],
+            )
+        values = [
+            params[name] if process is None else process(params[name])
+            for name, process in zip(self._binds, self._bind_processors, strict=True)
+        ]
         try:
             async with driver_connection(self._engine) as raw:
                 if self._postgres:
