@@ -5,8 +5,11 @@ Trips are counted at ``aiosqlite.Connection._execute``, the one door to aiosqlit
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dotmac_shared.business_logic.persistence import autocommit, create_engine
@@ -181,3 +184,25 @@ async def test_values_round_trip_when_text_is_arbitrary(sqlite_engine, values):
             )
         got = list((await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars())
     assert got == [f"{i}:{v}" for i, v in enumerate(values)]
+
+
+def test_failed_connect_prints_nothing_when_the_event_loop_closes_at_once(tmp_path, monkeypatch):
+    # aiosqlite stops its thread on a failed connect without waiting; its answer to a loop
+    # that asyncio.run() had already closed used to print "Event loop is closed" on stderr.
+    thread_errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    url = sqlite_url(tmp_path / "no" / "such" / "dir")
+
+    async def connect_once() -> None:
+        engine = create_engine(url)
+        try:
+            with pytest.raises(OperationalError, match="unable to open database file"):
+                async with engine.connect():
+                    pass
+        finally:
+            await engine.dispose()
+
+    for _ in range(10):
+        asyncio.run(connect_once())
+    time.sleep(0.2)  # a straggling thread would report by now
+    assert thread_errors == []

@@ -22,8 +22,10 @@ the one place that does.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -176,6 +178,25 @@ class OneTripAiosqliteDbapi(AsyncAdapt_aiosqlite_dbapi):
         super().__init__(aiosqlite, sqlite3)
 
     def connect(self, *arg: Any, **kw: Any) -> _OneTripConnection:
-        """Connect as SQLAlchemy's adapter does, then wrap the connection in ours."""
-        adapted = super().connect(*arg, **kw)
-        return _OneTripConnection(self, adapted._connection)
+        """Connect as SQLAlchemy's adapter does, and wait for aiosqlite's thread on failure."""
+        creator_fn = kw.pop("async_creator_fn", None)
+        if creator_fn is not None:
+            return _OneTripConnection(self, cast(Any, await_(creator_fn(*arg, **kw))))
+        connection = aiosqlite.connect(*arg, **kw)
+        # Before aiosqlite 0.22 the connection was itself the thread.
+        thread = connection if isinstance(connection, threading.Thread) else connection._thread
+        thread.daemon = True  # as SQLAlchemy's adapter: never keep the process alive
+        try:
+            return _OneTripConnection(self, cast(Any, await_(connection)))
+        except Exception:
+            # On a failed connect aiosqlite stops its thread without waiting for it. If the
+            # event loop closes first, the thread's answer fails and prints "Event loop is
+            # closed" on stderr after the caller's own error: wait for the thread instead.
+            await_(_joined(thread))
+            raise
+
+
+async def _joined(thread: threading.Thread, timeout: float = 1.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while thread.is_alive() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.001)
