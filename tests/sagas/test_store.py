@@ -233,10 +233,19 @@ async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
     async with engine.begin() as conn:  # the database refuses to record step "boom" as done
         for ddl in REFUSE_BOOM[engine.dialect.name]:
             await conn.exec_driver_sql(ddl)
-    go = asyncio.Event()
+    names = ["fine", "fine", "boom", "fine", "fine"]
+    ids = [str(uuid4()) for _ in names]
+    go, all_in_step, holding, release = (asyncio.Event() for _ in range(4))
+    in_step = 0
 
     async def step(ctx):
+        nonlocal in_step
+        in_step += 1
+        if in_step == len(names):
+            all_in_step.set()
         await go.wait()
+        if ctx.saga_id == ids[2]:
+            await holding.wait()  # the bad change is never the one written first
         return {"done": True}
 
     store = SqlSagaStore(session_factory)
@@ -246,9 +255,14 @@ async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
             SagaDefinition(name=name, steps=[SagaStep(name=name, execute=step)])
         )
     failed: list[list[str]] = []
+    held: list[str] = []
     write = store._writes._write
 
     async def spy(batch):
+        if go.is_set() and not holding.is_set():
+            held.extend(w.saga_id for w in batch)
+            holding.set()
+            await release.wait()  # the first write waits until every other change queued
         try:
             return await write(batch)
         except Exception:
@@ -256,8 +270,6 @@ async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
             raise
 
     store._writes._write = spy
-    names = ["fine", "fine", "boom", "fine", "fine"]
-    ids = [str(uuid4()) for _ in names]
     runs = asyncio.gather(
         *(
             coordinator.execute_saga(saga_name=name, context=SagaContext(saga_id))
@@ -265,10 +277,17 @@ async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
         ),
         return_exceptions=True,
     )
-    await asyncio.sleep(0.2)  # every saga is in its step now
-    go.set()  # they all finish at once: the first writes alone, the others in one batch
+    await asyncio.wait_for(all_in_step.wait(), 10)
+    go.set()
+    await asyncio.wait_for(holding.wait(), 10)
+    while len(store._writes._queue) < len(names) - 1:
+        await asyncio.sleep(0.005)
+    release.set()
     outcomes = await runs
-    assert failed == [ids[1:], [ids[2]]]  # the batch failed; then only the bad change did
+    batched = [saga_id for saga_id in ids if saga_id not in held]
+    assert len(held) == 1 and held[0] != ids[2]
+    # The batch of the four others failed; written one by one, only the bad change did.
+    assert [sorted(failed[0]), failed[1:]] == [sorted(batched), [[ids[2]]]]
     assert isinstance(outcomes[2], DBAPIError) and "no boom" in str(outcomes[2])
     assert [o["status"] for i, o in enumerate(outcomes) if i != 2] == ["completed"] * 4
     stuck = await coordinator.get_saga(ids[2])
