@@ -141,27 +141,18 @@ class SqlIdempotencyStore:
             raise _persistence_error("read", exc) from exc
         return _row_to_record(rows[0]) if rows else None
 
-    @staticmethod
-    async def _get(conn: AsyncConnection, tenant_id: str, key: str) -> StoredRecord | None:
-        row = (
-            (await conn.execute(_SELECT, {"w_tenant": tenant_id, "w_key": key})).mappings().first()
-        )
-        return None if row is None else _row_to_record(row)
-
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
         """Insert a claim if the key is free, else return the record that holds it."""
-        # Read first: a replay (the common case under retries) is one round trip.
-        existing = await self.get(record.tenant_id, record.key)
-        if existing is not None:
-            return existing
-        async with self._connection("claim") as conn:
-            # The INSERT is the atomic claim; if a racer inserted first, read its row.
-            for _ in range(5):
-                if (await conn.execute(self._claim, _record_to_row(record))).rowcount == 1:
+        row = _record_to_row(record)
+        for _ in range(5):
+            # Read first: a replay (the common case under retries) is one round trip. The
+            # INSERT is the atomic claim; if a racer inserted in between, read its row.
+            existing = await self.get(record.tenant_id, record.key)
+            if existing is not None:
+                return existing
+            async with self._connection("claim") as conn:
+                if (await conn.execute(self._claim, row)).rowcount == 1:
                     return None
-                existing = await self._get(conn, record.tenant_id, record.key)
-                if existing is not None:
-                    return existing
         raise PersistenceError(
             "idempotency key kept appearing and disappearing; giving up the claim",
             operation="idempotency.claim",
