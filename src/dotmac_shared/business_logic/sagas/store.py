@@ -650,14 +650,14 @@ class SqlSagaStore:
         if dialect.name not in ("postgresql", "sqlite"):
             raise PersistenceError(f"unsupported database dialect {dialect.name!r}")
         self._engine = engine
-        # Single statements (reads, leases; PostgreSQL batches) run in autocommit: each is
-        # its own transaction, with no BEGIN round trip.
+        # Single statements (reads, leases) run in autocommit: each is its own transaction,
+        # with no BEGIN round trip. State changes go on the driver connection (_write).
         self._autocommit = autocommit(engine)
         self._postgres = dialect.name == "postgresql"
         self._encode_new = _encoder(_SAGAS, _NEW, dialect)
         self._encode_change = _encoder(_SAGAS, _CHANGE, dialect)
         self._encode_step = _encoder(_STEPS, _STEP, dialect)
-        self._writes = _GroupCommit(self._write_postgres if self._postgres else self._write_sqlite)
+        self._writes = _GroupCommit(self._write)
 
     def _step_rows(self, saga_id: str, steps: Sequence[StepRecord]) -> list[tuple[Any, ...]]:
         # One row per step name (the last wins): an upsert may touch a row once.
@@ -751,9 +751,20 @@ class SqlSagaStore:
             )
         return cancel
 
-    async def _write_postgres(self, batch: list[_Write]) -> dict[str, bool | None]:
+    async def _write(self, batch: list[_Write]) -> dict[str, bool | None]:
+        """Write ``batch`` in one transaction; each change's result as :class:`_Write` says."""
         new = [w.new for w in batch if w.new is not None]
         changes = [(*w.change, w.final) for w in batch if w.change is not None]
+        write = self._write_postgres if self._postgres else self._write_sqlite
+        created, held = await write(batch, new, changes)
+        return {
+            w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
+            for w in batch
+        }
+
+    async def _write_postgres(
+        self, batch: list[_Write], new: list[tuple[Any, ...]], changes: list[tuple[Any, ...]]
+    ) -> tuple[set[str], dict[str, bool]]:
         steps = [row for w in batch for row in w.steps]
         params = (
             *_columns(new, len(_NEW)),
@@ -768,25 +779,19 @@ class SqlSagaStore:
                 raise DBAPIError.instance(_PG_WRITE, None, exc, Exception) from exc
         created = {saga_id for saga_id, _, was_created in rows if was_created}
         held = {saga_id: bool(cancel) for saga_id, cancel, was_created in rows if not was_created}
-        return {
-            w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
-            for w in batch
-        }
+        return created, held
 
-    async def _write_sqlite(self, batch: list[_Write]) -> dict[str, bool | None]:
-        new = json.dumps([w.new for w in batch if w.new is not None])
-        changes = json.dumps([(*w.change, w.final) for w in batch if w.change is not None])
+    async def _write_sqlite(
+        self, batch: list[_Write], new: list[tuple[Any, ...]], changes: list[tuple[Any, ...]]
+    ) -> tuple[set[str], dict[str, bool]]:
+        new_json, changes_json = json.dumps(new), json.dumps(changes)
         steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
         # The whole transaction in one trip to aiosqlite's thread (a trip costs more than
         # the SQL; SQLAlchemy would take one per statement and one for the COMMIT).
         async with driver_connection(self._engine) as raw:
-            created, held = await run_in_thread(
-                raw, lambda: _sqlite_transaction(raw._conn, new, changes, steps)
+            return await run_in_thread(
+                raw, lambda: _sqlite_transaction(raw._conn, new_json, changes_json, steps)
             )
-        return {
-            w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
-            for w in batch
-        }
 
     async def _rowcount(self, statement: Executable, params: dict[str, Any]) -> int:
         async with self._autocommit.connect() as conn:
