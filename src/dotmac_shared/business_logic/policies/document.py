@@ -397,22 +397,16 @@ def iter_rules(
 ) -> Iterator[tuple[str, int, RuleDocument]]:
     """Yield ``(location, depth, rule)`` for every rule, depth-first, groups before children."""
     for index, rule in enumerate(rules):
-        location = f"{prefix}[{index}]"
-        yield location, depth, rule
-        kind = rule.group_kind
-        if kind == "not" and rule.not_ is not None:
-            yield from _iter_not(rule.not_, f"{location}.not", depth + 1)
-        elif kind is not None:
-            yield from iter_rules(rule.children, f"{location}.{kind}", depth + 1)
+        yield from _iter_rule(rule, f"{prefix}[{index}]", depth)
 
 
-def _iter_not(
+def _iter_rule(
     rule: RuleDocument, location: str, depth: int
 ) -> Iterator[tuple[str, int, RuleDocument]]:
     yield location, depth, rule
     kind = rule.group_kind
     if kind == "not" and rule.not_ is not None:
-        yield from _iter_not(rule.not_, f"{location}.not", depth + 1)
+        yield from _iter_rule(rule.not_, f"{location}.not", depth + 1)
     elif kind is not None:
         yield from iter_rules(rule.children, f"{location}.{kind}", depth + 1)
 
