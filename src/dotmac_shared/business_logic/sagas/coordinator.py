@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
@@ -502,21 +502,40 @@ class SagaCoordinator:
             record,
             step,
             step.retry,
-            lambda attempt: StepContext(
+            self._contexts(record, step, state, context, data, results, state.attempts - 1),
+            step.action,
+            "execute",
+        )
+        return _json_object(outcome, f"step {step.name} result", step.name)
+
+    def _contexts(
+        self,
+        record: SagaRecord,
+        step: SagaStep,
+        state: StepRecord,
+        context: SagaContext,
+        data: Mapping[str, Any],
+        results: Mapping[str, Mapping[str, Any]],
+        attempts_before: int,
+        result: Mapping[str, Any] | None = None,
+    ) -> Callable[[int], StepContext]:
+        """The step context of each try (numbered from 1 within this run of tries)."""
+
+        def make(attempt: int) -> StepContext:
+            return StepContext(
                 saga_id=record.saga_id,
                 step_name=step.name,
                 step_index=state.index,
                 idempotency_key=f"{record.saga_id}:{step.name}",
                 data=data,
                 context=context,
-                attempt=state.attempts + attempt - 1,
+                attempt=attempts_before + attempt,
                 session_factory=self.session_factory,
+                result=result,
                 step_results=results,
-            ),
-            step.action,
-            "execute",
-        )
-        return _json_object(outcome, f"step {step.name} result", step.name)
+            )
+
+        return make
 
     async def _attempts(
         self,
@@ -623,17 +642,15 @@ class SagaCoordinator:
                     record,
                     step,
                     step.compensation_retry,
-                    lambda attempt, s=step, st=state, d=data, r=results: StepContext(
-                        saga_id=record.saga_id,
-                        step_name=s.name,
-                        step_index=st.index,
-                        idempotency_key=f"{record.saga_id}:{s.name}",
-                        data=d,
-                        context=context,
-                        attempt=st.compensation_attempts + attempt,
-                        session_factory=self.session_factory,
-                        result=st.result,
-                        step_results=r,
+                    self._contexts(
+                        record,
+                        step,
+                        state,
+                        context,
+                        data,
+                        results,
+                        state.compensation_attempts,
+                        result=state.result,
                     ),
                     step.compensate,
                     "compensate",
