@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dotmac_shared.business_logic.persistence import autocommit, create_engine
-from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
+from dotmac_shared.business_logic.persistence.sqlite_driver import (
+    _CHECKPOINT_EVERY,
+    run_in_thread,
+    run_transaction,
+)
 from tests.support.services import sqlite_url
 
 
@@ -206,3 +211,172 @@ def test_failed_connect_prints_nothing_when_the_event_loop_closes_at_once(tmp_pa
         asyncio.run(connect_once())
     time.sleep(0.2)  # a straggling thread would report by now
     assert thread_errors == []
+
+
+# --- run_transaction: on the event loop's thread when nothing would wait ----------------------
+
+
+async def _driver_connection(conn: Any) -> Any:
+    return (await conn.get_raw_connection()).driver_connection
+
+
+def _insert(*values: str) -> Callable[[sqlite3.Connection], int]:
+    def work(connection: sqlite3.Connection) -> int:
+        connection.executemany("INSERT INTO t (v) VALUES (?)", [(v,) for v in values])
+        return len(values)
+
+    return work
+
+
+def _settings(raw: Any) -> tuple[int, int]:
+    connection = raw._conn
+    (busy,) = connection.execute("PRAGMA busy_timeout").fetchone()
+    (checkpoint,) = connection.execute("PRAGMA wal_autocheckpoint").fetchone()
+    return busy, checkpoint
+
+
+async def test_transaction_makes_no_trip_when_lock_is_free_and_thread_idle(sqlite_engine, trips):
+    async with sqlite_engine.connect() as conn:
+        raw = await _driver_connection(conn)
+        before = _settings(raw)
+        trips.clear()
+        assert await run_transaction(raw, _insert("a", "b")) == 2
+        assert trips["trips"] == 0
+        assert not raw._conn.in_transaction
+        assert _settings(raw) == before == (30000, 1000)
+    assert await _values(sqlite_engine) == ["a", "b"]
+
+
+async def test_transaction_waits_on_its_thread_when_another_writer_holds_the_lock(
+    sqlite_engine, trips
+):
+    blocker = sqlite3.connect(sqlite_engine.url.database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    blocker.execute("INSERT INTO t (v) VALUES ('first')")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    asyncio.get_running_loop().call_later(0.3, blocker.commit)
+    async with sqlite_engine.connect() as conn:
+        raw = await _driver_connection(conn)
+        trips.clear()
+        ticking = asyncio.create_task(ticker())
+        start = time.monotonic()
+        await run_transaction(raw, _insert("second"))
+        waited = time.monotonic() - start
+        ticking.cancel()
+        assert _settings(raw)[0] == 30000  # the inline try's busy timeout of 0 was undone
+    blocker.close()
+    assert waited >= 0.25
+    assert ticks >= 10  # the event loop ran on while the transaction waited for the lock
+    assert trips["trips"] == 1
+    assert await _values(sqlite_engine) == ["first", "second"]
+
+
+@pytest.mark.parametrize(
+    ("failing", "raised"),
+    [("python", ValueError), ("constraint", IntegrityError)],
+)
+async def test_nothing_is_written_and_settings_are_restored_when_work_fails_inline(
+    sqlite_engine, trips, failing, raised
+):
+    def work(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO t (v) VALUES ('a')")
+        if failing == "python":
+            raise ValueError("boom")
+        connection.execute("INSERT INTO t (v) VALUES ('a')")  # UNIQUE
+
+    async with sqlite_engine.connect() as conn:
+        raw = await _driver_connection(conn)
+        trips.clear()
+        with pytest.raises(raised):
+            await run_transaction(raw, work)
+        assert trips["trips"] == 0
+        assert not raw._conn.in_transaction
+        assert _settings(raw) == (30000, 1000)
+    assert await _values(sqlite_engine) == []
+
+
+async def test_transaction_queues_behind_the_thread_when_the_thread_is_busy(sqlite_engine, trips):
+    async with sqlite_engine.connect() as conn:
+        raw = await _driver_connection(conn)
+        trips.clear()
+        busy = asyncio.create_task(
+            run_in_thread(raw, lambda: time.sleep(0.2) or threading.get_ident())
+        )
+        await asyncio.sleep(0.05)  # queued and running on the connection's thread
+        assert not raw.idle
+        ran_on: list[int] = []
+
+        def work(connection: sqlite3.Connection) -> None:
+            ran_on.append(threading.get_ident())
+            connection.execute("INSERT INTO t (v) VALUES ('after')")
+
+        await run_transaction(raw, work)
+        assert ran_on == [await busy]  # on the connection's thread, after the busy call
+        assert trips["trips"] == 2
+    assert await _values(sqlite_engine) == ["after"]
+
+
+async def test_connection_is_not_idle_while_a_cancelled_call_still_runs(sqlite_engine):
+    release = threading.Event()
+    async with sqlite_engine.connect() as conn:
+        raw = await _driver_connection(conn)
+        waiting = asyncio.create_task(run_in_thread(raw, lambda: release.wait(5)))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        # Its awaiter is gone, but the call still runs on the thread: hands off.
+        assert not raw.idle
+        release.set()
+        deadline = time.monotonic() + 2
+        while not raw.idle and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert raw.idle
+
+
+async def test_inline_commits_leave_the_wal_checkpoint_to_the_thread(sqlite_engine, trips):
+    wal = Path(f"{sqlite_engine.url.database}-wal")
+    async with sqlite_engine.connect() as conn:
+        raw = await _driver_connection(conn)
+        raw._conn.execute("PRAGMA wal_autocheckpoint=1")  # SQLite's: checkpoint every commit
+        trips.clear()
+        for i in range(_CHECKPOINT_EVERY):
+            await run_transaction(raw, _insert(f"inline {i}"))
+        assert trips["trips"] == 0
+        # No inline commit checkpointed, so none restarted the WAL: it holds every commit.
+        assert wal.stat().st_size >= _CHECKPOINT_EVERY * 4096
+        await run_transaction(raw, _insert("on the thread"))
+        assert trips["trips"] == 1
+        await run_transaction(raw, _insert("inline again"))
+        assert trips["trips"] == 1
+        # The thread's commit checkpointed the WAL, so the next commit restarted it.
+        _, frames, _ = raw._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames < 8
+        assert _settings(raw)[1] == 1
+    assert len(await _values(sqlite_engine)) == _CHECKPOINT_EVERY + 2
+
+
+async def test_transaction_runs_on_the_thread_when_connection_is_plain_aiosqlite(tmp_path, trips):
+    async with aiosqlite.connect(tmp_path / "plain.db") as db:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+        trips.clear()
+        assert await run_transaction(db, _insert("a")) == 1
+        assert trips["trips"] == 1
+        rows = await db.execute_fetchall("SELECT v FROM t")
+    assert [tuple(r) for r in rows] == [("a",)]
+
+
+async def test_transaction_runs_on_the_thread_when_not_inline(sqlite_engine, trips):
+    async with sqlite_engine.connect() as conn:
+        raw = await _driver_connection(conn)
+        trips.clear()
+        await run_transaction(raw, _insert("a"), inline=False)
+        assert trips["trips"] == 1
+    assert await _values(sqlite_engine) == ["a"]
