@@ -1,0 +1,88 @@
+"""What only the Redis store has: its stored string and the token comparison of its scripts.
+
+The store's behaviour is the shared suite's (``test_manager.py`` runs it on Redis too).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from dotmac_shared.business_logic.idempotency import (
+    RecordStatus,
+    RedisIdempotencyStore,
+    StoredRecord,
+)
+from dotmac_shared.business_logic.idempotency.redis_store import _record, _value
+from tests.support.services import redis_client
+
+NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+
+# Lease owners are the manager's uuid hex strings; any text without a newline works.
+owners = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), min_size=1, max_size=12
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def claim(owner: str, *, attempts: int = 1, key: str = "k") -> StoredRecord:
+    return StoredRecord(
+        tenant_id="t",
+        key=key,
+        operation_type="op",
+        payload_hash="h",
+        status=RecordStatus.IN_PROGRESS,
+        attempts=attempts,
+        lease_owner=owner,
+        lease_expires_at=NOW + dt.timedelta(days=1),
+        expires_at=NOW + dt.timedelta(days=2),
+        created_at=NOW,
+    )
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[RedisIdempotencyStore]:
+    client = await redis_client()
+    prefix = f"dotmac:test:{uuid.uuid4().hex}:"
+    try:
+        yield RedisIdempotencyStore(client, prefix=prefix)
+    finally:
+        async for name in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(name)
+        await client.aclose()
+
+
+@given(owner=owners, result=json_values, error=st.none() | st.dictionaries(st.text(), st.text()))
+def test_record_reads_back_as_written_when_values_are_arbitrary(owner, result, error):
+    done = claim(owner).evolve(
+        status=RecordStatus.COMPLETED, result=result, error=error, completed_at=NOW
+    )
+    assert _record(_value(done).encode(), "t", "k") == done
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stored=owners, seen=owners, attempts=st.sampled_from([(1, 1), (1, 2), (12, 1)]))
+# A token that only starts like the stored one must not match (hence the newline after it).
+@example(stored="a|in_progress|b", seen="a", attempts=(1, 1))
+async def test_conditional_write_lands_only_when_the_token_seen_is_the_one_stored(
+    store, stored, seen, attempts
+):
+    key = uuid.uuid4().hex
+    holder = claim(stored, attempts=attempts[0], key=key)
+    assert await store.insert_or_get(holder) is None
+    expected = claim(seen, attempts=attempts[1], key=key)
+    same = (stored, attempts[0]) == (seen, attempts[1])
+    assert await store.renew(expected, NOW + dt.timedelta(days=3)) is same
+    assert await store.release(expected) is same
+    assert (await store.get("t", key) is None) is same
