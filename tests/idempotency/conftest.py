@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,14 +10,13 @@ import pytest
 from dotmac_shared.business_logic.idempotency import (
     IdempotencyManager,
     IdempotencyStore,
-    RedisIdempotencyStore,
     SqlIdempotencyStore,
 )
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from tests.support.services import (
     create_postgres_database,
     drop_postgres_database,
-    redis_client,
+    fresh_redis_store,
     sqlite_url,
 )
 
@@ -29,14 +27,8 @@ STORES = ["sqlite", "postgresql", "redis"]
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[IdempotencyStore]:
     """A fresh, empty store of each kind."""
     if request.param == "redis":
-        client = await redis_client()
-        prefix = f"dotmac:test:{uuid.uuid4().hex}:"
-        try:
-            yield RedisIdempotencyStore(client, prefix=prefix)
-        finally:
-            async for name in client.scan_iter(match=f"{prefix}*"):
-                await client.delete(name)
-            await client.aclose()
+        async with fresh_redis_store() as redis_store:
+            yield redis_store
         return
     url = sqlite_url(tmp_path) if request.param == "sqlite" else await create_postgres_database()
     factory = create_session_factory(url)

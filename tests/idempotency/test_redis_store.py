@@ -19,7 +19,7 @@ from dotmac_shared.business_logic.idempotency import (
     StoredRecord,
 )
 from dotmac_shared.business_logic.idempotency.redis_store import _record, _value
-from tests.support.services import redis_client
+from tests.support.services import fresh_redis_store
 
 NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
 
@@ -51,14 +51,8 @@ def claim(owner: str, *, attempts: int = 1, key: str = "k") -> StoredRecord:
 
 @pytest.fixture
 async def store() -> AsyncIterator[RedisIdempotencyStore]:
-    client = await redis_client()
-    prefix = f"dotmac:test:{uuid.uuid4().hex}:"
-    try:
-        yield RedisIdempotencyStore(client, prefix=prefix)
-    finally:
-        async for name in client.scan_iter(match=f"{prefix}*"):
-            await client.delete(name)
-        await client.aclose()
+    async with fresh_redis_store() as redis_store:
+        yield redis_store
 
 
 @given(owner=owners, result=json_values, error=st.none() | st.dictionaries(st.text(), st.text()))

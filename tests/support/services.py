@@ -6,8 +6,10 @@ so a developer without PostgreSQL can still run the SQLite half.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 import redis.asyncio as redis_async
 from sqlalchemy.engine import make_url
 
+from dotmac_shared.business_logic.idempotency import RedisIdempotencyStore
 from dotmac_shared.business_logic.persistence import engine_of
 
 #: Admin URL of the PostgreSQL server; each test gets its own database on it.
@@ -85,6 +88,19 @@ async def redis_client() -> redis_async.Redis:
         require("Redis", exc)
         raise
     return client
+
+
+@contextlib.asynccontextmanager
+async def fresh_redis_store() -> AsyncIterator[RedisIdempotencyStore]:
+    """A Redis store under a prefix of its own, whose keys are deleted afterwards."""
+    client = await redis_client()
+    prefix = f"dotmac:test:{uuid.uuid4().hex}:"
+    try:
+        yield RedisIdempotencyStore(client, prefix=prefix)
+    finally:
+        async for name in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(name)
+        await client.aclose()
 
 
 def autoincrement_clause(factory: Any) -> str:
