@@ -14,10 +14,15 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic import InvalidInputError
 from dotmac_shared.business_logic.persistence import create_engine
-from dotmac_shared.business_logic.persistence.driver import CompiledSelect, driver_connection
+from dotmac_shared.business_logic.persistence.driver import (
+    CompiledSelect,
+    driver_connection,
+    pooled_driver_connection,
+)
 from dotmac_shared.business_logic.persistence.types import JSONDocument, Money, UTCDateTime
 
 _META = MetaData()
@@ -125,6 +130,26 @@ async def test_connection_is_discarded_when_the_body_fails_or_is_interrupted(eng
             raise asyncio.CancelledError
     async with driver_connection(engine) as fresh:
         assert fresh is not interrupted
+    assert await CompiledSelect(engine, _BY_ID).all(w_id=1) == []
+
+
+async def test_connection_is_discarded_when_the_body_fails_in_the_greenlet_form(engine):
+    def checkout() -> Any:
+        with pooled_driver_connection(engine) as raw:
+            return raw
+
+    def failing() -> Any:
+        with pooled_driver_connection(engine) as raw:
+            failed.append(raw)
+            raise RuntimeError("cut short")
+
+    failed: list[Any] = []
+    healthy = await greenlet_spawn(checkout)
+    assert await greenlet_spawn(checkout) is healthy  # returned to the pool and reused
+    with pytest.raises(RuntimeError, match="cut short"):
+        await greenlet_spawn(failing)
+    assert failed == [healthy]
+    assert await greenlet_spawn(checkout) is not healthy
     assert await CompiledSelect(engine, _BY_ID).all(w_id=1) == []
 
 

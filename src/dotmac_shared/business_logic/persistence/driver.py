@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -24,7 +24,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
 
-__all__ = ["CompiledSelect", "DRIVER_ERRORS", "driver_connection"]
+__all__ = ["CompiledSelect", "DRIVER_ERRORS", "driver_connection", "pooled_driver_connection"]
 
 #: What the drivers raise; translated to SQLAlchemy's ``DBAPIError`` at this boundary.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (
@@ -51,6 +51,23 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
         raise
     finally:
         await greenlet_spawn(pooled.close)
+
+
+@contextlib.contextmanager
+def pooled_driver_connection(engine: AsyncEngine) -> Iterator[Any]:
+    """:func:`driver_connection` for code running in SQLAlchemy's greenlet.
+
+    Inside ``greenlet_spawn`` the checkout, the work and the checkin share one greenlet; the
+    coroutine form spawns one for the checkout and another for the checkin.
+    """
+    pooled = engine.sync_engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    except BaseException:
+        pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
 
 
 class CompiledSelect:

@@ -33,12 +33,17 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
-from dotmac_shared.business_logic.persistence.driver import DRIVER_ERRORS, driver_connection
+from dotmac_shared.business_logic.persistence.driver import (
+    DRIVER_ERRORS,
+    driver_connection,
+    pooled_driver_connection,
+)
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
-from dotmac_shared.business_logic.persistence.sqlite_driver import run_transaction
+from dotmac_shared.business_logic.persistence.sqlite_driver import transaction
 from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
 
@@ -791,13 +796,21 @@ class SqlSagaStore:
         steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
         # The whole transaction at most one trip to aiosqlite's thread, and none when a
         # small batch gets the write lock at once (a trip costs more than its SQL; SQLAlchemy
-        # would take one per statement and one for the COMMIT).
-        async with driver_connection(self._engine) as raw:
-            return await run_transaction(
-                raw,
-                lambda connection: _sqlite_batch(connection, new_json, changes_json, steps),
-                inline=len(batch) <= _INLINE_MAX_BATCH,
-            )
+        # would take one per statement and one for the COMMIT). The pool checkout, the
+        # transaction and the checkin share one greenlet: each costs as much as the SQL.
+        return await greenlet_spawn(
+            self._write_sqlite_now,
+            lambda connection: _sqlite_batch(connection, new_json, changes_json, steps),
+            len(batch) <= _INLINE_MAX_BATCH,
+        )
+
+    def _write_sqlite_now(
+        self,
+        work: Callable[[sqlite3.Connection], tuple[set[str], dict[str, bool]]],
+        inline: bool,
+    ) -> tuple[set[str], dict[str, bool]]:
+        with pooled_driver_connection(self._engine) as raw:
+            return transaction(raw, work, inline=inline)
 
     async def _rowcount(self, statement: Executable, params: dict[str, Any]) -> int:
         async with self._autocommit.connect() as conn:
