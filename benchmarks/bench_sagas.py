@@ -553,7 +553,7 @@ def _table(backend: str, m: dict[str, Any]) -> dict[str, float]:
         f"  per saga: dotmac {d['commits_per_saga']:g} commits, "
         f"{d['statements_per_saga']:g} statements; floor {floor['commits_per_saga']:g} commits, "
         f"{floor['statements_per_saga']:g} statements"
-        + (" (statements include BEGIN IMMEDIATE)" if backend == "sqlite" else ""),
+        + (" (statements include BEGIN IMMEDIATE, not PRAGMAs)" if backend == "sqlite" else ""),
         flush=True,
     )
     return {
