@@ -19,9 +19,10 @@ It relies on ``aiosqlite.Connection._execute`` (queue a callable on the connecti
 thread), as SQLAlchemy's own adapter relies on aiosqlite's queue; :func:`run_in_thread` is
 the one place that calls it, and :class:`_TrackedConnection` the one that overrides it.
 
-:func:`run_transaction` goes one step further for small write transactions (a saga state
-change): when the connection's thread is idle and SQLite grants the write lock at once, the
-transaction runs on the event loop's thread and makes no trip at all.
+:func:`transaction` (and its coroutine form :func:`run_transaction`) goes one step further
+for small write transactions (a saga state change): when the connection's thread is idle and
+SQLite grants the write lock at once, the transaction runs on the event loop's thread and
+makes no trip at all.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ class _TrackedConnection(aiosqlite.Connection):
 
     The event loop's thread counts a call in before queuing it; the connection's thread
     counts it out when the call has finished, even if its awaiter was cancelled meanwhile.
-    It also begins and ends :func:`run_transaction`'s inline transactions.
+    It also begins and ends :func:`transaction`'s inline transactions.
     """
 
     def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
@@ -341,7 +342,7 @@ def _connect(
         connection: sqlite3.Connection = sqlite3.connect(location, **kwargs)
         return connection
 
-    # run_transaction may use the sqlite3 connection from the event loop's thread.
+    # transaction() may use the sqlite3 connection from the event loop's thread.
     kwargs["check_same_thread"] = False
     return _TrackedConnection(connector, iter_chunk_size)
 

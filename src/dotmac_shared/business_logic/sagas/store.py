@@ -12,10 +12,11 @@ State changes (a new saga, or a saga row plus its step rows) are the hot path: o
 They are group-committed: the changes of every saga submitted while a batch is being written
 go together in the next batch. On PostgreSQL a batch is one statement (data-modifying CTEs
 over unnested arrays; one round trip, one commit); on SQLite it is one ``BEGIN IMMEDIATE``
-transaction of at most three statements, run whole in one trip to aiosqlite's thread. A
-saga alone is written at once as a batch of one. Either way each saga's change is atomic and
-fenced on its own: one saga's lost lease (or bad data) does not stop the others' changes in
-the same batch.
+transaction of at most three statements: on the event loop's thread when the batch is small
+and nothing would wait, else whole in one trip to aiosqlite's thread (see
+``sqlite_driver.transaction``). A saga alone is written as a batch of one. Either way each
+saga's change is atomic and fenced on its own: one saga's lost lease (or bad data) does not
+stop the others' changes in the same batch.
 """
 
 from __future__ import annotations
@@ -268,8 +269,9 @@ _STEP = tuple(c.name for c in _STEPS.columns)
 #: Most changes written in one batch (the rest wait for the next).
 _MAX_BATCH = 256
 #: Largest SQLite batch that may be written on the event loop's thread (see
-#: ``run_transaction``): a few changes take tens of microseconds there, less than a trip to
-#: aiosqlite's thread; a larger batch makes that trip worth it and would hold the loop longer.
+#: ``sqlite_driver.transaction``): a few changes take tens of microseconds there, less than
+#: a trip to aiosqlite's thread; a larger batch makes that trip worth it and would hold the
+#: loop longer.
 _INLINE_MAX_BATCH = 4
 
 # PostgreSQL: any batch is this one statement. Arrays of the batch's values are unnested;
@@ -451,13 +453,12 @@ class _GroupCommit:
     The first writer finding nothing in progress lets the event loop run once, so that
     writers ready to write join its batch, then writes the batch itself (alone, it is a
     batch of one: no waiting, no extra task). That turn matters on SQLite, where a small
-    batch is written without leaving the event loop's thread (see ``run_transaction``):
+    batch is written without leaving the event loop's thread (``sqlite_driver.transaction``):
     without it no other writer could queue, and one transaction per change is slower than
     one per batch. Changes that arrive meanwhile queue up; when the batch is done, a task
-    writes everything queued as the next batch, and so on. Each saga
-    appears at most once per batch. If a batch fails, its changes are written one by one, so
-    one bad change fails only its own writer. A writer cancelled before its batch started
-    writes nothing.
+    writes everything queued as the next batch, and so on. Each saga appears at most once
+    per batch. If a batch fails, its changes are written one by one, so one bad change fails
+    only its own writer. A writer cancelled before its batch started writes nothing.
     """
 
     def __init__(self, write: _Writer) -> None:
