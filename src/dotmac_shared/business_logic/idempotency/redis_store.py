@@ -41,9 +41,13 @@ def _parse_time(value: str | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromisoformat(value)
 
 
-def _token(record: StoredRecord) -> str:
-    """What a conditional write compares: changes with every claim and every outcome."""
-    return f"{record.attempts}|{record.lease_owner or ''}|{record.status.value}\n"
+def _token(record: StoredRecord, status: RecordStatus | None = None) -> str:
+    """What a conditional write compares: changes with every claim and every outcome.
+
+    ``status`` replaces the record's own (the holder's token of a finished record).
+    """
+    value = (status or record.status).value
+    return f"{record.attempts}|{record.lease_owner or ''}|{value}\n"
 
 
 def _value(record: StoredRecord) -> str:
@@ -121,9 +125,10 @@ class RedisIdempotencyStore:
                 operation=f"idempotency.{action}",
             ) from exc
 
-    async def _swap(self, action: str, expected: StoredRecord, record: StoredRecord) -> bool:
+    async def _swap(self, action: str, token: str, record: StoredRecord) -> bool:
+        """Write ``record`` if the stored value still starts with ``token``."""
         name = self._name(record.tenant_id, record.key)
-        args: list[str | int] = [_token(expected), _value(record), _ttl_ms(record)]
+        args: list[str | int] = [token, _value(record), _ttl_ms(record)]
         return bool(await self._call(action, self._replace(keys=[name], args=args)))
 
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
@@ -137,17 +142,17 @@ class RedisIdempotencyStore:
 
     async def replace(self, expected: StoredRecord, record: StoredRecord) -> bool:
         """Swap in ``record`` if the stored value still carries ``expected``'s token."""
-        return await self._swap("take over", expected, record)
+        return await self._swap("take over", _token(expected), record)
 
     async def finish(self, record: StoredRecord) -> bool:
         """Store the outcome if the claim is still ``record``'s (status in progress)."""
-        holder = record.evolve(status=RecordStatus.IN_PROGRESS)
-        return await self._swap("store the result", holder, record.evolve(lease_expires_at=None))
+        held = _token(record, RecordStatus.IN_PROGRESS)
+        return await self._swap("store the result", held, record.evolve(lease_expires_at=None))
 
     async def renew(self, record: StoredRecord, lease_expires_at: dt.datetime) -> bool:
         """Extend the lease of a claim still held by ``record``'s holder."""
         renewed = record.evolve(lease_expires_at=lease_expires_at)
-        return await self._swap("renew the lease", record, renewed)
+        return await self._swap("renew the lease", _token(record), renewed)
 
     async def release(self, record: StoredRecord) -> bool:
         """Delete the claim if ``record``'s holder still holds it."""
