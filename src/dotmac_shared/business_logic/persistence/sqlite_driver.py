@@ -274,8 +274,7 @@ class _TrackedConnection(aiosqlite.Connection):
         self._pending_lock = threading.Lock()
         self._pending = 0
         self._inline_since_checkpoint = 0
-        # busy_timeout and wal_autocheckpoint as configured at connect, read at first use.
-        self._settings: tuple[int, int] | None = None
+        self._settings: tuple[int, int] | None = None  # see _configured
 
     @property
     def idle(self) -> bool:
@@ -293,10 +292,7 @@ class _TrackedConnection(aiosqlite.Connection):
         if self._inline_since_checkpoint >= _CHECKPOINT_EVERY:
             self._inline_since_checkpoint = 0
             return None  # this one goes to the thread: its commit may checkpoint
-        if self._settings is None:
-            (busy,) = raw.execute("PRAGMA busy_timeout").fetchone()
-            (checkpoint,) = raw.execute("PRAGMA wal_autocheckpoint").fetchone()
-            self._settings = (int(busy), int(checkpoint))
+        busy, _ = self._configured(raw)
         raw.execute("PRAGMA busy_timeout=0")
         try:
             raw.execute("BEGIN IMMEDIATE")
@@ -305,15 +301,23 @@ class _TrackedConnection(aiosqlite.Connection):
                 return None  # another writer holds the lock: wait for it on the thread
             raise _translated("BEGIN IMMEDIATE", exc) from exc
         finally:
-            raw.execute(f"PRAGMA busy_timeout={self._settings[0]}")
+            raw.execute(f"PRAGMA busy_timeout={busy}")
         raw.execute("PRAGMA wal_autocheckpoint=0")
         self._inline_since_checkpoint += 1
         return raw
 
     def end_inline(self, raw: sqlite3.Connection) -> None:
         """Restore what :meth:`begin_inline` changed, after the commit or rollback."""
-        if self._settings is not None:
-            raw.execute(f"PRAGMA wal_autocheckpoint={self._settings[1]}")
+        _, checkpoint = self._configured(raw)
+        raw.execute(f"PRAGMA wal_autocheckpoint={checkpoint}")
+
+    def _configured(self, raw: sqlite3.Connection) -> tuple[int, int]:
+        """``busy_timeout`` and ``wal_autocheckpoint`` as set at connect (read once)."""
+        if self._settings is None:
+            (busy,) = raw.execute("PRAGMA busy_timeout").fetchone()
+            (checkpoint,) = raw.execute("PRAGMA wal_autocheckpoint").fetchone()
+            self._settings = (int(busy), int(checkpoint))
+        return self._settings
 
     async def _execute(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         if not self._running or self._connection is None:
@@ -336,14 +340,14 @@ def _connect(
     database: str | bytes | Path, *, iter_chunk_size: int = 64, **kwargs: Any
 ) -> _TrackedConnection:
     """``aiosqlite.connect``, returning a :class:`_TrackedConnection`."""
+    # transaction() may use the sqlite3 connection from the event loop's thread.
+    options = {**kwargs, "check_same_thread": False}
 
     def connector() -> sqlite3.Connection:
         location = database.decode() if isinstance(database, bytes) else str(database)
-        connection: sqlite3.Connection = sqlite3.connect(location, **kwargs)
+        connection: sqlite3.Connection = sqlite3.connect(location, **options)
         return connection
 
-    # transaction() may use the sqlite3 connection from the event loop's thread.
-    kwargs["check_same_thread"] = False
     return _TrackedConnection(connector, iter_chunk_size)
 
 
