@@ -71,6 +71,10 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
 
 
+async def _driver_connection(conn: Any) -> Any:
+    return (await conn.get_raw_connection()).driver_connection
+
+
 async def _values(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
         return list((await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars())
@@ -154,7 +158,7 @@ async def test_autocommit_write_is_kept_when_connection_had_isolation_level_swit
 
 async def test_whole_transaction_runs_in_one_trip_when_given_to_run_in_thread(sqlite_engine, trips):
     async with sqlite_engine.connect() as conn:
-        raw: Any = (await conn.get_raw_connection()).driver_connection
+        raw = await _driver_connection(conn)
         trips.clear()
 
         def work() -> int:
@@ -214,10 +218,6 @@ def test_failed_connect_prints_nothing_when_the_event_loop_closes_at_once(tmp_pa
 
 
 # --- run_transaction: on the event loop's thread when nothing would wait ----------------------
-
-
-async def _driver_connection(conn: Any) -> Any:
-    return (await conn.get_raw_connection()).driver_connection
 
 
 def _insert(*values: str) -> Callable[[sqlite3.Connection], int]:

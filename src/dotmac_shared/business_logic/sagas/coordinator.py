@@ -542,7 +542,7 @@ class SagaCoordinator:
         record: SagaRecord,
         step: SagaStep,
         policy: RetryPolicy,
-        make_context: Any,
+        make_context: Callable[[int], StepContext],
         action: Any,
         phase: str,
     ) -> Any:
@@ -560,7 +560,7 @@ class SagaCoordinator:
         self,
         record: SagaRecord,
         step: SagaStep,
-        make_context: Any,
+        make_context: Callable[[int], StepContext],
         action: Any,
         phase: str,
         number: int,
