@@ -1,10 +1,11 @@
-"""Persistence: SQLAlchemy models, the session factory and Alembic migrations."""
+"""Persistence: SQLAlchemy models, the session factory, Alembic migrations, and Redis."""
 
 from dotmac_shared.business_logic.persistence.migrate import (
     current_revision,
     head_revision,
     upgrade_database,
 )
+from dotmac_shared.business_logic.persistence.redis_connection import RedisConnection
 from dotmac_shared.business_logic.persistence.session import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE_URL,
@@ -18,6 +19,7 @@ from dotmac_shared.business_logic.persistence.session import (
 __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
+    "RedisConnection",
     "autocommit",
     "create_engine",
     "create_session_factory",
