@@ -14,20 +14,21 @@ from dotmac_shared.business_logic.idempotency import (
 )
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from tests.support.services import (
+    REDIS_CLIENTS,
     create_postgres_database,
     drop_postgres_database,
     fresh_redis_store,
     sqlite_url,
 )
 
-STORES = ["sqlite", "postgresql", "redis"]
+STORES = ["sqlite", "postgresql", *(f"redis/{client}" for client in REDIS_CLIENTS)]
 
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[IdempotencyStore]:
     """A fresh, empty store of each kind."""
-    if request.param == "redis":
-        async with fresh_redis_store() as redis_store:
+    if request.param.startswith("redis/"):
+        async with fresh_redis_store(request.param.removeprefix("redis/")) as redis_store:
             yield redis_store
         return
     url = sqlite_url(tmp_path) if request.param == "sqlite" else await create_postgres_database()

@@ -19,7 +19,7 @@ from dotmac_shared.business_logic.idempotency import (
     StoredRecord,
 )
 from dotmac_shared.business_logic.idempotency.redis_store import _record, _value
-from tests.support.services import fresh_redis_store
+from tests.support.services import REDIS_CLIENTS, fresh_redis_store
 
 NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
 
@@ -49,9 +49,9 @@ def claim(owner: str, *, attempts: int = 1, key: str = "k") -> StoredRecord:
     )
 
 
-@pytest.fixture
-async def store() -> AsyncIterator[RedisIdempotencyStore]:
-    async with fresh_redis_store() as redis_store:
+@pytest.fixture(params=REDIS_CLIENTS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisIdempotencyStore]:
+    async with fresh_redis_store(request.param) as redis_store:
         yield redis_store
 
 

@@ -1,26 +1,65 @@
-"""Real processes race for one key, and a holder really dies (SIGKILL) mid-operation."""
+"""Real processes race for one key, and a holder really dies (SIGKILL) mid-operation.
+
+Each runs with the SQL store and with the Redis store on a :class:`RedisConnection` (the
+operation's effects are counted in the SQL database either way). On Redis, each process's
+50 callers share that one pipelined connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
 import time
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
 
 from dotmac_shared.business_logic import OperationInProgressError, create_session_factory
-from dotmac_shared.business_logic.idempotency import IdempotencyKey, IdempotencyManager
-from dotmac_shared.business_logic.persistence import engine_of
+from dotmac_shared.business_logic.idempotency import (
+    IdempotencyKey,
+    IdempotencyManager,
+    RedisIdempotencyStore,
+)
+from dotmac_shared.business_logic.persistence import RedisConnection, engine_of
 from tests.idempotency.operations import EFFECTS_DDL, RecordEffect
-from tests.support.services import autoincrement_clause
+from tests.support.services import REDIS_URL, autoincrement_clause, redis_client
 
 pytestmark = pytest.mark.reliability
 
 PROCESSES = 4
 TASKS = 50
+
+
+@pytest.fixture(params=["sql", "redis-connection"])
+async def redis_prefix(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """``None`` for the SQL store; else the key prefix of a Redis store, emptied afterwards."""
+    if request.param == "sql":
+        yield None
+        return
+    client = await redis_client()
+    prefix = f"dotmac:test:{uuid.uuid4().hex}:"
+    try:
+        yield prefix
+    finally:
+        async for name in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(name)
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def manager_on(factory, redis_prefix: str | None) -> AsyncIterator[IdempotencyManager]:
+    """A manager on the SQL store, or on a Redis store over one :class:`RedisConnection`."""
+    if redis_prefix is None:
+        yield IdempotencyManager(factory)
+        return
+    async with RedisConnection.from_url(REDIS_URL) as connection:
+        store = RedisIdempotencyStore(connection, prefix=redis_prefix)
+        yield IdempotencyManager(factory, store=store)
 
 
 async def prepare(factory) -> None:
@@ -37,7 +76,9 @@ async def effects(factory, key: str) -> list[int]:
         return [pid for (pid,) in rows]
 
 
-def _race(url: str, data: dict, start_at: float, results: multiprocessing.Queue) -> None:
+def _race(
+    url: str, redis_prefix: str | None, data: dict, start_at: float, results: multiprocessing.Queue
+) -> None:
     async def one(manager: IdempotencyManager, i: int) -> tuple:
         key = IdempotencyKey.generate(RecordEffect.operation_type, "tenant-a", data)
         try:
@@ -49,10 +90,10 @@ def _race(url: str, data: dict, start_at: float, results: multiprocessing.Queue)
 
     async def go() -> list[tuple]:
         factory = create_session_factory(url, migrate=False, pool_size=8, max_overflow=0)
-        manager = IdempotencyManager(factory)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         try:
-            return await asyncio.gather(*(one(manager, i) for i in range(TASKS)))
+            async with manager_on(factory, redis_prefix) as manager:
+                return await asyncio.gather(*(one(manager, i) for i in range(TASKS)))
         finally:
             await engine_of(factory).dispose()
 
@@ -60,7 +101,7 @@ def _race(url: str, data: dict, start_at: float, results: multiprocessing.Queue)
 
 
 async def test_body_runs_once_when_200_calls_from_4_processes_race_on_one_key(
-    session_factory, database_url
+    session_factory, database_url, redis_prefix
 ):
     await prepare(session_factory)
     ctx = multiprocessing.get_context("spawn")
@@ -68,7 +109,7 @@ async def test_body_runs_once_when_200_calls_from_4_processes_race_on_one_key(
     data = {"id": "race-1", "delay": 0.5}
     start_at = time.time() + 4.0  # spawn start-up takes ~1 s per process on 2 cores
     procs = [
-        ctx.Process(target=_race, args=(database_url, data, start_at, queue))
+        ctx.Process(target=_race, args=(database_url, redis_prefix, data, start_at, queue))
         for _ in range(PROCESSES)
     ]
     for p in procs:
@@ -87,23 +128,23 @@ async def test_body_runs_once_when_200_calls_from_4_processes_race_on_one_key(
     assert all(o == ("in_progress",) for o in outcomes if o[0] != "ok")
 
 
-def _hold_and_hang(url: str, data: dict) -> None:
+def _hold_and_hang(url: str, redis_prefix: str | None, data: dict) -> None:
     async def go() -> None:
-        manager = IdempotencyManager(create_session_factory(url, migrate=False))
         key = IdempotencyKey.generate(RecordEffect.operation_type, "tenant-a", data)
-        await manager.execute_idempotent(key, data, {"hang": True})
+        async with manager_on(create_session_factory(url, migrate=False), redis_prefix) as manager:
+            await manager.execute_idempotent(key, data, {"hang": True})
 
     asyncio.run(go())
 
 
 async def test_key_is_taken_over_and_completes_once_when_its_holder_is_killed(
-    session_factory, database_url
+    session_factory, database_url, redis_prefix
 ):
     await prepare(session_factory)
     data = {"id": "crash-1"}
     key = IdempotencyKey.generate(RecordEffect.operation_type, "tenant-a", data)
     proc = multiprocessing.get_context("spawn").Process(
-        target=_hold_and_hang, args=(database_url, data)
+        target=_hold_and_hang, args=(database_url, redis_prefix, data)
     )
     proc.start()
     deadline = time.monotonic() + 30
@@ -114,13 +155,13 @@ async def test_key_is_taken_over_and_completes_once_when_its_holder_is_killed(
     proc.join()
     assert proc.exitcode == -signal.SIGKILL
 
-    manager = IdempotencyManager(session_factory)
-    with pytest.raises(OperationInProgressError):
-        await manager.execute_idempotent(key, data)  # the dead holder's lease still runs
-    result = await manager.execute_idempotent(key, data, wait=10)  # ... until it expires
-    assert result.success and not result.from_cache and result.claims == 2
-    assert result.data["pid"] == os.getpid()
-    assert await effects(session_factory, "crash-1") == [proc.pid, os.getpid()]
-    again = await manager.execute_idempotent(key, data)
-    assert again.from_cache and again.data == result.data
+    async with manager_on(session_factory, redis_prefix) as manager:
+        with pytest.raises(OperationInProgressError):
+            await manager.execute_idempotent(key, data)  # the dead holder's lease still runs
+        result = await manager.execute_idempotent(key, data, wait=10)  # ... until it expires
+        assert result.success and not result.from_cache and result.claims == 2
+        assert result.data["pid"] == os.getpid()
+        assert await effects(session_factory, "crash-1") == [proc.pid, os.getpid()]
+        again = await manager.execute_idempotent(key, data)
+        assert again.from_cache and again.data == result.data
     assert await effects(session_factory, "crash-1") == [proc.pid, os.getpid()]

@@ -19,7 +19,7 @@ import redis.asyncio as redis_async
 from sqlalchemy.engine import make_url
 
 from dotmac_shared.business_logic.idempotency import RedisIdempotencyStore
-from dotmac_shared.business_logic.persistence import engine_of
+from dotmac_shared.business_logic.persistence import RedisConnection, engine_of
 
 #: Admin URL of the PostgreSQL server; each test gets its own database on it.
 POSTGRES_URL = os.environ.get(
@@ -90,14 +90,21 @@ async def redis_client() -> redis_async.Redis:
     return client
 
 
+#: The clients a Redis store runs on: redis-py's pooled client and our pipelined connection.
+REDIS_CLIENTS = ["redis-py", "redis-connection"]
+
+
 @contextlib.asynccontextmanager
-async def fresh_redis_store() -> AsyncIterator[RedisIdempotencyStore]:
-    """A Redis store under a prefix of its own, whose keys are deleted afterwards."""
+async def fresh_redis_store(client_kind: str = "redis-py") -> AsyncIterator[RedisIdempotencyStore]:
+    """A Redis store on ``client_kind`` under a prefix of its own, emptied afterwards."""
     client = await redis_client()
+    connection = RedisConnection.from_url(REDIS_URL) if client_kind == "redis-connection" else None
     prefix = f"dotmac:test:{uuid.uuid4().hex}:"
     try:
-        yield RedisIdempotencyStore(client, prefix=prefix)
+        yield RedisIdempotencyStore(connection or client, prefix=prefix)
     finally:
+        if connection is not None:
+            await connection.aclose()
         async for name in client.scan_iter(match=f"{prefix}*"):
             await client.delete(name)
         await client.aclose()

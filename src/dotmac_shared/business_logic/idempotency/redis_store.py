@@ -6,19 +6,25 @@ the record expires (or when its lease runs out, if later). The claim is the plai
 ``SET … NX PX … GET``: it writes only if the key is free and otherwise returns what holds
 it, atomically, in one round trip. Conditional writes are Lua scripts that compare the
 token at the head of the stored value with the one the caller last saw.
+
+The client is a ``redis.asyncio.Redis`` or a :class:`RedisConnection`; the store uses only
+``set``, ``get`` and ``execute_command``, which both have alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 import redis.asyncio as redis_async
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
+from dotmac_shared.business_logic.persistence.redis_connection import RedisConnection
 
 __all__ = ["RedisIdempotencyStore"]
 
@@ -31,6 +37,8 @@ if not stored or string.sub(stored, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 # ARGV[2]: the new value; ARGV[3]: its time to live in milliseconds.
 _REPLACE = _HELD + "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\nreturn 1\n"
 _DELETE = _HELD + "redis.call('DEL', KEYS[1])\nreturn 1\n"
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_REPLACE, _DELETE)}
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -65,7 +73,7 @@ def _value(record: StoredRecord) -> str:
         "result": record.result,
         "error": record.error,
     }
-    return _token(record) + json.dumps(doc, separators=(",", ":"))
+    return _token(record) + _ENCODE(doc)
 
 
 def _record(value: bytes | str, tenant_id: str, key: str) -> StoredRecord:
@@ -102,34 +110,45 @@ class RedisIdempotencyStore:
     """Idempotency records in Redis, shared by every process that uses the same server.
 
     Args:
-        client: A ``redis.asyncio.Redis`` client.
+        client: A :class:`RedisConnection` (one pipelined connection: the faster choice),
+            or a ``redis.asyncio.Redis`` client. The caller closes it.
         prefix: Namespace of the keys this store writes.
     """
 
-    def __init__(self, client: redis_async.Redis, *, prefix: str = "dotmac:idempotency:") -> None:
+    def __init__(
+        self,
+        client: RedisConnection | redis_async.Redis,
+        *,
+        prefix: str = "dotmac:idempotency:",
+    ) -> None:
         self._client = client
         self._prefix = prefix
-        self._replace = client.register_script(_REPLACE)
-        self._delete = client.register_script(_DELETE)
 
     def _name(self, tenant_id: str, key: str) -> str:
         # The tenant's length first: no (tenant, key) pair can spell another's name.
         return f"{self._prefix}{len(tenant_id)}:{tenant_id}:{key}"
 
-    async def _call(self, action: str, coroutine: Any) -> Any:
+    async def _call(self, action: str, command: Awaitable[Any]) -> Any:
         try:
-            return await coroutine
+            return await command
         except RedisError as exc:
             raise PersistenceError(
                 f"idempotency store could not {action}: {exc}",
                 operation=f"idempotency.{action}",
             ) from exc
 
+    async def _script(self, script: str, name: str, *args: str | int) -> Any:
+        """Run ``script`` on ``name`` by its digest, sending its text once Redis lacks it."""
+        try:
+            return await self._client.execute_command("EVALSHA", _SHA[script], 1, name, *args)
+        except NoScriptError:  # a new or flushed server; EVAL also caches it for next time
+            return await self._client.execute_command("EVAL", script, 1, name, *args)
+
     async def _swap(self, action: str, token: str, record: StoredRecord) -> bool:
         """Write ``record`` if the stored value still starts with ``token``."""
         name = self._name(record.tenant_id, record.key)
-        args: list[str | int] = [token, _value(record), _ttl_ms(record)]
-        return bool(await self._call(action, self._replace(keys=[name], args=args)))
+        swapped = self._script(_REPLACE, name, token, _value(record), _ttl_ms(record))
+        return bool(await self._call(action, swapped))
 
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
         """Insert a claim if the key is free, else return the record that holds it."""
@@ -147,7 +166,9 @@ class RedisIdempotencyStore:
     async def finish(self, record: StoredRecord) -> bool:
         """Store the outcome if the claim is still ``record``'s (status in progress)."""
         held = _token(record, RecordStatus.IN_PROGRESS)
-        return await self._swap("store the result", held, record.evolve(lease_expires_at=None))
+        # A finished record holds no lease (the manager's come without one already).
+        done = record if record.lease_expires_at is None else record.evolve(lease_expires_at=None)
+        return await self._swap("store the result", held, done)
 
     async def renew(self, record: StoredRecord, lease_expires_at: dt.datetime) -> bool:
         """Extend the lease of a claim still held by ``record``'s holder."""
@@ -157,7 +178,7 @@ class RedisIdempotencyStore:
     async def release(self, record: StoredRecord) -> bool:
         """Delete the claim if ``record``'s holder still holds it."""
         name = self._name(record.tenant_id, record.key)
-        deleted = self._delete(keys=[name], args=[_token(record)])
+        deleted = self._script(_DELETE, name, _token(record))
         return bool(await self._call("release the claim", deleted))
 
     async def get(self, tenant_id: str, key: str) -> StoredRecord | None:
