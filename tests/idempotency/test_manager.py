@@ -15,6 +15,7 @@ from dotmac_shared.business_logic import (
     IdempotencyRetriesExhaustedError,
     InvalidInputError,
     OperationInProgressError,
+    PersistenceError,
     ResultSerializationError,
 )
 from dotmac_shared.business_logic.idempotency import (
@@ -282,3 +283,57 @@ async def test_live_holder_keeps_its_claim_when_it_runs_longer_than_the_lease(ma
         await manager.execute_idempotent(key, data)
     assert (await holder).success
     assert CALLS[data["id"]] == 1
+
+
+async def test_short_lease_is_renewed_in_time_when_a_longer_one_is_held_already(manager):
+    class Long(ChargeCard):
+        operation_type = f"test_long_{uuid.uuid4().hex[:8]}"
+        lease_seconds = 6.0  # first renewal due in 2 s
+
+    class Short(ChargeCard):
+        operation_type = f"test_short_{uuid.uuid4().hex[:8]}"
+        lease_seconds = 0.3  # due every 0.1 s: must not wait for the long one's turn
+
+    long_data, short_data = payload(delay=1.0), payload(delay=1.0)
+    long_key = IdempotencyKey.generate(Long.operation_type, "t", long_data)
+    short_key = IdempotencyKey.generate(Short.operation_type, "t", short_data)
+    holders = [asyncio.create_task(manager.execute_idempotent(long_key, long_data))]
+    await asyncio.sleep(0.05)
+    holders.append(asyncio.create_task(manager.execute_idempotent(short_key, short_data)))
+    await asyncio.sleep(0.7)  # past the short lease: only its renewals keep it
+    for key, data in ((long_key, long_data), (short_key, short_data)):
+        with pytest.raises(OperationInProgressError):
+            await manager.execute_idempotent(key, data)
+    assert all(result.success for result in await asyncio.gather(*holders))
+    assert CALLS[long_data["id"]] == CALLS[short_data["id"]] == 1
+
+
+async def test_claim_is_kept_when_one_renewal_fails_to_reach_the_store(store, caplog):
+    class OneRenewalFails:
+        """The store, except that its first renewal cannot reach the server."""
+
+        def __init__(self) -> None:
+            self.failed = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        async def renew(self, record: StoredRecord, lease_expires_at: dt.datetime) -> bool:
+            if not self.failed:
+                self.failed = True
+                raise PersistenceError("store unreachable", operation="idempotency.renew")
+            return await store.renew(record, lease_expires_at)
+
+    class Slow(ChargeCard):
+        operation_type = f"test_slow_{uuid.uuid4().hex[:8]}"
+        lease_seconds = 0.3  # renewals due every 0.1 s; the first one fails
+
+    manager = IdempotencyManager(store=OneRenewalFails())
+    data = payload(delay=1.0)
+    key = IdempotencyKey.generate(Slow.operation_type, "t", data)
+    holder = asyncio.create_task(manager.execute_idempotent(key, data))
+    await asyncio.sleep(0.7)
+    with pytest.raises(OperationInProgressError):
+        await manager.execute_idempotent(key, data)
+    assert (await holder).success
+    assert "could not renew the idempotency lease" in caplog.text

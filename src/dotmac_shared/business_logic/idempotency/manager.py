@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from dotmac_shared.business_logic.exceptions import (
     IdempotencyRetriesExhaustedError,
     InvalidInputError,
     OperationInProgressError,
+    PersistenceError,
 )
 from dotmac_shared.business_logic.idempotency.codec import decode_result, encode_result
 from dotmac_shared.business_logic.idempotency.keys import IdempotencyKey, payload_fingerprint
@@ -127,6 +129,7 @@ class IdempotencyManager:
         self.store = store
         self.raise_on_failure = raise_on_failure
         self._clock = clock
+        self._leases = _Leases(self)
 
     async def execute_idempotent(
         self,
@@ -344,7 +347,7 @@ class IdempotencyManager:
         raise_on_failure: bool | None,
     ) -> IdempotencyResult:
         tries = [0]
-        lease = _LeaseKeeper(self, held, op.lease_seconds)
+        lease = self._leases.hold(held, op.lease_seconds)
         try:
             try:
                 data = await self._attempts(op, operation_data, context, tries)
@@ -371,13 +374,14 @@ class IdempotencyManager:
                 await asyncio.shield(self.store.release(held))
             raise
         finally:
-            lease.stop()
+            self._leases.drop(lease)
         now = self._clock()
         done = held.evolve(
             status=RecordStatus.COMPLETED,
             result=encoded,
             completed_at=now,
             expires_at=now + op.ttl,
+            lease_expires_at=None,
         )
         if not await self.store.finish(done):
             raise self._lease_lost(key)
@@ -438,7 +442,11 @@ class IdempotencyManager:
         now = self._clock()
         if op.cache_failures:
             failed = held.evolve(
-                status=RecordStatus.FAILED, error=error, completed_at=now, expires_at=now + op.ttl
+                status=RecordStatus.FAILED,
+                error=error,
+                completed_at=now,
+                expires_at=now + op.ttl,
+                lease_expires_at=None,
             )
             if not await self.store.finish(failed):
                 raise self._lease_lost(key) from exc
@@ -479,31 +487,76 @@ class IdempotencyManager:
         return await self.store.purge_expired(self._clock(), batch_size=batch_size)
 
 
-class _LeaseKeeper:
-    """Renews a held claim every third of its lease while the operation runs.
+@dataclass(slots=True)
+class _Hold:
+    """A claim this manager holds while its operation runs."""
 
-    A timer rather than a task per call: most operations finish long before the first
-    renewal, and a timer costs almost nothing to start and cancel.
+    record: StoredRecord
+    seconds: float
+    due: float  # loop time of its next renewal
+    renewing: asyncio.Task[None] | None = None
+    lost: bool = False
+
+
+class _Leases:
+    """Renews every claim a manager holds, each every third of its lease, from one timer.
+
+    A timer per call would put a handle on the event loop's heap and a cancelled one after
+    it for every call, while most operations finish long before their first renewal.
     """
 
-    def __init__(self, manager: IdempotencyManager, held: StoredRecord, seconds: float) -> None:
-        self._manager, self._held, self._seconds = manager, held, seconds
-        self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(seconds / 3, self._fire)
+    def __init__(self, manager: IdempotencyManager) -> None:
+        self._manager = manager
+        self._held: dict[int, _Hold] = {}
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
-    def _fire(self) -> None:
-        self._task = self._loop.create_task(self._renew())
+    def hold(self, record: StoredRecord, seconds: float) -> int:
+        """Start renewing ``record``'s claim; returns the handle :meth:`drop` takes."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop: the old one's timer will never fire
+            self._loop, self._timer = loop, None
+            self._held.clear()
+        ident = next(self._ids)
+        due = loop.time() + seconds / 3
+        self._held[ident] = _Hold(record, seconds, due)
+        if self._timer is None or due < self._timer.when():
+            self._arm(loop, due)
+        return ident
 
-    async def _renew(self) -> None:
-        expires = self._manager._clock() + dt.timedelta(seconds=self._seconds)
-        if await self._manager.store.renew(self._held, expires):
-            self._timer = self._loop.call_later(self._seconds / 3, self._fire)
-        else:
-            _log.error("lost the idempotency lease on %s", self._held.key)
+    def drop(self, ident: int) -> None:
+        """Stop renewing (the claim is finished, released or lost)."""
+        held = self._held.pop(ident, None)
+        if held is not None and held.renewing is not None:
+            held.renewing.cancel()
 
-    def stop(self) -> None:
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
+        self._timer = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        now = self._loop.time()
+        for held in self._held.values():
+            if held.lost or held.due > now:
+                continue
+            held.due = now + held.seconds / 3
+            if held.renewing is None or held.renewing.done():
+                held.renewing = self._loop.create_task(self._renew(held))
+        waiting = [held.due for held in self._held.values() if not held.lost]
+        if waiting:
+            self._arm(self._loop, min(waiting))
+
+    async def _renew(self, held: _Hold) -> None:
+        expires = self._manager._clock() + dt.timedelta(seconds=held.seconds)
+        try:
+            renewed = await self._manager.store.renew(held.record, expires)
+        except PersistenceError as exc:  # the store is unreachable: try again next time
+            _log.warning("could not renew the idempotency lease on %s: %s", held.record.key, exc)
+            return
+        if not renewed:
+            held.lost = True
+            _log.error("lost the idempotency lease on %s", held.record.key)
