@@ -69,6 +69,20 @@ def _bill_until_killed(url: str, period: str) -> None:
     asyncio.run(go())
 
 
+async def _until_started(
+    observer: SagaCoordinator, saga_id: str, proc: multiprocessing.process.BaseProcess
+) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await observer.get_saga(saga_id)
+            return
+        except SagaNotFoundError:
+            assert proc.is_alive(), "the billing process died before starting its run"
+            assert time.monotonic() < deadline, "the billing run never started"
+            await asyncio.sleep(0.01)
+
+
 @pytest.mark.reliability
 async def test_runs_killed_at_random_points_resume_to_exactly_once_when_restarted(
     session_factory, database_url
@@ -84,7 +98,10 @@ async def test_runs_killed_at_random_points_resume_to_exactly_once_when_restarte
         period = f"2026-{month:02d}"
         proc = ctx.Process(target=_bill_until_killed, args=(database_url, period))
         proc.start()
-        time.sleep(rng.uniform(0.8, 1.8))  # start-up ~0.7 s, then a run of about a second
+        # Kill it at a random point of its run, which takes 0.5-1 s on this machine: timed
+        # from when the run's saga appears, as the process's start-up varies more than that.
+        await _until_started(observer, billing_run_id(DEMO_TENANT_ID, period), proc)
+        await asyncio.sleep(rng.uniform(0.0, 0.8))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         await asyncio.sleep(LEASE + 0.2)  # the dead run's lease expires; this one resumes it
