@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -27,7 +26,7 @@ from dotmac_shared.business_logic.idempotency import (
 )
 from dotmac_shared.business_logic.persistence import RedisConnection, engine_of
 from tests.idempotency.operations import EFFECTS_DDL, RecordEffect
-from tests.support.services import REDIS_URL, autoincrement_clause, redis_client
+from tests.support.services import REDIS_URL, autoincrement_clause, fresh_redis_prefix
 
 pytestmark = pytest.mark.reliability
 
@@ -41,14 +40,8 @@ async def redis_prefix(request: pytest.FixtureRequest) -> AsyncIterator[str | No
     if request.param == "sql":
         yield None
         return
-    client = await redis_client()
-    prefix = f"dotmac:test:{uuid.uuid4().hex}:"
-    try:
+    async with fresh_redis_prefix() as prefix:
         yield prefix
-    finally:
-        async for name in client.scan_iter(match=f"{prefix}*"):
-            await client.delete(name)
-        await client.aclose()
 
 
 @contextlib.asynccontextmanager

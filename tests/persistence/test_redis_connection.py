@@ -10,7 +10,6 @@ import asyncio
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from redis.exceptions import (
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.persistence import RedisConnection
-from tests.support.services import REDIS_URL, require
+from tests.support.services import REDIS_URL, fresh_redis_prefix, require
 
 
 @pytest.fixture
@@ -38,14 +37,10 @@ async def connection(redis: redis_async.Redis) -> AsyncIterator[RedisConnection]
 
 
 @pytest.fixture
-def key() -> str:
-    return f"dotmac:test:{uuid.uuid4().hex}"
-
-
-@pytest.fixture(autouse=True)
-async def _delete_keys(redis: redis_async.Redis, key: str) -> AsyncIterator[None]:
-    yield
-    await redis.delete(key, f"{key}:n", *(f"{key}:{i}" for i in range(12)))
+async def key() -> AsyncIterator[str]:
+    """A key of this test's own; it and the keys named after it are deleted afterwards."""
+    async with fresh_redis_prefix() as prefix:
+        yield f"{prefix}k"
 
 
 async def test_replies_are_what_redis_sent_when_commands_succeed(connection, key):

@@ -95,19 +95,31 @@ REDIS_CLIENTS = ["redis-py", "redis-connection"]
 
 
 @contextlib.asynccontextmanager
-async def fresh_redis_store(client_kind: str = "redis-py") -> AsyncIterator[RedisIdempotencyStore]:
-    """A Redis store on ``client_kind`` under a prefix of its own, emptied afterwards."""
+async def fresh_redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own in the test Redis; its keys are deleted afterwards."""
     client = await redis_client()
-    connection = RedisConnection.from_url(REDIS_URL) if client_kind == "redis-connection" else None
     prefix = f"dotmac:test:{uuid.uuid4().hex}:"
     try:
-        yield RedisIdempotencyStore(connection or client, prefix=prefix)
+        yield prefix
     finally:
-        if connection is not None:
-            await connection.aclose()
         async for name in client.scan_iter(match=f"{prefix}*"):
             await client.delete(name)
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def fresh_redis_store(client_kind: str = "redis-py") -> AsyncIterator[RedisIdempotencyStore]:
+    """A Redis store on ``client_kind`` under a fresh prefix (:func:`fresh_redis_prefix`)."""
+    async with fresh_redis_prefix() as prefix:
+        client = (
+            RedisConnection.from_url(REDIS_URL)
+            if client_kind == "redis-connection"
+            else redis_async.Redis.from_url(REDIS_URL)
+        )
+        try:
+            yield RedisIdempotencyStore(client, prefix=prefix)
+        finally:
+            await client.aclose()
 
 
 def autoincrement_clause(factory: Any) -> str:
