@@ -54,13 +54,16 @@ class Noop(IdempotentOperation):
         return {"order": operation_data["order"], "ok": True}
 
 
-async def _ours(manager: IdempotencyManager, n: int) -> tuple[float, float]:
-    counter = iter(range(10**9))
+async def _first_call(manager: IdempotencyManager) -> None:
+    """One first execution: a payload, and so a key, never used before."""
+    data = {"order": f"o-{uuid.uuid4().hex}", "amount": 10}
+    key = IdempotencyKey.generate("bench_noop", "tenant-1", data)
+    await manager.execute_idempotent(key, data)
 
+
+async def _ours(manager: IdempotencyManager, n: int) -> tuple[float, float]:
     async def first() -> None:
-        data = {"order": f"o-{uuid.uuid4().hex}-{next(counter)}", "amount": 10}
-        key = IdempotencyKey.generate("bench_noop", "tenant-1", data)
-        await manager.execute_idempotent(key, data)
+        await _first_call(manager)
 
     data = {"order": "replayed", "amount": 10}
     key = IdempotencyKey.generate("bench_noop", "tenant-1", data)
@@ -175,12 +178,10 @@ def _versus(theirs: float, ours: float) -> str:
 
 async def _in_flight_us(manager: IdempotencyManager, n: int, width: int = 50) -> float:
     """Wall time per first call with ``width`` calls in flight at once."""
-    counter = iter(range(10**9))
 
     async def caller() -> None:
         for _ in range(n // width):
-            data = {"order": f"o-{uuid.uuid4().hex}-{next(counter)}", "amount": 10}
-            await manager.execute_idempotent(IdempotencyKey.generate("bench_noop", "t", data), data)
+            await _first_call(manager)
 
     await asyncio.gather(*(caller() for _ in range(width)))  # warm up: connections, scripts
     started = time.perf_counter()
