@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -113,6 +115,35 @@ def test_instruments_created_before_the_provider_forward_to_it_when_provider_set
     before = telemetry.total(BILLING_CUSTOMERS, tenant="proxy-check")
     module.BILLING_CUSTOMERS_PROCESSED.add(3, {"tenant": "proxy-check"})
     assert telemetry.total(BILLING_CUSTOMERS, tenant="proxy-check") == before + 3
+
+
+# --- spans --------------------------------------------------------------------------------------
+
+# Run in a fresh interpreter: this process's tracer provider is set once, by the fixture above.
+_SPANS_BEFORE_AND_AFTER_THE_SDK = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from dotmac_shared.business_logic.observability.telemetry import start_span
+
+with start_span("before", {"a": 1}) as span:
+    assert span is trace.INVALID_SPAN and not span.is_recording()
+trace.set_tracer_provider(TracerProvider())
+with start_span("after", {"a": 1}) as span:
+    assert span.is_recording() and trace.get_current_span() is span, span
+    assert span.name == "after" and span.attributes["a"] == 1
+print("ok")
+"""
+
+
+def test_spans_record_once_an_sdk_is_installed_and_cost_nothing_before():
+    ran = subprocess.run(
+        [sys.executable, "-c", _SPANS_BEFORE_AND_AFTER_THE_SDK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (ran.returncode, ran.stdout.strip()) == (0, "ok"), ran.stderr
 
 
 # --- policies -----------------------------------------------------------------------------------

@@ -12,7 +12,11 @@ Instruments are created once here so every pillar reports under the same names::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+
 from opentelemetry import metrics, trace
+from opentelemetry.util.types import AttributeValue
 
 __all__ = [
     "BILLING_CUSTOMERS_PROCESSED",
@@ -22,6 +26,7 @@ __all__ = [
     "SAGA_STEP_DURATION",
     "get_meter",
     "get_tracer",
+    "start_span",
 ]
 
 INSTRUMENTATION_NAME = "dotmac_shared.business_logic"
@@ -30,6 +35,26 @@ INSTRUMENTATION_NAME = "dotmac_shared.business_logic"
 def get_tracer() -> trace.Tracer:
     """Return the framework's tracer (resolved through the global provider at call time)."""
     return trace.get_tracer(INSTRUMENTATION_NAME)
+
+
+_TRACER = get_tracer()
+# The providers the API falls back to while no SDK is installed: every span they make is the
+# same non-recording span.
+_NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+def start_span(
+    name: str, attributes: Mapping[str, AttributeValue]
+) -> AbstractContextManager[trace.Span]:
+    """Start a current span on the framework's tracer, as ``start_as_current_span`` does.
+
+    While no SDK is installed this returns the API's non-recording span without making
+    it current: the API's own no-op path costs about 5 µs (two context managers and a
+    context attach), a sixth of the manager's own work per idempotent call.
+    """
+    if isinstance(trace.get_tracer_provider(), _NO_SDK):
+        return nullcontext(trace.INVALID_SPAN)
+    return _TRACER.start_as_current_span(name, attributes=attributes)
 
 
 def get_meter() -> metrics.Meter:

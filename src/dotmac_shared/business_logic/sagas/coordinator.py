@@ -34,7 +34,7 @@ from dotmac_shared.business_logic.observability.log import get_logger, log_conte
 from dotmac_shared.business_logic.observability.telemetry import (
     SAGA_FINISHED,
     SAGA_STEP_DURATION,
-    get_tracer,
+    start_span,
 )
 from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
@@ -357,13 +357,12 @@ class SagaCoordinator:
     ) -> dict[str, Any]:
         self._driving.add(record.saga_id)
         renewer = asyncio.create_task(self._keep_lease(record.saga_id))
-        tracer = get_tracer()
         try:
             with (
                 log_context(tenant_id=record.tenant_id, saga_id=record.saga_id),
-                tracer.start_as_current_span(
+                start_span(
                     "saga.execute",
-                    attributes={
+                    {
                         "dotmac.saga.name": record.saga_name,
                         "dotmac.saga.id": record.saga_id,
                         "dotmac.tenant.id": record.tenant_id or "",
@@ -566,7 +565,6 @@ class SagaCoordinator:
         number: int,
     ) -> Any:
         """One try of ``action``: deadline and timeout checks, a span, a duration metric."""
-        tracer = get_tracer()
         remaining = self._remaining(record)
         if remaining is not None and remaining <= 0 and phase == "execute":
             raise SagaTimeoutError(
@@ -578,9 +576,9 @@ class SagaCoordinator:
         limit = _min_timeout(step.timeout, remaining if phase == "execute" else None)
         started = time.perf_counter()
         outcome = "error"
-        with tracer.start_as_current_span(
+        with start_span(
             f"saga.step.{phase}",
-            attributes={
+            {
                 "dotmac.saga.id": record.saga_id,
                 "dotmac.saga.step": step.name,
                 "dotmac.saga.attempt": number,
