@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
+from collections import OrderedDict
 from decimal import Decimal
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given
@@ -81,3 +84,29 @@ def test_payload_dict_never_hashes_like_a_tagged_value_when_it_uses_a_tag_key():
     assert canonical_json({"a": {"$date": "2026-11-25"}}) != canonical_json(
         {"a": dt.date(2026, 11, 25)}
     )
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+@pytest.mark.parametrize(
+    ("subclassed", "plain"),
+    [
+        (OrderedDict(b=1, a=[2]), {"a": [2], "b": 1}),
+        (MappingProxyType({"a": 1}), {"a": 1}),
+        ({"c": Colour.RED, "l": Level.HIGH}, {"c": "red", "l": 3}),
+    ],
+)
+def test_subclasses_encode_like_their_base_types_when_hashed_or_stored(subclassed, plain):
+    assert canonical_json({"x": subclassed}) == canonical_json({"x": plain})
+    assert encode_result({"x": subclassed}) == {"x": plain}
+
+
+def test_unencodable_value_in_a_mapping_subclass_names_its_path_when_encoded():
+    with pytest.raises(ResultSerializationError, match=r"at x\.items\[0\]\.b:"):
+        encode_result({"x": OrderedDict(items=[MappingProxyType({"b": {1}})])})

@@ -30,68 +30,122 @@ from dotmac_shared.business_logic.exceptions import ResultSerializationError
 
 __all__ = ["canonical_json", "decode_result", "encode_result"]
 
-_TAGS = ("$decimal", "$datetime", "$date", "$uuid")
+_TAGS = frozenset(("$decimal", "$datetime", "$date", "$uuid"))
 
 
-def _bad(path: str, message: str) -> ResultSerializationError:
-    return ResultSerializationError(
-        f"cannot encode value at {path or '$'}: {message}",
-        metadata={"path": path or "$"},
-    )
+class _Unencodable(Exception):
+    """Raised inside the walk; the containers it unwinds through add their step to its path.
+
+    So the walk builds no path strings for values that encode, which is nearly all of them.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.steps: list[str | int] = []  # innermost first
+
+    def error(self) -> ResultSerializationError:
+        path = ""
+        for step in reversed(self.steps):
+            path += f"[{step}]" if isinstance(step, int) else f".{step}" if path else step
+        return ResultSerializationError(
+            f"cannot encode value at {path or '$'}: {self.message}",
+            metadata={"path": path or "$"},
+        )
 
 
-def _walk(value: Any, path: str, *, canonical: bool) -> Any:
+def _walk(value: Any, canonical: bool) -> Any:
     """Turn ``value`` into plain JSON types, tagging the richer ones."""
-    if value is None or isinstance(value, (str, bool)):
+    kind = type(value)  # exact types first: the common case, without isinstance chains
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return _walk_mapping(value, canonical)
+    if kind is list or kind is tuple:
+        return _walk_items(value, canonical)
+    return _walk_other(value, canonical)
+
+
+def _walk_mapping(value: Mapping[Any, Any], canonical: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise _Unencodable(f"key {key!r} is not a string")
+        if key in _TAGS and not canonical:
+            raise _Unencodable(f"key {key!r} is reserved by the codec")
+        try:
+            out[key] = _walk(item, canonical)
+        except _Unencodable as bad:
+            bad.steps.append(key)
+            raise
+    if canonical and not _TAGS.isdisjoint(out):
+        return {"$map": out}  # so that a payload dict never hashes like a tagged value
+    return out
+
+
+def _walk_items(value: list[Any] | tuple[Any, ...], canonical: bool) -> list[Any]:
+    out = []
+    for index, item in enumerate(value):
+        try:
+            out.append(_walk(item, canonical))
+        except _Unencodable as bad:
+            bad.steps.append(index)
+            raise
+    return out
+
+
+def _walk_other(value: Any, canonical: bool) -> Any:
+    """Everything but exact ``str``/``int``/``bool``/``None``/``dict``/``list``/``tuple``."""
+    if isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _bad(path, f"{value!r} is not a finite number")
+            raise _Unencodable(f"{value!r} is not a finite number")
         if canonical and value.is_integer():
             return int(value)
         return value
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise _bad(path, f"{value!r} is not a finite number")
+            raise _Unencodable(f"{value!r} is not a finite number")
         text = format(value.normalize(), "f") if canonical else str(value)
         return {"$decimal": text}
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            raise _bad(path, "naive datetime; give it a timezone (UTC)")
+            raise _Unencodable("naive datetime; give it a timezone (UTC)")
         return {"$datetime": value.isoformat()}
     if isinstance(value, dt.date):
         return {"$date": value.isoformat()}
     if isinstance(value, uuid.UUID):
         return {"$uuid": str(value)}
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _bad(path, f"key {key!r} is not a string")
-            if key in _TAGS and not canonical:
-                raise _bad(path, f"key {key!r} is reserved by the codec")
-            out[key] = _walk(item, f"{path}.{key}" if path else key, canonical=canonical)
-        if canonical and any(key in _TAGS for key in out):
-            return {"$map": out}  # so that a payload dict never hashes like a tagged value
-        return out
+        return _walk_mapping(value, canonical)
     if isinstance(value, (list, tuple)):
-        return [_walk(item, f"{path}[{i}]", canonical=canonical) for i, item in enumerate(value)]
-    raise _bad(path, f"type {type(value).__name__} is not supported")
+        return _walk_items(value, canonical)
+    raise _Unencodable(f"type {type(value).__name__} is not supported")
+
+
+def _walked(value: Any, canonical: bool) -> Any:
+    try:
+        return _walk(value, canonical)
+    except _Unencodable as bad:
+        raise bad.error() from None
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def canonical_json(value: Any) -> str:
     """Return the canonical JSON text of ``value``, stable across processes and machines."""
-    walked = _walk(value, "", canonical=True)
-    return json.dumps(walked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL(_walked(value, True))
 
 
 def encode_result(value: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``value`` as JSON-ready data; raises before anything is stored if it cannot."""
-    walked = _walk(value, "", canonical=False)
+    walked = _walked(value, False)
     if not isinstance(walked, dict):
-        raise _bad("", "an operation result must be a mapping")
+        raise _Unencodable("an operation result must be a mapping").error()
     return walked
 
 
