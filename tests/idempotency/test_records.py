@@ -45,3 +45,22 @@ def record(**changes) -> StoredRecord:
 )
 def test_verdict_follows_the_record_when_judged(found, payload_hash, verdict):
     assert judge(found, payload_hash, NOW) is verdict
+
+
+def test_evolve_copies_with_changes_when_fields_are_named():
+    base = record()
+    changed = base.evolve(status=RecordStatus.COMPLETED, result={"a": 1}, lease_expires_at=None)
+    assert changed == StoredRecord(
+        **{
+            **{name: getattr(base, name) for name in base.__slots__},
+            "status": RecordStatus.COMPLETED,
+            "result": {"a": 1},
+            "lease_expires_at": None,
+        }
+    )
+    assert base.status is RecordStatus.IN_PROGRESS and base.result is None
+
+
+def test_evolve_refuses_when_a_field_does_not_exist():
+    with pytest.raises(TypeError, match="no field"):
+        record().evolve(statuss=RecordStatus.COMPLETED)

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,13 +45,12 @@ from dotmac_shared.business_logic.idempotency.records import (
 )
 from dotmac_shared.business_logic.idempotency.store import IdempotencyStore
 from dotmac_shared.business_logic.observability.log import get_logger, log_context
-from dotmac_shared.business_logic.observability.telemetry import IDEMPOTENCY_REQUESTS, get_tracer
+from dotmac_shared.business_logic.observability.telemetry import IDEMPOTENCY_REQUESTS, start_span
 from dotmac_shared.business_logic.persistence.types import utcnow
 
 __all__ = ["IdempotencyManager", "IdempotencyResult"]
 
 _log = get_logger(__name__)
-_tracer = get_tracer()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +165,7 @@ class IdempotencyManager:
         op = self._resolve_operation(key, operation)
         attributes = {"operation_type": key.operation_type}
         with (
-            _tracer.start_as_current_span("idempotency.execute", attributes=attributes) as span,
+            start_span("idempotency.execute", attributes) as span,
             log_context(tenant_id=key.tenant_id),
         ):
             held, found = await self._claim(key, op, wait)
@@ -254,7 +253,7 @@ class IdempotencyManager:
                 payload_hash=key.payload_hash,
                 status=RecordStatus.IN_PROGRESS,
                 attempts=1,
-                lease_owner=uuid.uuid4().hex,
+                lease_owner=secrets.token_hex(16),
                 lease_expires_at=now + dt.timedelta(seconds=op.lease_seconds),
                 expires_at=now + op.ttl,
                 created_at=now,
