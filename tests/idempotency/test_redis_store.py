@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency import (
     RecordStatus,
     RedisIdempotencyStore,
@@ -55,12 +56,49 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisIdempotenc
         yield redis_store
 
 
-@given(owner=owners, result=json_values, error=st.none() | st.dictionaries(st.text(), st.text()))
-def test_record_reads_back_as_written_when_values_are_arbitrary(owner, result, error):
+# Any aware time, to the microsecond: the store writes times as integer microseconds.
+moments = st.datetimes(timezones=st.just(dt.UTC))
+
+
+@given(
+    owner=owners,
+    result=json_values,
+    error=st.none() | st.dictionaries(st.text(), st.text()),
+    times=st.tuples(moments, moments, moments, st.none() | moments),
+)
+def test_record_reads_back_as_written_when_values_are_arbitrary(owner, result, error, times):
+    expires_at, created_at, completed_at, lease_expires_at = times
     done = claim(owner).evolve(
-        status=RecordStatus.COMPLETED, result=result, error=error, completed_at=NOW
+        status=RecordStatus.COMPLETED,
+        result=result,
+        error=error,
+        expires_at=expires_at,
+        created_at=created_at,
+        completed_at=completed_at,
+        lease_expires_at=lease_expires_at,
     )
     assert _record(_value(done).encode(), "t", "k") == done
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        # An earlier version's record: times in ISO 8601.
+        '1|w1|in_progress\n{"operation_type":"op","payload_hash":"h","status":"in_progress",'
+        '"attempts":1,"lease_owner":"w1","lease_expires_at":"2026-11-26T12:00:00+00:00",'
+        '"expires_at":"2026-11-27T12:00:00+00:00","created_at":"2026-11-25T12:00:00+00:00",'
+        '"completed_at":null,"result":null,"error":null}',
+        "not a record",
+        '1|w1|in_progress\n{"status":"in_progress"}',
+    ],
+)
+async def test_reading_a_record_in_another_format_is_a_persistence_error_when_found(store, stored):
+    key = uuid.uuid4().hex
+    await store._client.set(store._name("t", key), stored)
+    with pytest.raises(PersistenceError, match=f"record of key '{key}'.*not in the format"):
+        await store.get("t", key)
+    with pytest.raises(PersistenceError, match="not in the format"):
+        await store.insert_or_get(claim("w2", key=key))
 
 
 @settings(

@@ -1,7 +1,8 @@
 """The Redis idempotency store: the same guarantees as the SQL store, one command each.
 
 A record is one string under ``<prefix><len(tenant)>:<tenant>:<key>``: its fencing token
-``attempts|lease_owner|status``, a newline, and the record as JSON. Redis expires it when
+``attempts|lease_owner|status``, a newline, and the record as JSON (its times in
+microseconds since the epoch). Redis expires it when
 the record expires (or when its lease runs out, if later). The claim is the plain command
 ``SET … NX PX … GET``: it writes only if the key is free and otherwise returns what holds
 it, atomically, in one round trip. Conditional writes are Lua scripts that compare the
@@ -41,12 +42,17 @@ _SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_REPLAC
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _time(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def _parse_time(value: str | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromisoformat(value)
+def _micros(value: dt.datetime) -> int:
+    """Microseconds since the epoch: exact, and ten times cheaper to write than ISO 8601."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _moment(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(0, 0, micros)
 
 
 def _token(record: StoredRecord, status: RecordStatus | None = None) -> str:
@@ -59,17 +65,21 @@ def _token(record: StoredRecord, status: RecordStatus | None = None) -> str:
 
 
 def _value(record: StoredRecord) -> str:
-    """The stored string: the token, then the record (tenant and key are in the name)."""
+    """The stored string: the token, then the record (tenant and key are in the name).
+
+    Times are microseconds since the epoch; ``None`` stays ``null``.
+    """
+    lease, completed = record.lease_expires_at, record.completed_at
     doc = {
         "operation_type": record.operation_type,
         "payload_hash": record.payload_hash,
         "status": record.status.value,
         "attempts": record.attempts,
         "lease_owner": record.lease_owner,
-        "lease_expires_at": _time(record.lease_expires_at),
-        "expires_at": _time(record.expires_at),
-        "created_at": _time(record.created_at),
-        "completed_at": _time(record.completed_at),
+        "lease_expires_at": None if lease is None else _micros(lease),
+        "expires_at": _micros(record.expires_at),
+        "created_at": _micros(record.created_at),
+        "completed_at": None if completed is None else _micros(completed),
         "result": record.result,
         "error": record.error,
     }
@@ -77,27 +87,34 @@ def _value(record: StoredRecord) -> str:
 
 
 def _record(value: bytes | str, tenant_id: str, key: str) -> StoredRecord:
+    """Read a stored string back; one this version did not write is a clear error."""
     text = value.decode() if isinstance(value, bytes) else value
-    # The JSON holds no raw newline (json.dumps escapes them): the last one ends the token.
-    doc = json.loads(text[text.rindex("\n") + 1 :])
-    expires_at = _parse_time(doc["expires_at"])
-    created_at = _parse_time(doc["created_at"])
-    assert expires_at is not None and created_at is not None
-    return StoredRecord(
-        tenant_id=tenant_id,
-        key=key,
-        operation_type=doc["operation_type"],
-        payload_hash=doc["payload_hash"],
-        status=RecordStatus(doc["status"]),
-        attempts=int(doc["attempts"]),
-        lease_owner=doc["lease_owner"],
-        lease_expires_at=_parse_time(doc["lease_expires_at"]),
-        expires_at=expires_at,
-        created_at=created_at,
-        completed_at=_parse_time(doc["completed_at"]),
-        result=doc["result"],
-        error=doc["error"],
-    )
+    try:
+        # The JSON holds no raw newline (json.dumps escapes them): the last one ends the token.
+        doc = json.loads(text[text.rindex("\n") + 1 :])
+        lease, completed = doc["lease_expires_at"], doc["completed_at"]
+        return StoredRecord(
+            tenant_id=tenant_id,
+            key=key,
+            operation_type=doc["operation_type"],
+            payload_hash=doc["payload_hash"],
+            status=RecordStatus(doc["status"]),
+            attempts=int(doc["attempts"]),
+            lease_owner=doc["lease_owner"],
+            lease_expires_at=None if lease is None else _moment(lease),
+            expires_at=_moment(doc["expires_at"]),
+            created_at=_moment(doc["created_at"]),
+            completed_at=None if completed is None else _moment(completed),
+            result=doc["result"],
+            error=doc["error"],
+        )
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise PersistenceError(
+            f"the idempotency record of key {key!r} (tenant {tenant_id!r}) is not in the "
+            f"format this version writes ({type(exc).__name__}: {exc}); it expires with "
+            "its TTL, or delete it",
+            operation="idempotency.read",
+        ) from exc
 
 
 def _ttl_ms(record: StoredRecord) -> int:
