@@ -2,11 +2,11 @@
 
 A record is one string under ``<prefix><len(tenant)>:<tenant>:<key>``: its fencing token
 ``attempts|lease_owner|status``, a newline, and the record as JSON (its times in
-microseconds since the epoch). Redis expires it when
-the record expires (or when its lease runs out, if later). The claim is the plain command
-``SET … NX PX … GET``: it writes only if the key is free and otherwise returns what holds
-it, atomically, in one round trip. Conditional writes are Lua scripts that compare the
-token at the head of the stored value with the one the caller last saw.
+microseconds since the epoch). Redis expires it when the record expires (or when its lease
+runs out, if later). The claim is the plain command ``SET … NX PX … GET``: it writes only if
+the key is free and otherwise returns what holds it, atomically, in one round trip.
+Conditional writes are Lua scripts that compare the token at the head of the stored value
+with the one the caller last saw.
 
 The client is a ``redis.asyncio.Redis`` or a :class:`RedisConnection`; the store uses only
 ``set``, ``get`` and ``execute_command``, which both have alike.
@@ -47,7 +47,7 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def _micros(value: dt.datetime) -> int:
-    """Microseconds since the epoch: exact, and ten times cheaper to write than ISO 8601."""
+    """Microseconds since the epoch: exact, and a quarter of the cost of ``isoformat()``."""
     return (value - _EPOCH) // _MICROSECOND
 
 
