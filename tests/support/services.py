@@ -107,15 +107,18 @@ async def fresh_redis_prefix() -> AsyncIterator[str]:
         await client.aclose()
 
 
+def redis_client_of(client_kind: str) -> RedisConnection | redis_async.Redis:
+    """A client of the test Redis of ``client_kind`` (one of :data:`REDIS_CLIENTS`)."""
+    if client_kind == "redis-connection":
+        return RedisConnection.from_url(REDIS_URL)
+    return redis_async.Redis.from_url(REDIS_URL)
+
+
 @contextlib.asynccontextmanager
 async def fresh_redis_store(client_kind: str = "redis-py") -> AsyncIterator[RedisIdempotencyStore]:
     """A Redis store on ``client_kind`` under a fresh prefix (:func:`fresh_redis_prefix`)."""
     async with fresh_redis_prefix() as prefix:
-        client = (
-            RedisConnection.from_url(REDIS_URL)
-            if client_kind == "redis-connection"
-            else redis_async.Redis.from_url(REDIS_URL)
-        )
+        client = redis_client_of(client_kind)
         try:
             yield RedisIdempotencyStore(client, prefix=prefix)
         finally:

@@ -15,13 +15,19 @@ import redis.asyncio as redis_async
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
+from dotmac_shared.business_logic.persistence import RedisConnection
 from dotmac_shared.business_logic.policies.rate_limit import (
     InMemoryRateLimiter,
     RateLimiter,
     RedisRateLimiter,
 )
-from tests.support.services import REDIS_URL
+from tests.support.services import (
+    REDIS_CLIENTS,
+    REDIS_URL,
+    fresh_redis_prefix,
+    redis_client_of,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -34,13 +40,14 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture
-async def redis_limiter(redis: redis_async.Redis) -> AsyncIterator[RedisRateLimiter]:
-    prefix = f"test:ratelimit:{uuid.uuid4().hex}:"
-    yield RedisRateLimiter(redis, prefix=prefix)
-    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
-    if keys:
-        await redis.delete(*keys)
+@pytest.fixture(params=REDIS_CLIENTS)
+async def redis_limiter(request: pytest.FixtureRequest) -> AsyncIterator[RedisRateLimiter]:
+    async with fresh_redis_prefix() as prefix:
+        client = redis_client_of(request.param)
+        try:
+            yield RedisRateLimiter(client, prefix=prefix)
+        finally:
+            await client.aclose()
 
 
 # --- in memory ----------------------------------------------------------------------------
@@ -266,3 +273,21 @@ async def test_two_processes_share_one_limit_when_using_the_same_redis(
     # 120 attempts against one limit of 50: exactly 50 pass in total, whoever got them.
     assert sum(allowed) == 50
     # Had each process its own limit, 100 would have passed.
+
+
+@pytest.mark.parametrize("client_kind", REDIS_CLIENTS)
+async def test_redis_limiter_raises_persistence_error_when_redis_is_unreachable(client_kind):
+    url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    client = (
+        RedisConnection.from_url(url, connect_timeout=1)
+        if client_kind == "redis-connection"
+        else redis_async.Redis.from_url(url, socket_connect_timeout=1)
+    )
+    limiter = RedisRateLimiter(client)
+    try:
+        with pytest.raises(PersistenceError, match="could not count calls against 't'"):
+            await limiter.hit("t", limit=1, window_seconds=60)
+        with pytest.raises(PersistenceError, match="could not reset 't'"):
+            await limiter.reset("t")
+    finally:
+        await client.aclose()

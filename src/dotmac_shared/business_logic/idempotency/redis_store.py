@@ -15,17 +15,15 @@ The client is a ``redis.asyncio.Redis`` or a :class:`RedisConnection`; the store
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Awaitable
 from typing import Any
 
-import redis.asyncio as redis_async
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
-from dotmac_shared.business_logic.persistence.redis_connection import RedisConnection
+from dotmac_shared.business_logic.persistence.redis_scripts import LuaScript, RedisClient
 
 __all__ = ["RedisIdempotencyStore"]
 
@@ -36,9 +34,8 @@ local stored = redis.call('GET', KEYS[1])
 if not stored or string.sub(stored, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 """
 # ARGV[2]: the new value; ARGV[3]: its time to live in milliseconds.
-_REPLACE = _HELD + "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\nreturn 1\n"
-_DELETE = _HELD + "redis.call('DEL', KEYS[1])\nreturn 1\n"
-_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_REPLACE, _DELETE)}
+_REPLACE = LuaScript(_HELD + "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\nreturn 1\n")
+_DELETE = LuaScript(_HELD + "redis.call('DEL', KEYS[1])\nreturn 1\n")
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -134,7 +131,7 @@ class RedisIdempotencyStore:
 
     def __init__(
         self,
-        client: RedisConnection | redis_async.Redis,
+        client: RedisClient,
         *,
         prefix: str = "dotmac:idempotency:",
     ) -> None:
@@ -154,17 +151,10 @@ class RedisIdempotencyStore:
                 operation=f"idempotency.{action}",
             ) from exc
 
-    async def _script(self, script: str, name: str, *args: str | int) -> Any:
-        """Run ``script`` on ``name`` by its digest, sending its text once Redis lacks it."""
-        try:
-            return await self._client.execute_command("EVALSHA", _SHA[script], 1, name, *args)
-        except NoScriptError:  # a new or flushed server; EVAL also caches it for next time
-            return await self._client.execute_command("EVAL", script, 1, name, *args)
-
     async def _swap(self, action: str, token: str, record: StoredRecord) -> bool:
         """Write ``record`` if the stored value still starts with ``token``."""
         name = self._name(record.tenant_id, record.key)
-        swapped = self._script(_REPLACE, name, token, _value(record), _ttl_ms(record))
+        swapped = _REPLACE(self._client, [name], [token, _value(record), _ttl_ms(record)])
         return bool(await self._call(action, swapped))
 
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
@@ -195,7 +185,7 @@ class RedisIdempotencyStore:
     async def release(self, record: StoredRecord) -> bool:
         """Delete the claim if ``record``'s holder still holds it."""
         name = self._name(record.tenant_id, record.key)
-        deleted = self._script(_DELETE, name, _token(record))
+        deleted = _DELETE(self._client, [name], [_token(record)])
         return bool(await self._call("release the claim", deleted))
 
     async def get(self, tenant_id: str, key: str) -> StoredRecord | None:

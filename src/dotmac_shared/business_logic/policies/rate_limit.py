@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-import redis.asyncio as redis_async
+from redis.exceptions import RedisError
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
+from dotmac_shared.business_logic.persistence.redis_scripts import LuaScript, RedisClient
 
 __all__ = [
     "API_CALLS_LIMIT",
@@ -223,7 +224,7 @@ def _retry_after(
 # KEYS[1] = the sorted set of call timestamps (microseconds since epoch, Redis clock)
 # ARGV: limit, window (microseconds), cost, member prefix (unique per call), record (1/0)
 # Returns {allowed (1/0), count after, retry_after (microseconds)}.
-_SLIDING_WINDOW_LUA: Final = """
+_SLIDING_WINDOW: Final = LuaScript("""
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -251,24 +252,30 @@ if cost <= limit then
   retry = math.max(tonumber(oldest[2]) + window - now, 0)
 end
 return {0, count, retry}
-"""
+""")
+
+
+def _unreachable(action: str, key: str, exc: RedisError) -> PersistenceError:
+    return PersistenceError(
+        f"rate limiter could not {action} {key!r}: {exc}", operation="rate_limit"
+    )
 
 
 class RedisRateLimiter:
     """A sliding window log per key in Redis, shared by every process using the same Redis.
 
     Args:
-        client: A ``redis.asyncio.Redis`` client (e.g. ``Redis.from_url("redis://127.0.0.1")``).
+        client: A :class:`~dotmac_shared.business_logic.persistence.RedisConnection` (one
+            pipelined connection), or a ``redis.asyncio.Redis`` client. The caller closes it.
         prefix: Namespace of the keys this limiter writes.
 
     Each key is a sorted set of call timestamps; one Lua script trims the window, counts,
     and records the call atomically. Keys expire one window after their last call.
     """
 
-    def __init__(self, client: redis_async.Redis, *, prefix: str = "dotmac:ratelimit:") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "dotmac:ratelimit:") -> None:
         self._client = client
         self._prefix = prefix
-        self._script = client.register_script(_SLIDING_WINDOW_LUA)
 
     def redis_key(self, key: str) -> str:
         """Return the Redis key that holds ``key``'s window."""
@@ -285,10 +292,14 @@ class RedisRateLimiter:
         limit_name: str,
     ) -> RateLimitResult:
         window_us = max(int(window_seconds * 1_000_000), 1)
-        raw = await self._script(
-            keys=[self.redis_key(key)],
-            args=[limit, window_us, cost, uuid.uuid4().hex, 1 if record else 0],
-        )
+        try:
+            raw = await _SLIDING_WINDOW(
+                self._client,
+                [self.redis_key(key)],
+                [limit, window_us, cost, uuid.uuid4().hex, 1 if record else 0],
+            )
+        except RedisError as exc:
+            raise _unreachable("count calls against", key, exc) from exc
         allowed, count, retry_us = (int(v) for v in raw)
         return RateLimitResult(
             allowed=bool(allowed),
@@ -337,4 +348,7 @@ class RedisRateLimiter:
 
     async def reset(self, key: str) -> None:
         """Forget every call counted against ``key``."""
-        await self._client.delete(self.redis_key(key))
+        try:
+            await self._client.execute_command("DEL", self.redis_key(key))
+        except RedisError as exc:
+            raise _unreachable("reset", key, exc) from exc
