@@ -96,9 +96,7 @@ def _walk_items(value: list[Any] | tuple[Any, ...], canonical: bool) -> list[Any
 
 def _walk_other(value: Any, canonical: bool) -> Any:
     """Everything but exact ``str``/``int``/``bool``/``None``/``dict``/``list``/``tuple``."""
-    if isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, int):
+    if isinstance(value, (str, int)):  # subclasses: str and int enums, bool
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
