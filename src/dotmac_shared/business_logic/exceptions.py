@@ -16,12 +16,14 @@ stable ``code`` that APIs and log queries can rely on::
     │   ├── IdempotencyPayloadMismatchError   same key, different payload
     │   ├── IdempotencyRetriesExhaustedError  retryable failures ran out of attempts
     │   ├── IdempotencyLeaseLostError     the claim was taken over while its holder ran
+    │   ├── IdempotencyResultNotSavedError    the body ran but its result could not be stored
     │   └── ResultSerializationError      a result the JSON codec cannot encode
     ├── SagaError
     │   ├── SagaDefinitionError           a malformed or unknown saga definition
     │   ├── SagaNotFoundError             no saga with that id
     │   ├── SagaTimeoutError              a step or the whole saga ran out of time
     │   ├── SagaLeaseLostError            another worker took the saga over (lease expired)
+    │   ├── SagaConflictError             a saga id reused by another tenant, saga or input
     │   └── IllegalSagaTransitionError    a state change the state machine forbids
     ├── ProvisioningError                 tenant or service provisioning failed
     └── BillingRunError                   a billing run failed, with customer impact
@@ -42,6 +44,7 @@ __all__ = [
     "IdempotencyError",
     "IdempotencyLeaseLostError",
     "IdempotencyPayloadMismatchError",
+    "IdempotencyResultNotSavedError",
     "IdempotencyRetriesExhaustedError",
     "IllegalSagaTransitionError",
     "InvalidInputError",
@@ -53,6 +56,7 @@ __all__ = [
     "PolicyViolationError",
     "ProvisioningError",
     "ResultSerializationError",
+    "SagaConflictError",
     "SagaDefinitionError",
     "SagaError",
     "SagaLeaseLostError",
@@ -312,6 +316,17 @@ class IdempotencyLeaseLostError(IdempotencyError):
     default_severity = ErrorSeverity.HIGH
 
 
+class IdempotencyResultNotSavedError(IdempotencyError):
+    """The operation body succeeded but its result could not be stored, even after retries.
+
+    The body's effects happened; the key's lease runs out and a retry runs the body again,
+    so give the body the key to pass to anything external. The storage error is ``__cause__``.
+    """
+
+    code = "idempotency_result_not_saved"
+    default_severity = ErrorSeverity.HIGH
+
+
 class ResultSerializationError(IdempotencyError):
     """A value the JSON codec cannot encode; raised before anything is committed."""
 
@@ -379,6 +394,17 @@ class SagaLeaseLostError(SagaError):
     """This worker's lease on the saga expired and another worker owns it now; stop driving it."""
 
     code = "saga_lease_lost"
+    default_severity = ErrorSeverity.MEDIUM
+
+
+class SagaConflictError(SagaError):
+    """A saga id already used by another tenant, another saga, or with other initial data.
+
+    Nothing was run and nothing of the existing saga is returned; ``metadata["reason"]`` says
+    which of ``tenant``, ``saga_name`` or ``initial_data`` differs.
+    """
+
+    code = "saga_conflict"
     default_severity = ErrorSeverity.MEDIUM
 
 
