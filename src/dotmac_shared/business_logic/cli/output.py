@@ -30,6 +30,7 @@ from dotmac_shared.business_logic.persistence.session import (
     DATABASE_URL_ENV,
     create_session_factory,
     engine_of,
+    sqlite_file,
 )
 
 __all__ = [
@@ -131,8 +132,28 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @asynccontextmanager
-async def session_factory(url: str | None) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """A migrated session factory for ``url`` (or the default), disposed on exit."""
+async def session_factory(
+    url: str | None, *, must_exist: bool = False
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A migrated session factory for ``url`` (or the default), disposed on exit.
+
+    Args:
+        url: The ``--database-url`` (``None``: ``$DOTMAC_DATABASE_URL`` or the SQLite default).
+        must_exist: The command only reads: an SQLite file that does not exist is an error,
+            not a new empty database (which would only hide a mistyped path).
+
+    Raises:
+        InvalidInputError: ``must_exist`` is set and the SQLite file does not exist.
+        PersistenceError: The database cannot be reached or migrated; the message names it
+            with its password masked.
+    """
+    path = sqlite_file(url) if must_exist else None
+    if path is not None and not path.exists():
+        raise InvalidInputError(
+            f"no database at {path}: the file does not exist (this command only reads; "
+            "check --database-url, or create the database with `dotmac-bl db upgrade`)",
+            field="database_url",
+        )
     factory = create_session_factory(url)
     try:
         yield factory
