@@ -12,7 +12,9 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -134,6 +136,71 @@ def test_db_upgrade_prints_one_line_and_exits_1_when_the_server_is_unreachable()
     assert "ConnectionRefusedError" in line
     assert result.stdout == ""
     assert SECRET not in result.stderr
+
+
+class FirstConnectionProxy:
+    """A loopback proxy to PostgreSQL that forwards one connection, then stops listening.
+
+    The migration gets through; every later connection is refused, as if the server had gone
+    away while the command ran.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.listener.settimeout(30)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with self.listener:
+            client, _ = self.listener.accept()
+        # The listener is closed: from now on a connect is refused.
+        with client, socket.create_connection(self.target, timeout=30) as upstream:
+            client.settimeout(30)
+            back = threading.Thread(target=self._pipe, args=(client, upstream), daemon=True)
+            back.start()
+            self._pipe(upstream, client)
+            back.join(30)
+
+    def join(self) -> None:
+        """Wait until the forwarded connection has ended and every socket is closed."""
+        self.thread.join(30)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        # Either side closing (or the command's engine being disposed) ends the copy.
+        with suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.reliability
+def test_one_line_names_the_masked_url_when_the_database_goes_away_after_the_migration(
+    runner, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    url = asyncio.run(create_postgres_database())
+    try:
+        parsed = make_url(url)
+        proxy = FirstConnectionProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
+        through = parsed.set(port=proxy.port, password=SECRET)
+        result = runner.invoke(
+            app,
+            ["saga", "list", "--database-url", through.render_as_string(hide_password=False)],
+        )
+        assert result.exit_code == 1, result.output
+        line = error_line(result.stderr)
+        shown = through.render_as_string(hide_password=True)
+        assert line.startswith(f"error: cannot use database {shown}: "), line
+        assert "ConnectionRefusedError" in line
+        assert SECRET not in result.stdout + result.stderr + caplog.text
+        proxy.join()
+    finally:
+        asyncio.run(drop_postgres_database(url))
 
 
 def test_debug_traceback_never_shows_the_password_when_the_server_is_unreachable():

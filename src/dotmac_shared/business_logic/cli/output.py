@@ -22,6 +22,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import BusinessLogicError, InvalidInputError
@@ -29,6 +30,7 @@ from dotmac_shared.business_logic.observability.log import ContextFilter, JsonFo
 from dotmac_shared.business_logic.persistence.session import (
     DATABASE_URL_ENV,
     create_session_factory,
+    database_error,
     engine_of,
     sqlite_file,
 )
@@ -144,8 +146,8 @@ async def session_factory(
 
     Raises:
         InvalidInputError: ``must_exist`` is set and the SQLite file does not exist.
-        PersistenceError: The database cannot be reached or migrated; the message names it
-            with its password masked.
+        PersistenceError: The database cannot be reached, migrated or used; the message
+            names it with its password masked.
     """
     path = sqlite_file(url) if must_exist else None
     if path is not None and not path.exists():
@@ -155,10 +157,15 @@ async def session_factory(
             field="database_url",
         )
     factory = create_session_factory(url)
+    engine = engine_of(factory)
     try:
         yield factory
+    except (SQLAlchemyError, OSError) as exc:
+        # The database went away after the migration connected (asyncpg's refused or reset
+        # sockets are OSErrors): still one line that names it, password masked.
+        raise database_error(engine.url, exc, doing="use") from exc
     finally:
-        await engine_of(factory).dispose()
+        await engine.dispose()
 
 
 def configure_logging(*, log_json: bool, debug: bool) -> None:
