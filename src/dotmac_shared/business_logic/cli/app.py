@@ -15,6 +15,7 @@ from dotmac_shared.business_logic.cli.output import (
     configure_logging,
     console,
     err_console,
+    handle_errors,
     one_line,
     reset_logging,
     state,
@@ -31,7 +32,12 @@ from dotmac_shared.business_logic.persistence.session import (
 
 __all__ = ["DatabaseUrl", "app", "console", "err_console", "main"]
 
-app = typer.Typer(no_args_is_help=True, help="DotMac business logic: policies, idempotency, sagas.")
+# No local variables in --debug tracebacks: they would show database URLs with passwords.
+app = typer.Typer(
+    no_args_is_help=True,
+    help="DotMac business logic: policies, idempotency, sagas.",
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
@@ -72,7 +78,8 @@ async def _table_names(url: str | None) -> list[str]:
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Migrate the database to the latest schema (safe to run again)."""
-    revision = upgrade_database(database_url)
+    with handle_errors():
+        revision = upgrade_database(database_url)
     console.print(f"database at revision [bold]{revision}[/] (head {head_revision()})")
 
 
@@ -86,8 +93,9 @@ def demo(
     """Seed a tenant, run the spec's three examples and a billing run; print a summary."""
     from dotmac_shared.business_logic.cli.demo import run_demo
 
-    url = normalize_database_url(database_url)
-    run_demo(url.render_as_string(hide_password=False), customers=customers, console=console)
+    with handle_errors():
+        url = normalize_database_url(database_url)
+        run_demo(url.render_as_string(hide_password=False), customers=customers, console=console)
 
 
 app.command("worker")(worker)

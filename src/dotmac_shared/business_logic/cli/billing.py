@@ -170,7 +170,7 @@ def billing_report(
 
     async def fetch() -> dict[str, Any]:
         canonical = str(BillingPeriod.parse(period))
-        async with session_factory(database_url) as factory, factory() as session:
+        async with session_factory(database_url, must_exist=True) as factory, factory() as session:
             run = (
                 await session.execute(
                     select(BillingRun).where(

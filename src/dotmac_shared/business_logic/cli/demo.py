@@ -19,7 +19,11 @@ from dotmac_shared.business_logic.operations import (
     seed_demo_data,
 )
 from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
-from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
+from dotmac_shared.business_logic.persistence import (
+    create_session_factory,
+    display_database_url,
+    engine_of,
+)
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyContext
 from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator
 
@@ -123,8 +127,9 @@ async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 1),
         }
         console.rule("[bold]Done")
+        shown = display_database_url(url)
         console.print(
-            f"Demo finished in {summary['seconds']} s on {url}: policies decided, the tenant "
+            f"Demo finished in {summary['seconds']} s on {shown}: policies decided, the tenant "
             "was provisioned once (then served from cache), one service activated and one "
             f"refused and compensated, and {report.get('invoices', 0)} invoices billed."
         )

@@ -22,6 +22,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import BusinessLogicError, InvalidInputError
@@ -29,7 +30,9 @@ from dotmac_shared.business_logic.observability.log import ContextFilter, JsonFo
 from dotmac_shared.business_logic.persistence.session import (
     DATABASE_URL_ENV,
     create_session_factory,
+    database_error,
     engine_of,
+    sqlite_file,
 )
 
 __all__ = [
@@ -131,13 +134,38 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 @asynccontextmanager
-async def session_factory(url: str | None) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """A migrated session factory for ``url`` (or the default), disposed on exit."""
+async def session_factory(
+    url: str | None, *, must_exist: bool = False
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A migrated session factory for ``url`` (or the default), disposed on exit.
+
+    Args:
+        url: The ``--database-url`` (``None``: ``$DOTMAC_DATABASE_URL`` or the SQLite default).
+        must_exist: The command only reads: an SQLite file that does not exist is an error,
+            not a new empty database (which would only hide a mistyped path).
+
+    Raises:
+        InvalidInputError: ``must_exist`` is set and the SQLite file does not exist.
+        PersistenceError: The database cannot be reached, migrated or used; the message
+            names it with its password masked.
+    """
+    path = sqlite_file(url) if must_exist else None
+    if path is not None and not path.exists():
+        raise InvalidInputError(
+            f"no database at {path}: the file does not exist (this command only reads; "
+            "check --database-url, or create the database with `dotmac-bl db upgrade`)",
+            field="database_url",
+        )
     factory = create_session_factory(url)
+    engine = engine_of(factory)
     try:
         yield factory
+    except (SQLAlchemyError, OSError) as exc:
+        # The database went away after the migration connected (asyncpg's refused or reset
+        # sockets are OSErrors): still one line that names it, password masked.
+        raise database_error(engine.url, exc, doing="use") from exc
     finally:
-        await engine_of(factory).dispose()
+        await engine.dispose()
 
 
 def configure_logging(*, log_json: bool, debug: bool) -> None:

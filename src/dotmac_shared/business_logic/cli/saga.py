@@ -86,7 +86,7 @@ def list_sagas(
     """List sagas, newest first."""
 
     async def fetch() -> list[dict[str, Any]]:
-        async with session_factory(database_url) as factory:
+        async with session_factory(database_url, must_exist=True) as factory:
             return await SagaCoordinator(factory).list_sagas(
                 tenant_id=tenant, status=status, limit=limit
             )
@@ -117,7 +117,7 @@ def show_saga(
     """Show one saga: its record and every step."""
 
     async def fetch() -> dict[str, Any]:
-        async with session_factory(database_url) as factory:
+        async with session_factory(database_url, must_exist=True) as factory:
             return await SagaCoordinator(factory).get_saga(saga_id)
 
     saga = run_async(fetch())

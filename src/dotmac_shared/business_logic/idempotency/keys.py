@@ -13,7 +13,7 @@ from dotmac_shared.business_logic.idempotency.codec import canonical_json
 
 __all__ = ["IdempotencyKey", "payload_fingerprint"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 _MAX_KEY = 255
 
 

@@ -11,7 +11,7 @@ from dotmac_shared.business_logic.exceptions import InvalidInputError
 
 __all__ = ["FunctionOperation", "IdempotentOperation", "registered_operation", "registered_types"]
 
-_OPERATION_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_OPERATION_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 _REGISTRY: dict[str, type[IdempotentOperation]] = {}
 
 

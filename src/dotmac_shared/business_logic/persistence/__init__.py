@@ -12,8 +12,10 @@ from dotmac_shared.business_logic.persistence.session import (
     autocommit,
     create_engine,
     create_session_factory,
+    display_database_url,
     engine_of,
     normalize_database_url,
+    sqlite_file,
 )
 
 __all__ = [
@@ -24,8 +26,10 @@ __all__ = [
     "create_engine",
     "create_session_factory",
     "current_revision",
+    "display_database_url",
     "engine_of",
     "head_revision",
     "normalize_database_url",
+    "sqlite_file",
     "upgrade_database",
 ]

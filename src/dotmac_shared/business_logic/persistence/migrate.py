@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -14,9 +16,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dotmac_shared.business_logic.exceptions import PersistenceError
-from dotmac_shared.business_logic.persistence.session import create_engine
+from dotmac_shared.business_logic.persistence.session import create_engine, database_error
 
 __all__ = ["VERSION_TABLE", "current_revision", "head_revision", "upgrade_database"]
 
@@ -52,20 +55,35 @@ def _current(connection: Connection) -> str | None:
     return ctx.get_current_revision()
 
 
+@asynccontextmanager
+async def _connected(engine: AsyncEngine, operation: str) -> AsyncIterator[AsyncConnection]:
+    """A connection of ``engine``; failing to open one is a :class:`PersistenceError`."""
+    try:
+        conn = await engine.connect()
+    except (SQLAlchemyError, OSError) as exc:
+        # OSError: asyncpg's refused, reset or timed-out sockets and unknown host names
+        # reach us untranslated by SQLAlchemy.
+        raise database_error(engine.url, exc, operation=operation) from exc
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 async def _run(url: str | URL | None, revision: str) -> str | None:
     engine = create_engine(url)
     try:
         # One transaction: on PostgreSQL DDL is transactional, and the advisory lock makes
         # concurrent migrators wait; on SQLite BEGIN IMMEDIATE serializes them the same way.
-        async with engine.begin() as conn:
+        async with _connected(engine, "migrate") as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
                 )
             await conn.run_sync(_upgrade, revision)
             return await conn.run_sync(_current)
-    except SQLAlchemyError as exc:
-        raise PersistenceError(f"database migration failed: {exc}", operation="migrate") from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise database_error(engine.url, exc, doing="migrate", operation="migrate") from exc
     finally:
         await engine.dispose()
 
@@ -73,8 +91,12 @@ async def _run(url: str | URL | None, revision: str) -> str | None:
 async def _read_current(url: str | URL | None) -> str | None:
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
+        async with _connected(engine, "read_migration_state") as conn:
             return await conn.run_sync(_current)
+    except (SQLAlchemyError, OSError) as exc:
+        raise database_error(
+            engine.url, exc, doing="read the migration state of", operation="read_migration_state"
+        ) from exc
     finally:
         await engine.dispose()
 
@@ -104,16 +126,18 @@ def upgrade_database(url: str | URL | None = None, revision: str = "head") -> st
     at import time or inside a running event loop (it uses a private thread).
 
     Raises:
-        PersistenceError: The database is unreachable or a migration failed.
+        PersistenceError: The database is unreachable or a migration failed; the message
+            names the database (password masked) and the cause.
     """
     result: str | None = _in_thread(lambda: _run(url, revision))
     return result
 
 
 def current_revision(url: str | URL | None = None) -> str | None:
-    """Return the revision the database at ``url`` is at, or ``None`` if never migrated."""
-    try:
-        result: str | None = _in_thread(lambda: _read_current(url))
-    except SQLAlchemyError as exc:
-        raise PersistenceError(f"cannot read migration state: {exc}") from exc
+    """Return the revision the database at ``url`` is at, or ``None`` if never migrated.
+
+    Raises:
+        PersistenceError: The database is unreachable; the message names it (password masked).
+    """
+    result: str | None = _in_thread(lambda: _read_current(url))
     return result

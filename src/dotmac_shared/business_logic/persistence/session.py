@@ -8,11 +8,12 @@ driver, and SQLite is set up for concurrent use (WAL, foreign keys, a busy timeo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
 from dotmac_shared.business_logic.persistence.sqlite_driver import OneTripAiosqliteDbapi
 
 __all__ = [
@@ -28,9 +29,12 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "autocommit",
     "create_engine",
+    "database_error",
     "create_session_factory",
+    "display_database_url",
     "engine_of",
     "normalize_database_url",
+    "sqlite_file",
 ]
 
 #: Environment variable read when no URL is given.
@@ -42,6 +46,99 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///dotmac_business_logic.db"
 _SQLITE_AUTOCOMMIT = "dotmac_sqlite_autocommit"
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Stands in for a password given as a query parameter while the URL is rendered.
+_MASK_TOKEN = "DOTMACMASKEDPASSWORD"
+
+
+def _raw_url(url: str | URL | None) -> str | URL:
+    return url if url is not None else os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+def _mask_userinfo(raw: str) -> str:
+    """Mask what could be a password in text that is not a parsable URL."""
+    head, at, tail = raw.rpartition("@")
+    if not at:
+        return raw
+    scheme, separator, userinfo = head.rpartition("://")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{separator}{user}:***@{tail}"
+
+
+def display_database_url(url: str | URL | None = None) -> str:
+    """Return ``url`` as it may be printed or logged: any password replaced by ``***``.
+
+    Every message, log line and output line that names a database uses this form, never
+    the URL itself. A password given as a ``password`` query parameter is masked too, and
+    text that does not parse as a URL has everything between ``://`` and the last ``@``
+    after the user name masked.
+
+    Args:
+        url: A URL or URL string; defaults to ``$DOTMAC_DATABASE_URL`` or the SQLite default.
+
+    Example:
+        >>> display_database_url("postgresql://app:s3cret@db/prod")
+        'postgresql://app:***@db/prod'
+    """
+    raw = _raw_url(url)
+    try:
+        parsed = raw if isinstance(raw, URL) else make_url(raw)
+    except (ArgumentError, ValueError):
+        return _mask_userinfo(str(raw))
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": _MASK_TOKEN})
+    return parsed.render_as_string(hide_password=True).replace(_MASK_TOKEN, "***")
+
+
+def _cause(exc: BaseException) -> str:
+    """The driver's own words for ``exc`` on one line, led by the most telling type name."""
+    source: BaseException = exc
+    if isinstance(exc, DBAPIError) and isinstance(exc.orig, BaseException):
+        source = exc.orig  # without SQLAlchemy's "(dialect.Error)" prefix and SQL echo
+    # SQLAlchemy's asyncpg adapter raises a generic Error caused by asyncpg's precise one.
+    name = type(source.__cause__ or source).__name__
+    text = " ".join(str(source).split())
+    return f"{name}: {text}" if text else name
+
+
+def database_error(
+    url: str | URL | None,
+    exc: BaseException,
+    *,
+    doing: str = "connect to",
+    operation: str | None = None,
+) -> PersistenceError:
+    """A one-line :class:`PersistenceError` naming the database (password masked) and the cause.
+
+    The caller raises it ``from exc``. The cause text is the driver's message; should a
+    driver echo the URL or the password, they are masked there too.
+
+    Args:
+        url: The database the failure happened on.
+        exc: The driver or network error.
+        doing: What failed, completing "cannot ... database": ``"connect to"``, ``"migrate"``.
+        operation: The error's ``operation`` field.
+
+    Example:
+        >>> error = database_error("postgresql://app:pw@db/x", ConnectionRefusedError("refused"))
+        >>> error.message
+        'cannot connect to database postgresql://app:***@db/x: ConnectionRefusedError: refused'
+    """
+    shown = display_database_url(url)
+    cause = _cause(exc)
+    raw = _raw_url(url)
+    try:
+        parsed = raw if isinstance(raw, URL) else make_url(raw)
+    except (ArgumentError, ValueError):
+        parsed = None
+    if parsed is not None:
+        cause = cause.replace(parsed.render_as_string(hide_password=False), shown)
+        if parsed.password:
+            cause = cause.replace(str(parsed.password), "***")
+    return PersistenceError(
+        f"cannot {doing} database {shown}: {cause}",
+        operation=operation,
+        metadata={"url": shown, "cause": type(exc).__name__},
+    )
 
 
 def normalize_database_url(url: str | URL | None = None) -> URL:
@@ -52,11 +149,13 @@ def normalize_database_url(url: str | URL | None = None) -> URL:
     Raises:
         InvalidInputError: The URL cannot be parsed or names an unsupported database.
     """
-    raw = url if url is not None else os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    raw = _raw_url(url)
     try:
         parsed = make_url(raw)
-    except ArgumentError as exc:
-        raise InvalidInputError(f"cannot parse database URL {raw!r}", field="url") from exc
+    except (ArgumentError, ValueError) as exc:
+        # ValueError: a port that is not a number; the message never shows the password.
+        shown = display_database_url(raw)
+        raise InvalidInputError(f"cannot parse database URL {shown!r}", field="url") from exc
     backend = parsed.get_backend_name()
     if backend not in _ASYNC_DRIVERS:
         raise InvalidInputError(
@@ -66,6 +165,31 @@ def normalize_database_url(url: str | URL | None = None) -> URL:
     if parsed.drivername != _ASYNC_DRIVERS[backend]:
         parsed = parsed.set(drivername=_ASYNC_DRIVERS[backend])
     return parsed
+
+
+def sqlite_file(url: str | URL | None = None) -> Path | None:
+    """Return the file an SQLite URL names, or ``None`` (in-memory SQLite, or not SQLite).
+
+    A relative path is relative to the working directory, as SQLite opens it. A URI
+    filename (``sqlite:///file:data.db?uri=true``) gives the path after ``file:``.
+
+    Raises:
+        InvalidInputError: As :func:`normalize_database_url`.
+
+    Example:
+        >>> sqlite_file("sqlite:///data/app.db")
+        PosixPath('data/app.db')
+    """
+    resolved = normalize_database_url(url)
+    if resolved.get_backend_name() != "sqlite":
+        return None
+    database = resolved.database or ""
+    if database in {"", ":memory:"} or resolved.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        database = database.removeprefix("file:")
+        database = database.removeprefix("//") if database.startswith("///") else database
+    return Path(database)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -22,7 +22,7 @@ __all__ = ["RetryPolicy", "SagaDefinition", "SagaStep", "StepAction", "StepHandl
 #: An async callable given the step's context, returning the step's result (a dict).
 StepAction = Callable[[StepContext], Awaitable[Mapping[str, Any] | None]]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}\Z")
 
 
 @runtime_checkable
