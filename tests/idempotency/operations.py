@@ -34,6 +34,12 @@ class ChargeCard(IdempotentOperation):
         }
 
 
+class RefundCard(ChargeCard):
+    """Another operation with the same payload shape: a client key must not cross over."""
+
+    operation_type = "test_refund_card"
+
+
 class FlakyOperation(IdempotentOperation):
     """Fails with :class:`Flaky` ``fail_times`` times per id, then succeeds."""
 

@@ -10,11 +10,17 @@ from decimal import Decimal
 from types import MappingProxyType
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic import ResultSerializationError
-from dotmac_shared.business_logic.idempotency import canonical_json, decode_result, encode_result
+from dotmac_shared.business_logic.idempotency import (
+    IdempotencyKey,
+    canonical_json,
+    decode_result,
+    encode_result,
+)
+from dotmac_shared.business_logic.idempotency.codec import MAX_DEPTH
 
 scalars = st.one_of(
     st.none(),
@@ -110,3 +116,104 @@ def test_subclasses_encode_like_their_base_types_when_hashed_or_stored(subclasse
 def test_unencodable_value_in_a_mapping_subclass_names_its_path_when_encoded():
     with pytest.raises(ResultSerializationError, match=r"at x\.items\[0\]\.b:"):
         encode_result({"x": OrderedDict(items=[MappingProxyType({"b": {1}})])})
+
+
+# -- deep and odd inputs: a documented error naming where, never RecursionError -------------
+
+ODD_LEAVES = [
+    float("nan"),
+    float("inf"),
+    b"raw",
+    frozenset({1}),
+    object(),
+    dt.datetime.now(),  # noqa: DTZ005 - a naive datetime on purpose
+    Decimal("NaN"),
+]
+CONTAINERS = ["dict", "list", "tuple", "proxy"]
+
+
+def wrap(kind: str, value: object) -> tuple[object, str]:
+    """``value`` inside one container of ``kind``, and the path step that leads to it."""
+    if kind == "dict":
+        return {"x": value}, ".x"
+    if kind == "proxy":
+        return MappingProxyType({"x": value}), ".x"
+    return ([value] if kind == "list" else (value,)), "[0]"
+
+
+@st.composite
+def nested(draw: st.DrawFn) -> tuple[dict, int, str, bool]:
+    """A mapping ``depth`` containers deep (itself included) around one leaf, good or odd."""
+    depth = draw(st.integers(1, 3 * MAX_DEPTH))
+    kinds = draw(st.lists(st.sampled_from(CONTAINERS), min_size=depth - 1, max_size=depth - 1))
+    odd = draw(st.booleans())
+    value = draw(st.sampled_from(ODD_LEAVES) if odd else scalars)
+    steps = []
+    for kind in reversed(kinds):
+        value, step = wrap(kind, value)
+        steps.append(step)
+    return {"k": value}, depth, "k" + "".join(reversed(steps)), odd
+
+
+@settings(max_examples=100, deadline=None)
+@given(nested())
+def test_deep_or_odd_value_is_encoded_or_refused_by_path_when_nested_any_depth(case):
+    value, depth, path, odd = case
+    if depth > MAX_DEPTH:
+        for encode in (encode_result, canonical_json):
+            with pytest.raises(ResultSerializationError, match=f"more than {MAX_DEPTH} levels"):
+                encode(value)
+    elif odd:
+        for encode in (encode_result, canonical_json):
+            with pytest.raises(ResultSerializationError) as caught:
+                encode(value)
+            assert caught.value.metadata["path"] == path
+    else:
+        encoded = encode_result(value)
+        assert encode_result(decode_result(encoded)) == encoded
+        assert canonical_json(value) == canonical_json(decode_result(encoded))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(["dict", "list"]), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_value_that_contains_itself_is_refused_where_the_cycle_closes_when_encoded(kinds, data):
+    containers: list[dict | list] = [{} if kind == "dict" else [] for kind in kinds]
+    path = "k"
+    for outer, inner in zip(containers, containers[1:], strict=False):
+        if isinstance(outer, dict):
+            outer["x"] = inner
+            path += ".x"
+        else:
+            outer.append(inner)
+            path += "[0]"
+    # The innermost container holds one of those around it (perhaps itself).
+    target = data.draw(st.sampled_from(containers))
+    innermost = containers[-1]
+    if isinstance(innermost, dict):
+        innermost["back"] = target
+        path += ".back"
+    else:
+        innermost.append(target)
+        path += f"[{len(innermost) - 1}]"
+    value = {"k": containers[0]}
+    for encode in (encode_result, canonical_json):
+        with pytest.raises(ResultSerializationError, match="contains itself") as caught:
+            encode(value)
+        assert caught.value.metadata["path"] == path
+
+
+def test_payload_is_refused_not_recursed_when_it_is_nested_far_past_the_limit():
+    deep: list = []
+    for _ in range(50_000):  # far past Python's recursion limit too
+        deep = [deep]
+    with pytest.raises(ResultSerializationError, match=f"more than {MAX_DEPTH} levels"):
+        IdempotencyKey.generate("refund", "t1", {"items": deep})
+    looped: dict = {"id": "x"}
+    looped["self"] = looped
+    with pytest.raises(ResultSerializationError, match="at self: the value contains itself"):
+        IdempotencyKey.from_client(
+            "k", operation_type="refund", tenant_id="t1", operation_data=looped
+        )

@@ -18,6 +18,7 @@ from dotmac_shared.business_logic import (
     PersistenceError,
     ResultSerializationError,
 )
+from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.idempotency import (
     IdempotencyKey,
     IdempotencyManager,
@@ -29,6 +30,7 @@ from tests.idempotency.operations import (
     CALLS,
     Broken,
     ChargeCard,
+    RefundCard,
 )
 
 
@@ -337,3 +339,104 @@ async def test_claim_is_kept_when_one_renewal_fails_to_reach_the_store(store, ca
         await manager.execute_idempotent(key, data)
     assert (await holder).success
     assert "could not renew the idempotency lease" in caplog.text
+
+
+@pytest.mark.parametrize("reuse", ["client-key", "plain-string"])
+async def test_client_key_reused_for_another_operation_is_a_mismatch_when_payload_is_equal(
+    manager, reuse
+):
+    data = payload()
+    key = f"shared-{uuid.uuid4()}"
+    charged = IdempotencyKey.from_client(
+        key, operation_type=ChargeCard.operation_type, tenant_id="t", operation_data=data
+    )
+    first = await manager.execute_idempotent(charged, data)
+    assert first.success and not first.from_cache
+    with pytest.raises(IdempotencyPayloadMismatchError) as caught:
+        if reuse == "client-key":
+            refund = IdempotencyKey.from_client(
+                key, operation_type=RefundCard.operation_type, tenant_id="t", operation_data=data
+            )
+            await manager.execute_idempotent(refund, data)
+        else:
+            await manager.execute_idempotent(key, data, {"tenant_id": "t"}, operation=RefundCard)
+    assert caught.value.metadata["reason"] == "operation"
+    assert caught.value.metadata["stored_operation"] == ChargeCard.operation_type
+    assert caught.value.idempotency_key == key and "test_refund_card" in str(caught.value)
+    assert CALLS[data["id"]] == 1  # the refund's body never ran; nothing was replayed
+    again = await manager.execute_idempotent(charged, data)  # the owner still replays
+    assert again.from_cache and again.data == first.data
+
+
+async def test_payload_mismatch_says_payload_when_the_same_operation_reuses_a_key(manager):
+    data = payload()
+    key = f"client-{uuid.uuid4()}"
+    context = {"tenant_id": "t"}
+    await manager.execute_idempotent(key, data, context, operation=ChargeCard)
+    with pytest.raises(IdempotencyPayloadMismatchError) as caught:
+        await manager.execute_idempotent(
+            key, {**data, "amount": "1"}, context, operation=ChargeCard
+        )
+    assert caught.value.metadata["reason"] == "payload"
+
+
+@pytest.mark.parametrize("wait", [float("nan"), float("inf"), -1.0, float("-inf")])
+async def test_wait_is_refused_when_it_is_not_a_finite_number_of_seconds(manager, store, wait):
+    data = payload()
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    now = utcnow()
+    live = StoredRecord(  # another caller holds the key: a bad wait would spin or hang here
+        tenant_id="t",
+        key=key.key,
+        operation_type=key.operation_type,
+        payload_hash=key.payload_hash,
+        status=RecordStatus.IN_PROGRESS,
+        attempts=1,
+        lease_owner="other-worker",
+        lease_expires_at=now + dt.timedelta(seconds=60),
+        expires_at=now + dt.timedelta(hours=1),
+        created_at=now,
+    )
+    assert await store.insert_or_get(live) is None
+    async with asyncio.timeout(5):
+        with pytest.raises(InvalidInputError, match="wait") as caught:
+            await manager.execute_idempotent(key, data, wait=wait)
+    assert caught.value.field == "wait"
+    assert CALLS[data["id"]] == 0
+
+
+class _NowOnly:
+    """A Clock with nothing but ``now()`` (not callable like the older ``clock=`` functions)."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._clock = clock
+
+    def now(self) -> dt.datetime:
+        return self._clock.now()
+
+
+async def test_dead_claim_is_taken_over_when_a_manual_clock_passes_its_lease(store):
+    clock = ManualClock()
+    manager = IdempotencyManager(store=store, clock=_NowOnly(clock))
+    data = payload()
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    crashed = StoredRecord(
+        tenant_id="t",
+        key=key.key,
+        operation_type=key.operation_type,
+        payload_hash=key.payload_hash,
+        status=RecordStatus.IN_PROGRESS,
+        attempts=1,
+        lease_owner="crashed-worker",
+        lease_expires_at=clock.now() + dt.timedelta(seconds=30),
+        expires_at=clock.now() + dt.timedelta(hours=1),
+        created_at=clock.now(),
+    )
+    assert await store.insert_or_get(crashed) is None
+    with pytest.raises(OperationInProgressError):
+        await manager.execute_idempotent(key, data)  # its lease still runs, by the clock
+    clock.advance(seconds=31)  # no sleeping: the lease runs out because the clock says so
+    result = await manager.execute_idempotent(key, data)
+    assert result.success and not result.from_cache and result.claims == 2
+    record = await manager.get_record(key)
+    assert record is not None and record.completed_at == clock.now()

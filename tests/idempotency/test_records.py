@@ -6,9 +6,11 @@ import datetime as dt
 
 import pytest
 
+from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.idempotency import RecordStatus, StoredRecord, Verdict, judge
 
-NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+NOW = ManualClock().now()  # today: no calendar date in a test
+OTHER = Verdict.OTHER_OPERATION
 SEC = dt.timedelta(seconds=1)
 
 
@@ -45,6 +47,30 @@ def record(**changes) -> StoredRecord:
 )
 def test_verdict_follows_the_record_when_judged(found, payload_hash, verdict):
     assert judge(found, payload_hash, NOW) is verdict
+
+
+@pytest.mark.parametrize(
+    ("found", "payload_hash", "verdict"),
+    [
+        (record(), "h", OTHER),
+        (record(), "other", OTHER),  # the operation is refused first
+        (
+            record(status=RecordStatus.COMPLETED, lease_expires_at=None),
+            "h",
+            Verdict.OTHER_OPERATION,
+        ),
+        (record(expires_at=NOW), "h", Verdict.TAKE_OVER),  # expired: free for any operation
+    ],
+)
+def test_verdict_is_other_operation_when_the_key_was_used_for_another_operation(
+    found, payload_hash, verdict
+):
+    assert judge(found, payload_hash, NOW, "another_op") is verdict
+    assert judge(found.evolve(operation_type="another_op"), "h", NOW, "another_op") in {
+        Verdict.IN_PROGRESS,
+        Verdict.REPLAY,
+        Verdict.TAKE_OVER,
+    }
 
 
 def test_evolve_copies_with_changes_when_fields_are_named():

@@ -1,4 +1,5 @@
-"""What only the Redis store has: its stored string and the token comparison of its scripts.
+"""What only the Redis store has: its stored string, the token comparison of its scripts, TTLs
+that run on the store's clock, and the warning about a server that keeps nothing on restart.
 
 The store's behaviour is the shared suite's (``test_manager.py`` runs it on Redis too).
 """
@@ -6,13 +7,17 @@ The store's behaviour is the shared suite's (``test_manager.py`` runs it on Redi
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from redis import asyncio as redis_async
 
+from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency import (
     RecordStatus,
@@ -20,9 +25,13 @@ from dotmac_shared.business_logic.idempotency import (
     StoredRecord,
 )
 from dotmac_shared.business_logic.idempotency.redis_store import _record, _value
+from dotmac_shared.business_logic.persistence import RedisConnection
 from tests.support.services import REDIS_CLIENTS, fresh_redis_store
+from tests.support.throwaway_redis import throwaway_redis
 
-NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+# Records are written relative to today (the store's clock): a fixed date would expire.
+CLOCK = ManualClock()
+NOW = CLOCK.now()
 
 # Lease owners are the manager's uuid hex strings; any text without a newline works.
 owners = st.text(
@@ -53,7 +62,13 @@ def claim(owner: str, *, attempts: int = 1, key: str = "k") -> StoredRecord:
 @pytest.fixture(params=REDIS_CLIENTS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisIdempotencyStore]:
     async with fresh_redis_store(request.param) as redis_store:
-        yield redis_store
+        yield RedisIdempotencyStore(redis_store._client, prefix=redis_store._prefix, clock=CLOCK)
+
+
+def client_of(kind: str, url: str) -> RedisConnection | redis_async.Redis:
+    return (
+        RedisConnection.from_url(url) if kind == "redis-connection" else redis_async.from_url(url)
+    )
 
 
 # Any aware time, to the microsecond: the store writes times as integer microseconds.
@@ -118,3 +133,62 @@ async def test_conditional_write_lands_only_when_the_token_seen_is_the_one_store
     assert await store.renew(expected, NOW + dt.timedelta(days=3)) is same
     assert await store.release(expected) is same
     assert (await store.get("t", key) is None) is same
+
+
+async def test_ttl_runs_from_the_store_clock_when_it_is_not_the_wall_clock(store):
+    # A clock a month behind the wall: a TTL from the wall would expire the record at once.
+    clock = ManualClock(NOW - dt.timedelta(days=30))
+    behind = RedisIdempotencyStore(store._client, prefix=store._prefix, clock=clock)
+    key = uuid.uuid4().hex
+    held = claim("w1", key=key).evolve(
+        lease_expires_at=clock.now() + dt.timedelta(seconds=30),
+        expires_at=clock.now() + dt.timedelta(hours=1),
+        created_at=clock.now(),
+    )
+    assert await behind.insert_or_get(held) is None
+    ttl_ms = await store._client.execute_command("PTTL", behind._name("t", key))
+    assert 3_590_000 < ttl_ms <= 3_600_000
+    clock.advance(minutes=30)  # renewed half an hour later by the clock: 30 minutes left
+    assert await behind.renew(held, clock.now() + dt.timedelta(seconds=30))
+    ttl_ms = await store._client.execute_command("PTTL", behind._name("t", key))
+    assert 1_790_000 < ttl_ms <= 1_800_000
+
+
+@pytest.mark.parametrize("client_kind", REDIS_CLIENTS)
+@pytest.mark.parametrize(
+    ("persistence", "warned"), [("none", True), ("aof", False), ("rdb", False)]
+)
+async def test_store_warns_once_when_the_server_keeps_nothing_across_a_restart(
+    tmp_path: Path, caplog, client_kind, persistence, warned
+):
+    with throwaway_redis(tmp_path, persistence=persistence) as server:
+        client = client_of(client_kind, server.url)
+        try:
+            store = RedisIdempotencyStore(client)
+            with caplog.at_level(logging.WARNING):
+                for n in range(3):  # the first call asks; the others do not ask again
+                    assert await store.insert_or_get(claim("w", key=f"k{n}")) is None
+            warnings = [r for r in caplog.records if "keeps no data across a restart" in r.message]
+            assert len(warnings) == (1 if warned else 0)
+            assert await store.check_persistence() is (not warned)
+        finally:
+            await client.aclose()
+
+
+@pytest.mark.parametrize("client_kind", REDIS_CLIENTS)
+async def test_store_says_so_and_carries_on_when_config_is_not_permitted(
+    tmp_path: Path, caplog, client_kind
+):
+    renamed = ["--rename-command", "CONFIG", ""]
+    with throwaway_redis(tmp_path, extra_args=renamed) as server:
+        client = client_of(client_kind, server.url)
+        try:
+            store = RedisIdempotencyStore(client)
+            with caplog.at_level(logging.INFO):
+                assert await store.insert_or_get(claim("w")) is None
+                assert (await store.get("t", "k")) == claim("w")
+            assert "CONFIG GET was refused" in caplog.text
+            assert "keeps no data" not in caplog.text
+            assert await store.check_persistence() is None
+        finally:
+            await client.aclose()

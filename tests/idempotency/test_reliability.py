@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from dotmac_shared.business_logic import OperationInProgressError, create_session_factory
+from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock, ManualClock
 from dotmac_shared.business_logic.idempotency import (
     IdempotencyKey,
     IdempotencyManager,
@@ -45,14 +46,16 @@ async def redis_prefix(request: pytest.FixtureRequest) -> AsyncIterator[str | No
 
 
 @contextlib.asynccontextmanager
-async def manager_on(factory, redis_prefix: str | None) -> AsyncIterator[IdempotencyManager]:
+async def manager_on(
+    factory, redis_prefix: str | None, clock: Clock = SYSTEM_CLOCK
+) -> AsyncIterator[IdempotencyManager]:
     """A manager on the SQL store, or on a Redis store over one :class:`RedisConnection`."""
     if redis_prefix is None:
-        yield IdempotencyManager(factory)
+        yield IdempotencyManager(factory, clock=clock)
         return
     async with RedisConnection.from_url(REDIS_URL) as connection:
-        store = RedisIdempotencyStore(connection, prefix=redis_prefix)
-        yield IdempotencyManager(factory, store=store)
+        store = RedisIdempotencyStore(connection, prefix=redis_prefix, clock=clock)
+        yield IdempotencyManager(factory, store=store, clock=clock)
 
 
 async def prepare(factory) -> None:
@@ -144,14 +147,16 @@ async def test_key_is_taken_over_and_completes_once_when_its_holder_is_killed(
     while not await effects(session_factory, "crash-1"):
         assert time.monotonic() < deadline, "the holder never started the operation"
         await asyncio.sleep(0.05)
+    clock = ManualClock()  # stopped while the holder's lease certainly runs
     os.kill(proc.pid, signal.SIGKILL)
     proc.join()
     assert proc.exitcode == -signal.SIGKILL
 
-    async with manager_on(session_factory, redis_prefix) as manager:
+    async with manager_on(session_factory, redis_prefix, clock) as manager:
         with pytest.raises(OperationInProgressError):
             await manager.execute_idempotent(key, data)  # the dead holder's lease still runs
-        result = await manager.execute_idempotent(key, data, wait=10)  # ... until it expires
+        clock.advance(seconds=RecordEffect.lease_seconds)  # ... until the clock passes it
+        result = await manager.execute_idempotent(key, data)
         assert result.success and not result.from_cache and result.claims == 2
         assert result.data["pid"] == os.getpid()
         assert await effects(session_factory, "crash-1") == [proc.pid, os.getpid()]

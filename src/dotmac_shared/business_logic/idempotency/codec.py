@@ -13,7 +13,9 @@ Two encodings share one walk over the value:
 
 Anything else (sets, bytes, arbitrary objects, NaN, non-string keys, and in results a dict
 using one of the tag keys) is a :class:`ResultSerializationError` naming the path of the bad
-value.
+value. So is a value nested more than :data:`MAX_DEPTH` containers deep, and a value that
+contains itself (the message says where the cycle closes); neither ever reaches Python's
+recursion limit.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from typing import Any
 
 from dotmac_shared.business_logic.exceptions import ResultSerializationError
 
-__all__ = ["canonical_json", "decode_result", "encode_result"]
+__all__ = ["MAX_DEPTH", "canonical_json", "decode_result", "encode_result"]
+
+#: How many containers (dicts, lists, tuples) deep a value may nest. Far beyond any real
+#: payload or result, and far below Python's recursion limit, which the walk must not reach.
+MAX_DEPTH = 100
 
 _TAGS = frozenset(("$decimal", "$datetime", "$date", "$uuid"))
 
@@ -43,30 +49,62 @@ class _Unencodable(Exception):
         super().__init__(message)
         self.message = message
         self.steps: list[str | int] = []  # innermost first
+        # ids of the containers unwound through, innermost first (one per step): only the
+        # failing walk collects them, to tell a cycle from a merely deep value.
+        self.containers: list[int] = []
 
     def error(self) -> ResultSerializationError:
+        steps, message = self.steps, self.message
+        cycle = self._cycle()
+        if cycle is not None:  # a container met again inside itself: report where
+            steps = steps[cycle:]
+            message = "the value contains itself (a reference cycle)"
         path = ""
-        for step in reversed(self.steps):
+        for step in reversed(steps):
             path += f"[{step}]" if isinstance(step, int) else f".{step}" if path else step
         return ResultSerializationError(
-            f"cannot encode value at {path or '$'}: {self.message}",
+            f"cannot encode value at {path or '$'}: {message}",
             metadata={"path": path or "$"},
         )
 
+    def _cycle(self) -> int | None:
+        """Where the path first reaches a container that encloses it, if it does.
 
-def _walk(value: Any, canonical: bool) -> Any:
-    """Turn ``value`` into plain JSON types, tagging the richer ones."""
+        ``containers[i]`` is the container in which ``steps[i]`` was taken (innermost
+        first). Going inwards, the first container met a second time closes the cycle;
+        ``steps[i + 1:]`` of that second occurrence ``i`` is the path that leads to it.
+        """
+        seen: set[int] = set()
+        for index in range(len(self.containers) - 1, -1, -1):  # outermost first
+            ident = self.containers[index]
+            if ident in seen:
+                return index + 1
+            seen.add(ident)
+        return None
+
+
+def _too_deep(depth: int) -> _Unencodable:
+    return _Unencodable(f"nested more than {MAX_DEPTH} levels deep (depth {depth})")
+
+
+def _walk(value: Any, canonical: bool, depth: int = 0) -> Any:
+    """Turn ``value`` into plain JSON types, tagging the richer ones.
+
+    ``depth`` counts the containers around ``value``; past :data:`MAX_DEPTH` the walk stops.
+    """
     kind = type(value)  # exact types first: the common case, without isinstance chains
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is dict:
-        return _walk_mapping(value, canonical)
+        return _walk_mapping(value, canonical, depth)
     if kind is list or kind is tuple:
-        return _walk_items(value, canonical)
-    return _walk_other(value, canonical)
+        return _walk_items(value, canonical, depth)
+    return _walk_other(value, canonical, depth)
 
 
-def _walk_mapping(value: Mapping[Any, Any], canonical: bool) -> dict[str, Any]:
+def _walk_mapping(value: Mapping[Any, Any], canonical: bool, depth: int) -> dict[str, Any]:
+    if depth >= MAX_DEPTH:
+        raise _too_deep(depth + 1)
     out: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
@@ -74,27 +112,31 @@ def _walk_mapping(value: Mapping[Any, Any], canonical: bool) -> dict[str, Any]:
         if key in _TAGS and not canonical:
             raise _Unencodable(f"key {key!r} is reserved by the codec")
         try:
-            out[key] = _walk(item, canonical)
+            out[key] = _walk(item, canonical, depth + 1)
         except _Unencodable as bad:
             bad.steps.append(key)
+            bad.containers.append(id(value))
             raise
     if canonical and not _TAGS.isdisjoint(out):
         return {"$map": out}  # so that a payload dict never hashes like a tagged value
     return out
 
 
-def _walk_items(value: list[Any] | tuple[Any, ...], canonical: bool) -> list[Any]:
+def _walk_items(value: list[Any] | tuple[Any, ...], canonical: bool, depth: int) -> list[Any]:
+    if depth >= MAX_DEPTH:
+        raise _too_deep(depth + 1)
     out = []
     for index, item in enumerate(value):
         try:
-            out.append(_walk(item, canonical))
+            out.append(_walk(item, canonical, depth + 1))
         except _Unencodable as bad:
             bad.steps.append(index)
+            bad.containers.append(id(value))
             raise
     return out
 
 
-def _walk_other(value: Any, canonical: bool) -> Any:
+def _walk_other(value: Any, canonical: bool, depth: int) -> Any:
     """Everything but exact ``str``/``int``/``bool``/``None``/``dict``/``list``/``tuple``."""
     if isinstance(value, (str, int)):  # subclasses: str and int enums, bool
         return value
@@ -118,9 +160,9 @@ def _walk_other(value: Any, canonical: bool) -> Any:
     if isinstance(value, uuid.UUID):
         return {"$uuid": str(value)}
     if isinstance(value, Mapping):
-        return _walk_mapping(value, canonical)
+        return _walk_mapping(value, canonical, depth)
     if isinstance(value, (list, tuple)):
-        return _walk_items(value, canonical)
+        return _walk_items(value, canonical, depth)
     raise _Unencodable(f"type {type(value).__name__} is not supported")
 
 

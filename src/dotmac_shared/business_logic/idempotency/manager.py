@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -15,17 +16,20 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
+from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import (
     BusinessLogicError,
     IdempotencyError,
     IdempotencyLeaseLostError,
     IdempotencyPayloadMismatchError,
+    IdempotencyResultNotSavedError,
     IdempotencyRetriesExhaustedError,
     InvalidInputError,
     OperationInProgressError,
@@ -46,7 +50,6 @@ from dotmac_shared.business_logic.idempotency.records import (
 from dotmac_shared.business_logic.idempotency.store import IdempotencyStore
 from dotmac_shared.business_logic.observability.log import get_logger, log_context
 from dotmac_shared.business_logic.observability.telemetry import IDEMPOTENCY_REQUESTS, start_span
-from dotmac_shared.business_logic.persistence.types import utcnow
 
 __all__ = ["IdempotencyManager", "IdempotencyResult"]
 
@@ -99,7 +102,9 @@ class IdempotencyManager:
         store: Another :class:`IdempotencyStore` (e.g. ``RedisIdempotencyStore``).
         raise_on_failure: Re-raise an operation's final failure instead of returning a
             result with ``success=False`` (overridable per call).
-        clock: Source of aware UTC time (tests move it).
+        clock: Source of aware UTC time for leases, expiry and timestamps: a
+            :class:`~dotmac_shared.business_logic.clock.Clock` (tests pass a ``ManualClock``)
+            or a function returning aware datetimes. The default SQL store shares it.
 
     Example:
         >>> manager = IdempotencyManager(db_session_factory)  # doctest: +SKIP
@@ -113,8 +118,9 @@ class IdempotencyManager:
         *,
         store: IdempotencyStore | None = None,
         raise_on_failure: bool = False,
-        clock: Callable[[], dt.datetime] = utcnow,
+        clock: Clock | Callable[[], dt.datetime] | None = None,
     ) -> None:
+        self._clock = as_clock(clock)
         if store is None:
             if db_session_factory is None:
                 raise InvalidInputError(
@@ -123,11 +129,10 @@ class IdempotencyManager:
                 )
             from dotmac_shared.business_logic.idempotency.sql_store import SqlIdempotencyStore
 
-            store = SqlIdempotencyStore(db_session_factory)
+            store = SqlIdempotencyStore(db_session_factory, clock=self._clock)
         self.db_session_factory = db_session_factory
         self.store = store
         self.raise_on_failure = raise_on_failure
-        self._clock = clock
         self._leases = _Leases(self)
 
     async def execute_idempotent(
@@ -149,17 +154,36 @@ class IdempotencyManager:
             context: Passed to the operation, with ``tenant_id``, ``idempotency_key`` and
                 ``db_session_factory`` added.
             operation: The operation; by default the one registered for the key's type.
-            wait: Seconds to wait for another holder's result instead of raising
-                :class:`OperationInProgressError` at once.
+            wait: Seconds (finite, not negative) to wait for another holder's result
+                instead of raising :class:`OperationInProgressError` at once.
             raise_on_failure: Override the manager's failure policy for this call.
 
         Raises:
-            IdempotencyPayloadMismatchError: The key was used for a different payload.
+            IdempotencyPayloadMismatchError: The key was used for a different payload
+                (``metadata["reason"] == "payload"``) or for another operation type
+                (``"operation"``); nothing ran and nothing was replayed.
             OperationInProgressError: Another caller holds the key (after ``wait``).
-            ResultSerializationError: The operation returned something the codec cannot
-                store; the claim is released, nothing is stored.
+            ResultSerializationError: The payload or the operation's result cannot be
+                encoded (an unsupported type, nesting past the codec's limit, or a value that
+                contains itself); for a result the claim is released, nothing is stored.
+            IdempotencyResultNotSavedError: The body succeeded but its result could not be
+                stored while the lease was held (retried with backoff); the store's error is
+                ``__cause__``.
+            PersistenceError: The store could not be reached or failed.
+            InvalidInputError: A malformed argument, e.g. a ``wait`` that is negative, NaN
+                or infinite.
         """
         started = time.perf_counter()
+        if wait is not None and (
+            isinstance(wait, bool)
+            or not isinstance(wait, int | float)
+            or not math.isfinite(wait)
+            or wait < 0
+        ):
+            raise InvalidInputError(
+                f"wait must be a finite number of seconds, 0 or more (got {wait!r})",
+                field="wait",
+            )
         context = dict(context or {})
         key = self._resolve_key(idempotency_key, operation_data, context, operation)
         op = self._resolve_operation(key, operation)
@@ -203,6 +227,7 @@ class IdempotencyManager:
                     "operation_data differs from the data the idempotency key was made for",
                     idempotency_key=idempotency_key.key,
                     tenant_id=idempotency_key.tenant_id,
+                    metadata={"reason": "payload"},
                 )
             return idempotency_key
         if operation is None:
@@ -245,7 +270,7 @@ class IdempotencyManager:
         deadline = None if wait is None else time.monotonic() + wait
         delay = 0.01
         while True:
-            now = self._clock()
+            now = self._clock.now()
             claim = StoredRecord(
                 tenant_id=key.tenant_id,
                 key=key.key,
@@ -259,7 +284,7 @@ class IdempotencyManager:
                 created_at=now,
             )
             found = await self.store.insert_or_get(claim)
-            verdict = judge(found, key.payload_hash, now)
+            verdict = judge(found, key.payload_hash, now, key.operation_type)
             if verdict is Verdict.CLAIM:
                 return claim, None
             assert found is not None
@@ -273,16 +298,11 @@ class IdempotencyManager:
                     _log.warning("took over idempotency key %s (claim %d)", key.key, taken.attempts)
                     return taken, None
                 continue
-            if verdict is Verdict.MISMATCH:
+            if verdict is Verdict.MISMATCH or verdict is Verdict.OTHER_OPERATION:
                 IDEMPOTENCY_REQUESTS.add(
                     1, {"operation_type": key.operation_type, "outcome": "conflict"}
                 )
-                raise IdempotencyPayloadMismatchError(
-                    f"idempotency key {key.key!r} was used for a different payload",
-                    idempotency_key=key.key,
-                    tenant_id=key.tenant_id,
-                    operation=key.operation_type,
-                )
+                raise self._mismatch(key, found, verdict)
             retry_after = max(0.0, (found.lease_expires_at or now).timestamp() - now.timestamp())
             if deadline is None or time.monotonic() >= deadline:
                 IDEMPOTENCY_REQUESTS.add(
@@ -297,6 +317,28 @@ class IdempotencyManager:
                 )
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
+
+    @staticmethod
+    def _mismatch(
+        key: IdempotencyKey, found: StoredRecord, verdict: Verdict
+    ) -> IdempotencyPayloadMismatchError:
+        """The IETF draft's 422 case: a key reused for another payload or another operation."""
+        if verdict is Verdict.OTHER_OPERATION:
+            return IdempotencyPayloadMismatchError(
+                f"idempotency key {key.key!r} belongs to operation {found.operation_type!r}, "
+                f"not {key.operation_type!r}; use a new key for another operation",
+                idempotency_key=key.key,
+                tenant_id=key.tenant_id,
+                operation=key.operation_type,
+                metadata={"reason": "operation", "stored_operation": found.operation_type},
+            )
+        return IdempotencyPayloadMismatchError(
+            f"idempotency key {key.key!r} was used for a different payload",
+            idempotency_key=key.key,
+            tenant_id=key.tenant_id,
+            operation=key.operation_type,
+            metadata={"reason": "payload"},
+        )
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -373,8 +415,8 @@ class IdempotencyManager:
                 await asyncio.shield(self.store.release(held))
             raise
         finally:
-            self._leases.drop(lease)
-        now = self._clock()
+            lease_ends = self._leases.drop(lease)
+        now = self._clock.now()
         done = held.evolve(
             status=RecordStatus.COMPLETED,
             result=encoded,
@@ -382,7 +424,7 @@ class IdempotencyManager:
             expires_at=now + op.ttl,
             lease_expires_at=None,
         )
-        if not await self.store.finish(done):
+        if not await self._save(done, key, lease_ends):
             raise self._lease_lost(key)
         return IdempotencyResult(
             success=True,
@@ -397,6 +439,67 @@ class IdempotencyManager:
             duration_ms=(time.perf_counter() - started) * 1000,
             completed_at=now,
         )
+
+    async def _save(self, done: StoredRecord, key: IdempotencyKey, lease_ends: float) -> bool:
+        """Store a succeeded body's result; ``False`` when the claim was taken over.
+
+        The body's effects have happened, so a store error is retried with backoff rather
+        than reported at once: a caller who got an error retries, and once the lease has run
+        out that retry runs the body again. Retrying stops when the next try would start
+        after the lease runs out (``lease_ends``, event-loop time): from then on another
+        caller may take the key over and run the body, and the fenced write could no longer
+        land. The write is conditional on this holder's token, so a late try that does land
+        is still correct.
+
+        Raises:
+            IdempotencyResultNotSavedError: Every try failed with a store error (the last
+                one chained as ``__cause__``).
+        """
+        try:  # the common case, without building the retry machinery
+            return await self.store.finish(done)
+        except PersistenceError as exc:
+            first_error = exc
+        loop = asyncio.get_running_loop()
+
+        def lease_runs_out(state: RetryCallState) -> bool:
+            return loop.time() + state.upcoming_sleep >= lease_ends
+
+        def log_retry(state: RetryCallState) -> None:
+            _log.warning(
+                "could not store the result of idempotency key %s (try %d), retrying: %s",
+                key.key,
+                state.attempt_number + 1,
+                state.outcome.exception() if state.outcome else None,
+            )
+
+        _log.warning(
+            "could not store the result of idempotency key %s; retrying while the lease holds: %s",
+            key.key,
+            first_error,
+        )
+        retrying = AsyncRetrying(
+            stop=lease_runs_out,
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
+            retry=retry_if_exception_type(PersistenceError),
+            before_sleep=log_retry,
+            reraise=False,
+        )
+        try:
+            saved: bool = await retrying(self.store.finish, done)
+        except RetryError as exhausted:
+            cause = exhausted.last_attempt.exception() or first_error
+            tries = exhausted.last_attempt.attempt_number + 1
+            _log.error("the result of idempotency key %s was not stored: %s", key.key, cause)
+            raise IdempotencyResultNotSavedError(
+                f"{key.operation_type} ran, but its result could not be stored under "
+                f"{key.key!r} within its lease ({tries} tries); a retry after the lease runs "
+                "out runs it again",
+                idempotency_key=key.key,
+                tenant_id=key.tenant_id,
+                operation=key.operation_type,
+                metadata={"tries": tries},
+            ) from cause
+        return saved
 
     @staticmethod
     async def _attempts(
@@ -438,7 +541,7 @@ class IdempotencyManager:
         raise_on_failure: bool | None,
     ) -> IdempotencyResult:
         error = _error_document(exc)
-        now = self._clock()
+        now = self._clock.now()
         if op.cache_failures:
             failed = held.evolve(
                 status=RecordStatus.FAILED,
@@ -483,7 +586,7 @@ class IdempotencyManager:
 
     async def purge_expired(self, *, batch_size: int = 1000) -> int:
         """Delete every expired record, ``batch_size`` at a time; returns how many."""
-        return await self.store.purge_expired(self._clock(), batch_size=batch_size)
+        return await self.store.purge_expired(self._clock.now(), batch_size=batch_size)
 
 
 @dataclass(slots=True)
@@ -493,6 +596,7 @@ class _Hold:
     record: StoredRecord
     seconds: float
     due: float  # loop time of its next renewal
+    ends: float  # loop time at which the stored lease runs out, as of the last renewal
     renewing: asyncio.Task[None] | None = None
     lost: bool = False
 
@@ -519,16 +623,23 @@ class _Leases:
             self._held.clear()
         ident = next(self._ids)
         due = loop.time() + seconds / 3
-        self._held[ident] = _Hold(record, seconds, due)
+        self._held[ident] = _Hold(record, seconds, due, loop.time() + seconds)
         if self._timer is None or due < self._timer.when():
             self._arm(loop, due)
         return ident
 
-    def drop(self, ident: int) -> None:
-        """Stop renewing (the claim is finished, released or lost)."""
+    def drop(self, ident: int) -> float:
+        """Stop renewing (the claim is finished, released or lost).
+
+        Returns:
+            The loop time at which the claim's lease runs out unless renewed again.
+        """
         held = self._held.pop(ident, None)
-        if held is not None and held.renewing is not None:
+        if held is None:  # dropped with the old event loop's holds: assume it has run out
+            return 0.0
+        if held.renewing is not None:
             held.renewing.cancel()
+        return held.ends
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
@@ -550,7 +661,10 @@ class _Leases:
             self._arm(self._loop, min(waiting))
 
     async def _renew(self, held: _Hold) -> None:
-        expires = self._manager._clock() + dt.timedelta(seconds=held.seconds)
+        assert self._loop is not None
+        # The stored lease runs from when the renewal was sent, at the latest.
+        sent = self._loop.time()
+        expires = self._manager._clock.now() + dt.timedelta(seconds=held.seconds)
         try:
             renewed = await self._manager.store.renew(held.record, expires)
         except PersistenceError as exc:  # the store is unreachable: try again next time
@@ -559,3 +673,5 @@ class _Leases:
         if not renewed:
             held.lost = True
             _log.error("lost the idempotency lease on %s", held.record.key)
+            return
+        held.ends = max(held.ends, sent + held.seconds)

@@ -67,19 +67,35 @@ class Verdict(enum.Enum):
     REPLAY = "replay"  # a stored result (or cached failure) for the same payload
     IN_PROGRESS = "in_progress"  # a live holder is running it
     MISMATCH = "mismatch"  # the key was used for a different payload
+    OTHER_OPERATION = "other_operation"  # the key was used for a different operation type
 
 
-def judge(record: StoredRecord | None, payload_hash: str, now: dt.datetime) -> Verdict:
+def judge(
+    record: StoredRecord | None,
+    payload_hash: str,
+    now: dt.datetime,
+    operation_type: str | None = None,
+) -> Verdict:
     """Decide what ``record`` means for a caller with ``payload_hash`` at ``now``.
 
     An expired record counts as absent (it is taken over, whatever its payload was); a
-    different payload is refused before anything else, so a mismatch is never mistaken for a
-    hit or a wait.
+    different operation type, then a different payload, is refused before anything else, so
+    a mismatch is never mistaken for a hit or a wait. A client's key belongs to the operation
+    that first used it: the same key and payload sent to another operation must not replay
+    the first one's result under the second one's name.
+
+    Args:
+        record: What the store holds under the key, or ``None``.
+        payload_hash: The caller's payload fingerprint.
+        now: The caller's current time.
+        operation_type: The caller's operation type; ``None`` skips the comparison.
     """
     if record is None:
         return Verdict.CLAIM
     if record.expires_at <= now:
         return Verdict.TAKE_OVER
+    if operation_type is not None and record.operation_type != operation_type:
+        return Verdict.OTHER_OPERATION
     if record.payload_hash != payload_hash:
         return Verdict.MISMATCH
     if record.status is not RecordStatus.IN_PROGRESS:

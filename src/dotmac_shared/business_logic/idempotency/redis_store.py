@@ -9,23 +9,37 @@ Conditional writes are Lua scripts that compare the token at the head of the sto
 with the one the caller last saw.
 
 The client is a ``redis.asyncio.Redis`` or a :class:`RedisConnection`; the store uses only
-``set``, ``get`` and ``execute_command``, which both have alike.
+``set``, ``get`` and ``execute_command``, which both have alike. Whatever either raises
+(redis-py's ``RedisError`` tree, which :class:`RedisConnection` raises too, or a socket's
+``OSError``) leaves the store as a :class:`PersistenceError` with the original chained: one
+translation, in ``_translated``.
+
+A server that keeps nothing across a restart (no AOF, no RDB snapshots) forgets every record
+when it restarts, and every retry after that runs its operation again. The store asks the
+server once, on first use or in :meth:`RedisIdempotencyStore.check_persistence`, and logs a
+warning if so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
+from dotmac_shared.business_logic.observability.log import get_logger
 from dotmac_shared.business_logic.persistence.redis_scripts import LuaScript, RedisClient
 
 __all__ = ["RedisIdempotencyStore"]
+
+_log = get_logger(__name__)
 
 # KEYS[1]: the record; ARGV[1]: the token the caller saw, with its newline. A stored token is
 # always followed by a newline, so the prefix comparison matches whole tokens only.
@@ -114,10 +128,35 @@ def _record(value: bytes | str, tenant_id: str, key: str) -> StoredRecord:
         ) from exc
 
 
-def _ttl_ms(record: StoredRecord) -> int:
-    """Keep the value at least until the record expires (and the lease runs out)."""
+def _ttl_ms(record: StoredRecord, now: dt.datetime) -> int:
+    """Keep the value at least until the record expires (and the lease runs out), from ``now``."""
     until = max(record.expires_at, record.lease_expires_at or record.expires_at)
-    return max(1, int((until - dt.datetime.now(dt.UTC)).total_seconds() * 1000))
+    return max(1, int((until - now).total_seconds() * 1000))
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Raise any client or socket error inside as a :class:`PersistenceError`."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise PersistenceError(
+            f"idempotency store could not {action}: {type(exc).__name__}: {exc}",
+            operation=f"idempotency.{action}",
+        ) from exc
+
+
+def _config_value(reply: Any) -> str:
+    """The value of a one-parameter ``CONFIG GET`` reply, as either client returns it.
+
+    redis-py turns the reply into a mapping; :class:`RedisConnection` returns the flat
+    ``[name, value]`` list. An unknown parameter gives an empty reply: ``""``.
+    """
+    values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1::2]
+    if not values:
+        return ""
+    value = values[0]
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisIdempotencyStore:
@@ -127,6 +166,12 @@ class RedisIdempotencyStore:
         client: A :class:`RedisConnection` (one pipelined connection: the faster choice),
             or a ``redis.asyncio.Redis`` client. The caller closes it.
         prefix: Namespace of the keys this store writes.
+        clock: Source of time for the keys' TTLs, which run to the record's expiry (or its
+            lease's end, if later) as the clock tells it; the manager's clock, in practice.
+
+    Raises:
+        PersistenceError: From every method, when Redis cannot be reached or fails; the
+            client's error is ``__cause__``.
     """
 
     def __init__(
@@ -134,27 +179,86 @@ class RedisIdempotencyStore:
         client: RedisClient,
         *,
         prefix: str = "dotmac:idempotency:",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._client = client
         self._prefix = prefix
+        self._clock = clock
+        # Whether the server's persistence was asked about (or is being asked about): once
+        # per store, by the first call, so that the warning is logged once.
+        self._persistence_checked = False
+
+    async def check_persistence(self) -> bool | None:
+        """Ask the server whether it keeps its data across a restart; warn when it does not.
+
+        Without an append-only file (``appendonly no``) and without RDB snapshots (an empty
+        ``save``), a restart of Redis forgets every record: a retry after it runs its
+        operation again, and a holder's result cannot be stored. That is logged as a warning.
+        Every store does this once by itself, on its first call.
+
+        Returns:
+            ``True`` when the server persists (AOF or RDB), ``False`` when it does not (the
+            warning is logged), ``None`` when the server does not allow ``CONFIG GET``
+            (ACLs, a renamed command, a managed service): logged at info level.
+
+        Raises:
+            PersistenceError: Redis cannot be reached.
+        """
+        self._persistence_checked = True
+        try:
+            with _translated("check persistence"):
+                # Both at once: one round trip on a RedisConnection, which pipelines them.
+                replies = await asyncio.gather(
+                    self._client.execute_command("CONFIG", "GET", "appendonly"),
+                    self._client.execute_command("CONFIG", "GET", "save"),
+                )
+        except PersistenceError as exc:
+            if isinstance(exc.__cause__, ResponseError):  # NOPERM, or CONFIG renamed/disabled
+                _log.info(
+                    "cannot tell whether Redis keeps idempotency records across a restart: "
+                    "CONFIG GET was refused (%s)",
+                    exc.__cause__,
+                )
+                return None
+            self._persistence_checked = False  # unreachable: ask again on the next call
+            raise
+        appendonly, save = (_config_value(reply) for reply in replies)
+        if appendonly.strip().lower() == "yes" or save.strip():
+            return True
+        _log.warning(
+            "Redis keeps no data across a restart (appendonly %s, save %r): a restart forgets "
+            "every idempotency record under %r, and retries then run their operations again; "
+            "turn on appendonly or RDB snapshots",
+            appendonly or "no",
+            save,
+            self._prefix,
+        )
+        return False
 
     def _name(self, tenant_id: str, key: str) -> str:
         # The tenant's length first: no (tenant, key) pair can spell another's name.
         return f"{self._prefix}{len(tenant_id)}:{tenant_id}:{key}"
 
     async def _call(self, action: str, command: Awaitable[Any]) -> Any:
-        try:
+        """Await ``command``; a client or socket error becomes a :class:`PersistenceError`."""
+        if not self._persistence_checked:
+            try:
+                await self.check_persistence()
+            except PersistenceError as exc:
+                # Not this call's failure: the command below reports its own, if any.
+                _log.debug("could not check Redis persistence: %s", exc)
+            except BaseException:  # cancelled: the command will never be awaited
+                if isinstance(command, Coroutine):
+                    command.close()
+                raise
+        with _translated(action):
             return await command
-        except RedisError as exc:
-            raise PersistenceError(
-                f"idempotency store could not {action}: {exc}",
-                operation=f"idempotency.{action}",
-            ) from exc
 
     async def _swap(self, action: str, token: str, record: StoredRecord) -> bool:
         """Write ``record`` if the stored value still starts with ``token``."""
         name = self._name(record.tenant_id, record.key)
-        swapped = _REPLACE(self._client, [name], [token, _value(record), _ttl_ms(record)])
+        ttl = _ttl_ms(record, self._clock.now())
+        swapped = _REPLACE(self._client, [name], [token, _value(record), ttl])
         return bool(await self._call(action, swapped))
 
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
@@ -162,7 +266,9 @@ class RedisIdempotencyStore:
         name = self._name(record.tenant_id, record.key)
         found = await self._call(
             "claim",
-            self._client.set(name, _value(record), nx=True, px=_ttl_ms(record), get=True),
+            self._client.set(
+                name, _value(record), nx=True, px=_ttl_ms(record, self._clock.now()), get=True
+            ),
         )
         return None if found is None else _record(found, record.tenant_id, record.key)
 

@@ -4,26 +4,34 @@ Every primitive is a single statement on an AUTOCOMMIT connection: the primary k
 ``(tenant_id, idempotency_key)`` makes ``INSERT ... ON CONFLICT DO NOTHING`` the atomic claim,
 and conditional ``UPDATE``/``DELETE`` statements carry the fencing token. A replay costs one
 ``SELECT`` round trip.
+
+Whatever the drivers or the network raise (SQLAlchemy's errors, asyncpg's ``PostgresError``,
+``InterfaceError`` and ``InternalClientError``, ``sqlite3`` errors, a refused or reset
+socket) leaves the store as a :class:`PersistenceError` naming the action, with the
+original chained as ``__cause__``: one translation, in ``_translated``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
+import asyncpg
+from asyncpg.exceptions import InternalClientError
 from sqlalchemy import Table, and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
 from dotmac_shared.business_logic.persistence.driver import CompiledSelect
 from dotmac_shared.business_logic.persistence.models import IdempotencyRecord
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
-from dotmac_shared.business_logic.persistence.types import utcnow
 
 __all__ = ["SqlIdempotencyStore"]
 
@@ -49,7 +57,7 @@ def _row_to_record(row: Mapping[Any, Any]) -> StoredRecord:
     )
 
 
-def _record_to_row(record: StoredRecord) -> dict[str, Any]:
+def _record_to_row(record: StoredRecord, now: dt.datetime) -> dict[str, Any]:
     return {
         "tenant_id": record.tenant_id,
         "idempotency_key": record.key,
@@ -61,7 +69,7 @@ def _record_to_row(record: StoredRecord) -> dict[str, Any]:
         "lease_expires_at": record.lease_expires_at,
         "expires_at": record.expires_at,
         "created_at": record.created_at,
-        "updated_at": utcnow(),
+        "updated_at": now,
         "result": record.result,
         "error": record.error,
         "completed_at": record.completed_at,
@@ -93,11 +101,34 @@ def _where(record: StoredRecord) -> dict[str, Any]:
     }
 
 
-def _persistence_error(action: str, exc: SQLAlchemyError) -> PersistenceError:
-    return PersistenceError(
-        f"idempotency store could not {action}: {exc.__class__.__name__}",
-        operation=f"idempotency.{action}",
-    )
+#: What may cross the store's boundary from below: SQLAlchemy's own errors, the drivers'
+#: (a statement on the driver connection, or a connect the pool does not wrap) and the
+#: socket's (``ConnectionRefusedError``, ``ConnectionResetError``, ``TimeoutError``).
+_STORE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    InternalClientError,
+    sqlite3.Error,
+    OSError,
+)
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Raise any driver or network error inside as a :class:`PersistenceError`."""
+    try:
+        yield
+    except _STORE_ERRORS as exc:
+        # SQLAlchemy's message carries the statement and its parameters (a stored result
+        # may hold customer data): name the driver's error instead, its first line only.
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        detail = str(cause).splitlines()[0] if str(cause) else ""
+        raise PersistenceError(
+            f"idempotency store could not {action}: {type(cause).__name__}"
+            + (f": {detail}" if detail else ""),
+            operation=f"idempotency.{action}",
+        ) from exc
 
 
 class SqlIdempotencyStore:
@@ -106,9 +137,20 @@ class SqlIdempotencyStore:
     Args:
         db_session_factory: The spec's session factory (or an ``AsyncEngine``); its schema
             must be migrated (``create_session_factory`` does it).
+        clock: Source of the ``updated_at`` times it writes (the manager passes its own).
+
+    Raises:
+        PersistenceError: From every method, when the database cannot be reached or fails;
+            the driver's or the network's error is ``__cause__``.
     """
 
-    def __init__(self, db_session_factory: async_sessionmaker[AsyncSession] | AsyncEngine) -> None:
+    def __init__(
+        self,
+        db_session_factory: async_sessionmaker[AsyncSession] | AsyncEngine,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._clock = clock
         engine = (
             db_session_factory
             if isinstance(db_session_factory, AsyncEngine)
@@ -126,24 +168,20 @@ class SqlIdempotencyStore:
 
     @asynccontextmanager
     async def _connection(self, action: str) -> AsyncIterator[AsyncConnection]:
-        try:
+        with _translated(action):
             async with self._engine.connect() as conn:
                 yield conn
-        except SQLAlchemyError as exc:
-            raise _persistence_error(action, exc) from exc
 
     async def get(self, tenant_id: str, key: str) -> StoredRecord | None:
         """Return the record under ``(tenant_id, key)``, expired or not."""
         # The replay path: one SELECT on the driver connection (see persistence.driver).
-        try:
+        with _translated("read"):
             rows = await self._select.all(w_tenant=tenant_id, w_key=key)
-        except SQLAlchemyError as exc:
-            raise _persistence_error("read", exc) from exc
         return _row_to_record(rows[0]) if rows else None
 
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
         """Insert a claim if the key is free, else return the record that holds it."""
-        row = _record_to_row(record)
+        row = _record_to_row(record, self._clock.now())
         for _ in range(5):
             # Read first: a replay (the common case under retries) is one round trip. The
             # INSERT is the atomic claim; if a racer inserted in between, read its row.
@@ -161,7 +199,7 @@ class SqlIdempotencyStore:
 
     async def replace(self, expected: StoredRecord, record: StoredRecord) -> bool:
         """Swap in ``record`` if the row still carries ``expected``'s token."""
-        values = _record_to_row(record)
+        values = _record_to_row(record, self._clock.now())
         del values["tenant_id"], values["idempotency_key"]
         async with self._connection("take over") as conn:
             result = await conn.execute(_UPDATE_HELD, {**values, **_where(expected)})
@@ -177,7 +215,7 @@ class SqlIdempotencyStore:
             "completed_at": record.completed_at,
             "expires_at": record.expires_at,
             "lease_expires_at": None,
-            "updated_at": utcnow(),
+            "updated_at": self._clock.now(),
         }
         async with self._connection("store the result") as conn:
             result = await conn.execute(_UPDATE_HELD, {**values, **_where(holder)})
@@ -186,7 +224,7 @@ class SqlIdempotencyStore:
     async def renew(self, record: StoredRecord, lease_expires_at: dt.datetime) -> bool:
         """Extend the lease of a claim still held by ``record``'s holder."""
         async with self._connection("renew the lease") as conn:
-            values = {"lease_expires_at": lease_expires_at, "updated_at": utcnow()}
+            values = {"lease_expires_at": lease_expires_at, "updated_at": self._clock.now()}
             result = await conn.execute(_UPDATE_HELD, {**values, **_where(record)})
             return result.rowcount == 1
 
