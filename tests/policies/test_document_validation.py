@@ -44,7 +44,18 @@ RULE_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("between scalar", {"field": "x", "operator": "between", "value": 5}, "[low, high]"),
     ("regex no compile", {"field": "x", "operator": "regex", "value": "(unclosed"}, "compile"),
     ("regex too long", {"field": "x", "operator": "regex", "value": "a" * 513}, "512"),
-    ("regex nested quantifier", {"field": "x", "operator": "regex", "value": "(a+)+$"}, "nested"),
+    (
+        "regex backreference",
+        {"field": "x", "operator": "regex", "value": r"(a)\1"},
+        "sequence: \\1",
+    ),
+    ("regex named backref", {"field": "x", "operator": "regex", "value": r"(?P<a>a)(?P=a)"}, "RE2"),
+    ("regex lookahead", {"field": "x", "operator": "regex", "value": r"a(?=b)"}, "(?="),
+    ("regex lookbehind", {"field": "x", "operator": "regex", "value": r"(?<!a)b"}, "(?<!"),
+    ("regex python \\Z", {"field": "x", "operator": "regex", "value": r"a\Z"}, "sequence: \\Z"),
+    ("regex python \\u", {"field": "x", "operator": "regex", "value": r"\u00e9"}, "escape"),
+    ("regex huge repeat", {"field": "x", "operator": "regex", "value": "a{1001}"}, "repetition"),
+    ("regex surrogate", {"field": "x", "operator": "regex", "value": "a\ud800"}, "surrogate"),
     ("regex not string", {"field": "x", "operator": "regex", "value": 5}, "pattern string"),
     ("bad path", {"field": "a..b", "operator": "exists"}, "bad path syntax"),
     ("bad path index", {"field": "a[x]", "operator": "exists"}, "bad path syntax"),
@@ -190,6 +201,15 @@ def test_error_names_rule_when_nesting_deeper_than_eight(depth: int) -> None:
                 ],
             },
             "between needs",
+        ),
+        (
+            {
+                "parameters": {"pattern": r"^(\w+) \1$"},
+                "rules": [
+                    {"name": "r", "field": "x", "operator": "regex", "value_from": "params.pattern"}
+                ],
+            },
+            "RE2",
         ),
         (
             {

@@ -435,3 +435,59 @@ def test_numeric_operator_matches_decimal_reference_when_inputs_vary(
         "eq": left == right,
     }[operator]
     assert passes is reference
+
+
+# --- regex: RE2, linear in the input ---------------------------------------------------------
+
+#: Patterns that backtrack for seconds to minutes in Python's ``re`` on these inputs; the
+#: first input of each matches nothing, the second matches.
+HOSTILE_REGEXES: list[tuple[str, str, str]] = [
+    (r"^(a|a)*$", "a" * 27 + "!", "a" * 27),
+    (r"\S+@\S+\.\S+", "@" * 2001, "user@example.com"),
+    (r".*.*=", "a" * 5000, "a" * 4999 + "="),
+    (r".*.*.*=", "a" * 1000, "a" * 999 + "="),
+    (r"(a+)+$", "a" * 40 + "!", "a" * 40),
+    (r"(x+x+)+y", "x" * 5000, "x" * 4999 + "y"),
+]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("pattern", "no_match", "match"), HOSTILE_REGEXES, ids=[c[0] for c in HOSTILE_REGEXES]
+)
+def test_regex_decides_in_linear_time_when_pattern_backtracks_in_python(
+    pattern: str, no_match: str, match: str
+) -> None:
+    policy = one_rule("regex", pattern)
+    for _ in range(20):  # one backtracking search alone would outlast the timeout
+        assert outcome(policy, {"x": no_match}) is False
+        assert outcome(policy, {"x": match}) is True
+    (rule,) = policy.evaluate({"x": no_match}).rule_results
+    assert rule.detail is not None and "does not match" in rule.detail
+
+
+@pytest.mark.parametrize(
+    ("pattern", "actual", "passes"),
+    [
+        (r"^\d+$", "123", True),
+        (r"^\d+$", "١٢٣", False),  # RE2's \d is ASCII only
+        (r"^a$", "a\n", False),  # $ is the very end of the text (Python's also before a final \n)
+        (r"^a\z", "a", True),
+        (r"^\x{e9}t\x{e9}$", "été", True),
+        (r"(?i)^ÉTÉ$", "été", True),
+        (r"^(?P<area>\d{3})-\d{4}$", "555-1234", True),
+        (r"^.$", "😀", True),  # one code point, four UTF-8 bytes
+        (r"b", "a😀b", True),
+    ],
+)
+def test_regex_follows_re2_syntax_when_pattern_uses_it(
+    pattern: str, actual: str, passes: bool
+) -> None:
+    assert outcome(one_rule("regex", pattern), {"x": actual}) is passes
+
+
+def test_regex_fails_with_reason_when_input_has_lone_surrogate() -> None:
+    policy = one_rule("regex", "a")
+    assert outcome(policy, {"x": "a\ud800"}) is False
+    (rule,) = policy.evaluate({"x": "a\ud800"}).rule_results
+    assert rule.detail is not None and "surrogate" in rule.detail

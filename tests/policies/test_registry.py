@@ -239,3 +239,72 @@ def test_yaml_dates_are_accepted_when_window_written_unquoted(tmp_path: Path) ->
     policy = load_policy_file(path)
     assert policy.effective_from is not None and policy.effective_from.year == 2026
     assert policy.effective_until is not None and policy.effective_until.year == 2027
+
+
+def test_error_names_link_when_symlink_leads_outside_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    write(folder / "a.yaml", document("1.0.0"))
+    outside = write(tmp_path / "secret.yaml", document("1.1.0"))
+    (folder / "b.yaml").symlink_to(outside)
+    engine = PolicyEngine()
+    with pytest.raises(PolicyDefinitionError, match="outside the policy directory") as caught:
+        engine.load_directory(folder)
+    assert caught.value.metadata["file"] == str(folder / "b.yaml")
+    assert len(engine.registry) == 0
+
+
+def test_error_when_symlink_chain_inside_directory_leads_outside(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    outside = write(tmp_path / "secret.yaml", document("1.1.0"))
+    (folder / "hop.txt").symlink_to(outside)  # not a policy file itself
+    (folder / "b.yaml").symlink_to(folder / "hop.txt")
+    with pytest.raises(PolicyDefinitionError, match="outside the policy directory"):
+        PolicyEngine().load_directory(folder)
+
+
+def test_error_when_symlinked_directory_entry_leads_outside(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (folder / "dir.yaml").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(PolicyDefinitionError, match="outside the policy directory"):
+        PolicyEngine().load_directory(folder)
+
+
+def test_symlink_is_loaded_when_it_stays_inside_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    (folder / "versions").mkdir(parents=True)
+    write(folder / "versions" / "v1.yaml", document("1.0.0"))
+    (folder / "current.yaml").symlink_to(Path("versions") / "v1.yaml")  # relative link
+    engine = PolicyEngine()
+    assert [p.label for p in engine.load_directory(folder)] == [f"{NAME}@1.0.0"]
+
+
+def test_directory_is_loaded_when_reached_through_a_symlink(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    write(folder / "a.yaml", document("1.0.0"))
+    (tmp_path / "alias").symlink_to(folder)
+    assert len(PolicyEngine().load_directory(tmp_path / "alias")) == 1
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_error_names_link_when_symlink_cannot_be_followed(tmp_path: Path, kind: str) -> None:
+    link = tmp_path / "bad.yaml"
+    if kind == "dangling":
+        link.symlink_to(tmp_path / "missing.yaml")
+    else:
+        link.symlink_to(tmp_path / "other.yaml")
+        (tmp_path / "other.yaml").symlink_to(link)
+    with pytest.raises(PolicyDefinitionError, match="cannot follow symbolic link") as caught:
+        PolicyEngine().load_directory(tmp_path)
+    assert caught.value.metadata["file"] == str(link)
+
+
+def test_error_names_file_when_file_larger_than_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * 1_048_576 + "\n")
+    with pytest.raises(PolicyDefinitionError, match="larger than 1048576 bytes"):
+        load_policy_file(path)

@@ -6,13 +6,20 @@ location in the document and the problem::
 
     policy 'plan_eligibility.residential_basic': rule 'min_credit' (rules[1].operator):
     unknown operator 'greater'; known operators: between, contains, ...
+
+Before Pydantic sees a raw document, a cheap walk bounds what it may cost (rule count,
+nesting, number of values, amount of text) and refuses what has no JSON/YAML form (sets,
+bytes, objects, non-string keys, lone surrogates, NaN outside test cases): a document given
+as a dict meets the same limits as one read from a file.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any, Final, Literal
 
 from pydantic import (
@@ -44,6 +51,9 @@ from dotmac_shared.business_logic.policies.paths import (
 from dotmac_shared.business_logic.policies.results import PolicyDecision
 
 __all__ = [
+    "MAX_DOCUMENT_DEPTH",
+    "MAX_DOCUMENT_TEXT",
+    "MAX_DOCUMENT_VALUES",
     "MAX_NESTING_DEPTH",
     "MAX_RULES",
     "POLICY_NAME_PATTERN",
@@ -62,6 +72,14 @@ RULE_NAME_PATTERN: Final = r"^[A-Za-z0-9_.:-]+$"
 MAX_NESTING_DEPTH: Final = 8
 """Top-level rules are at depth 1; a group's rules one deeper."""
 MAX_RULES: Final = 2000
+MAX_DOCUMENT_DEPTH: Final = 64
+"""Lists and mappings nest at most this deep in a document (the document is level 1)."""
+MAX_DOCUMENT_VALUES: Final = 100_000
+"""Values (list items and mapping entries, at any depth) one document may hold."""
+MAX_DOCUMENT_TEXT: Final = 1_048_576
+"""Characters of text (strings and keys) one document may hold: a file's byte limit."""
+_MAX_INT_BITS: Final = 3_322  # 1,000 decimal digits: int <-> text conversions stay cheap
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _SEMVER_RE: Final = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
@@ -424,13 +442,39 @@ def policy_json_schema() -> dict[str, Any]:
 # --- raw pre-checks and error translation ----------------------------------------------------
 
 
+def _label(value: Any) -> str | None:
+    """``value`` if it can name a policy or rule in a message (short, valid text)."""
+    if isinstance(value, str) and len(value) <= 200 and not _SURROGATE.search(value):
+        return value
+    return None
+
+
+def _raw_error(
+    policy_name: str | None, rule: str | None, location: str, problem: str
+) -> PolicyDefinitionError:
+    head = f"policy {policy_name!r}: " if policy_name else "policy document: "
+    where = f"rule {rule!r} ({location})" if rule else location
+    return PolicyDefinitionError(
+        f"{head}{where}: {problem}",
+        policy_name=policy_name,
+        rule_name=rule,
+        location=location,
+    )
+
+
 def _raw_depth_check(raw: Mapping[str, Any], policy_name: str | None) -> None:
-    """Bound nesting before Pydantic recurses into a hostile document."""
+    """Bound rule nesting and rule count before Pydantic recurses into a hostile document."""
     stack: list[tuple[Any, int, str]] = [(raw.get("rules"), 0, "rules")]
+    count = 0
     while stack:
         node, depth, location = stack.pop()
         items: list[tuple[Any, str]] = []
         if isinstance(node, list):
+            count += len(node)
+            if count > MAX_RULES:
+                raise _raw_error(
+                    policy_name, None, location, f"a policy has at most {MAX_RULES} rules"
+                )
             items = [(item, f"{location}[{index}]") for index, item in enumerate(node)]
         elif isinstance(node, Mapping):
             items = [(node, location)]
@@ -438,17 +482,134 @@ def _raw_depth_check(raw: Mapping[str, Any], policy_name: str | None) -> None:
             if not isinstance(rule, Mapping):
                 continue
             if depth + 1 > MAX_NESTING_DEPTH:
-                name = rule.get("name")
-                raise PolicyDefinitionError(
-                    f"policy {policy_name!r}: rule {name!r} ({rule_location}): rule nesting "
-                    f"is deeper than {MAX_NESTING_DEPTH} levels",
-                    policy_name=policy_name,
-                    rule_name=name if isinstance(name, str) else None,
-                    location=rule_location,
+                raise _raw_error(
+                    policy_name,
+                    _label(rule.get("name")),
+                    rule_location,
+                    f"rule nesting is deeper than {MAX_NESTING_DEPTH} levels",
                 )
             for key in _GROUP_KEYS:
                 if key in rule:
                     stack.append((rule[key], depth + 1, f"{rule_location}.{key}"))
+
+
+# What a node is to the value walk: the document, a list of rules, a rule, rule data, or
+# test-case data (where NaN and infinities are legitimate inputs to test a policy with).
+_ROOT, _RULES, _RULE, _DATA, _TEST_DATA = range(5)
+_Where = tuple[Any, str | int] | None  # (parent, key): a path built only when reporting
+_CONTAINERS: Final = (Mapping, list, tuple)
+
+
+def _where_text(where: _Where) -> str:
+    parts: list[str | int] = []
+    while where is not None:
+        where, key = where
+        parts.append(key)
+    text = ""
+    for part in reversed(parts):
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            shown = part if _label(part) is not None and part.isprintable() else repr(part[:50])
+            text += f".{shown}" if text else shown
+    return text or "document"
+
+
+def _child_role(role: int, key: str) -> int:
+    if role == _ROOT:
+        return _RULES if key == "rules" else _TEST_DATA if key == "test_cases" else _DATA
+    if role == _RULE:
+        return _RULES if key in ("all", "any") else _RULE if key == "not" else _DATA
+    return _TEST_DATA if role == _TEST_DATA else _DATA
+
+
+def _scalar_problem(value: Any, role: int) -> str | None:
+    """What is wrong with a value that is not a string, list or mapping, or ``None``."""
+    if value is None or isinstance(value, bool | date):
+        return None
+    if isinstance(value, int):
+        if value.bit_length() > _MAX_INT_BITS:
+            return "integers have at most 1,000 digits"
+        return None
+    if isinstance(value, float | Decimal):
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+        if finite or role == _TEST_DATA:
+            return None
+        return f"needs a finite number (NaN and infinities only in test case inputs), got {value!r}"
+    return f"a {type(value).__name__} is not a JSON or YAML value"
+
+
+def _surrogate_problem(text: str) -> str | None:
+    if _SURROGATE.search(text):
+        shown = repr(text[:50]) + ("..." if len(text) > 50 else "")
+        return f"{shown} holds a lone surrogate, which is not text"
+    return None
+
+
+def _raw_values_check(raw: Mapping[str, Any], policy_name: str | None) -> None:
+    """Refuse what no JSON/YAML document holds and what would cost too much to validate.
+
+    One iterative walk over the containers, before Pydantic; it stops at the first
+    problem, so a hostile dict of millions of values (or a cyclic one) is refused after at
+    most :data:`MAX_DOCUMENT_VALUES` steps. Plain ``str``/``int``/``dict``/``list`` nodes
+    take the fast branches; anything else goes through the general checks.
+    """
+    values_left = MAX_DOCUMENT_VALUES
+    text_left = MAX_DOCUMENT_TEXT
+    too_much_text = f"the document holds more than {MAX_DOCUMENT_TEXT} characters of text"
+    stack: list[tuple[Any, int, _Where, str | None, int]] = [(raw, 1, None, None, _ROOT)]
+    while stack:
+        node, depth, where, rule, role = stack.pop()
+        problem: str | None = None
+        if depth > MAX_DOCUMENT_DEPTH:
+            problem = f"values are nested deeper than {MAX_DOCUMENT_DEPTH} levels"
+            raise _raw_error(policy_name, rule, _where_text(where), problem)
+        values_left -= len(node)
+        if values_left < 0:
+            problem = f"the document holds more than {MAX_DOCUMENT_VALUES} values"
+            raise _raw_error(policy_name, rule, _where_text(where), problem)
+        is_mapping = isinstance(node, Mapping)
+        if is_mapping and role == _RULE:
+            rule = _label(node.get("name")) or rule
+        item_role = _RULE if role == _RULES else _DATA if role == _RULE else role
+        containers: list[tuple[Any, int, _Where, str | None, int]] = []
+        key: Any  # a str for a mapping (checked first), an int index for a list
+        for key, child in node.items() if is_mapping else enumerate(node):
+            if is_mapping:
+                if not isinstance(key, str):
+                    problem = f"keys must be strings, got a key of type {type(key).__name__}"
+                    break
+                text_left -= len(key)
+                if not key.isascii():  # str.isascii() is O(1); the search is not
+                    problem = too_much_text if text_left < 0 else _surrogate_problem(key)
+                    if problem is not None:
+                        break
+            # Scalars are checked in place (most nodes); only containers go on the stack.
+            kind = type(child)
+            if kind is str:
+                text_left -= len(child)
+                if not child.isascii():
+                    problem = too_much_text if text_left < 0 else _surrogate_problem(child)
+            elif kind is int:
+                if child.bit_length() > _MAX_INT_BITS:
+                    problem = "integers have at most 1,000 digits"
+            elif kind is dict or kind is list or isinstance(child, _CONTAINERS):
+                child_role = _child_role(role, key) if is_mapping else item_role
+                containers.append((child, depth + 1, (where, key), rule, child_role))
+            elif isinstance(child, str):
+                text_left -= len(child)
+                problem = too_much_text if text_left < 0 else _surrogate_problem(child)
+            elif kind is not bool and child is not None:
+                child_role = _child_role(role, key) if is_mapping else item_role
+                problem = _scalar_problem(child, child_role)
+            if problem is not None:
+                raise _raw_error(policy_name, rule, _where_text((where, key)), problem)
+        if problem is None and text_left < 0:
+            problem = too_much_text
+        if problem is not None:  # a bad key, or the text budget spent in this container
+            raise _raw_error(policy_name, rule, _where_text(where), problem)
+        containers.reverse()  # depth-first in document order: report the first problem
+        stack.extend(containers)
 
 
 def _location_text(loc: tuple[int | str, ...]) -> str:
@@ -547,9 +708,9 @@ def parse_policy_document(document: Mapping[str, Any] | PolicyDocument) -> Polic
             f"a policy document must be a mapping, got {type(document).__name__}",
             location="document",
         )
-    name = document.get("name")
-    policy_name = name if isinstance(name, str) else None
+    policy_name = _label(document.get("name"))
     _raw_depth_check(document, policy_name)
+    _raw_values_check(document, policy_name)
     try:
         return PolicyDocument.model_validate(dict(document))
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Operators: validated and specialised once per rule, then called as plain closures.
+r"""Operators: validated and specialised once per rule, then called as plain closures.
 
 For every rule the compiler asks this module, by operator name and only at compile time,
 for a :class:`StaticTest` (expected value known when the policy is loaded) or a
@@ -14,13 +14,16 @@ Semantics shared by all operators:
   no operator raises on any input.
 * Dates and datetimes compare with dates, datetimes and ISO-8601 strings; aware and
   naive datetimes do not compare.
+* ``regex`` patterns are RE2 syntax and are matched by RE2, in time linear in the input:
+  no pattern can make an evaluation backtrack for ever. Patterns RE2 refuses
+  (backreferences, lookaround, Python-only escapes such as ``\Z``) are refused when the
+  policy is registered.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,6 +31,8 @@ from decimal import Decimal
 from functools import partial
 from operator import eq, is_
 from typing import Any, Final
+
+import re2
 
 from dotmac_shared.business_logic.policies.paths import MISSING
 
@@ -69,7 +74,7 @@ class Operator(enum.StrEnum):
     IS_TRUE = "is_true"  # exactly the boolean true
     IS_FALSE = "is_false"  # exactly the boolean false
     BETWEEN = "between"  # low <= value <= high (numbers)
-    REGEX = "regex"  # a string the pattern matches (re.search)
+    REGEX = "regex"  # a string the RE2 pattern matches somewhere (search)
     STARTS_WITH = "starts_with"  # a string with this prefix
     ENDS_WITH = "ends_with"  # a string with this suffix
     LEN_GTE = "len_gte"  # len(value) >= n
@@ -568,22 +573,54 @@ def _between(expected: Any) -> StaticTest:
     return StaticTest(test, describe)
 
 
+def _re2_search(pattern: str) -> Callable[[bytes], object]:
+    """Compile ``pattern`` with RE2; return its search over UTF-8 bytes (a match or ``None``).
+
+    The one place that touches ``re2``, which ships no type hints.
+
+    Raises:
+        ValueError: RE2 refuses the pattern; the message says why.
+    """
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is reported to the author, not to stderr
+    options.never_capture = True  # rules only ask "does it match?": no submatch bookkeeping
+    try:
+        compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "invalid pattern"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "backslashreplace")
+        raise ValueError(str(reason)) from exc
+    except UnicodeEncodeError as exc:
+        raise ValueError("the pattern holds a lone surrogate, which is not text") from exc
+    search: Callable[[bytes], object] = compiled.search
+    return search
+
+
+def _utf8(text: str) -> bytes | None:
+    """``text`` as UTF-8, or ``None`` when it holds a lone surrogate (not encodable)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return None
+
+
 def _regex(expected: Any) -> StaticTest:
-    pattern = re.compile(expected)
-    search = pattern.search
+    search = _re2_search(expected)
 
     def test(actual: Any) -> bool:
-        return (
-            isinstance(actual, str)
-            and len(actual) <= MAX_REGEX_INPUT_LENGTH
-            and search(actual) is not None
-        )
+        if not isinstance(actual, str) or len(actual) > MAX_REGEX_INPUT_LENGTH:
+            return False
+        encoded = _utf8(actual)
+        return encoded is not None and search(encoded) is not None
 
     def describe(actual: Any) -> str:
         if not isinstance(actual, str):
             return _mismatch(actual, "a string")
         if len(actual) > MAX_REGEX_INPUT_LENGTH:
             return f"is longer than {MAX_REGEX_INPUT_LENGTH} characters, too long to match"
+        if _utf8(actual) is None:
+            return f"is {_short(actual)}, which holds a lone surrogate and cannot be matched"
         return f"is {_short(actual)}, which does not match /{expected}/"
 
     return StaticTest(test, describe)
@@ -819,45 +856,6 @@ def _is_infinite(value: Any) -> bool:
     return isinstance(value, float) and math.isinf(value)
 
 
-def _has_nested_quantifier(pattern: str) -> bool:
-    """Whether a quantified group contains a quantifier, e.g. ``(a+)+`` (catastrophic backtracking).
-
-    A conservative scan of the pattern text: it may reject a few safe patterns, never
-    accepts the classic exponential shapes.
-    """
-    stack = [False]  # per open group: does it contain a quantifier?
-    index, size = 0, len(pattern)
-    quantifier_brace = re.compile(r"\{\d*,?\d*\}")
-    while index < size:
-        char = pattern[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == "[":
-            index += 1
-            if index < size and pattern[index] == "^":
-                index += 1
-            if index < size and pattern[index] == "]":
-                index += 1
-            while index < size and pattern[index] != "]":
-                index += 2 if pattern[index] == "\\" else 1
-            index += 1
-            continue
-        if char == "(":
-            stack.append(False)
-        elif char == ")":
-            inner = stack.pop() if len(stack) > 1 else False
-            following = pattern[index + 1 : index + 2]
-            if inner and following and following in "*+{":
-                return True
-            if inner:
-                stack[-1] = True
-        elif char in "*+" or (char == "{" and quantifier_brace.match(pattern, index)):
-            stack[-1] = True
-        index += 1
-    return False
-
-
 def check_value(operator: str, value: Any) -> str | None:
     """Check an expected value for ``operator``; return the problem, or ``None`` if fine.
 
@@ -897,11 +895,12 @@ def check_value(operator: str, value: Any) -> str | None:
         if len(value) > MAX_REGEX_LENGTH:
             return f"regex pattern is longer than {MAX_REGEX_LENGTH} characters"
         try:
-            re.compile(value)
-        except re.error as exc:
-            return f"regex does not compile: {exc}"
-        if _has_nested_quantifier(value):
-            return "regex has a nested quantifier such as (a+)+, which can backtrack for ever"
+            _re2_search(value)
+        except ValueError as exc:
+            return (
+                f"regex does not compile as RE2 syntax (no backreferences or lookaround; "
+                f"\\z, not \\Z): {exc}"
+            )
         return None
     if operator in ("starts_with", "ends_with"):
         if not isinstance(value, str):

@@ -7,6 +7,9 @@
 * Registering the same version again with the same content is a no-op; with different
   content it is an error (a version is immutable once published).
 * ``diff(name, v1, v2)`` is a unified diff of the two canonical YAML documents.
+* Files are read with the document limits of :mod:`.document`: at most
+  :data:`MAX_POLICY_FILE_BYTES`, no YAML aliases, nesting bounded while parsing, and a
+  directory's symbolic links must stay inside the directory.
 
 Reads take no lock (dictionary reads are atomic); writes are serialised and build new
 entries before publishing them.
@@ -26,7 +29,11 @@ import yaml
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError, PolicyNotFoundError
 from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.document import PolicyDocument, semver_key
+from dotmac_shared.business_logic.policies.document import (
+    MAX_DOCUMENT_DEPTH,
+    PolicyDocument,
+    semver_key,
+)
 
 __all__ = [
     "MAX_POLICY_FILE_BYTES",
@@ -43,7 +50,14 @@ PolicySource = Policy | PolicyDocument | Mapping[str, Any]
 
 
 class _NoAliasSafeLoader(yaml.SafeLoader):
-    """SafeLoader without aliases: a hostile file cannot expand into a "billion laughs"."""
+    """SafeLoader without aliases and with bounded nesting.
+
+    Without aliases a hostile file cannot expand into a "billion laughs"; the composer
+    recurses once per nesting level, so a bound keeps a deeply nested file from exhausting
+    the stack (the document walk reports anything deeper than the limit, naming the rule).
+    """
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
         if self.check_event(yaml.AliasEvent):
@@ -51,7 +65,19 @@ class _NoAliasSafeLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases are not allowed in policy documents", event.start_mark
             )
-        return super().compose_node(parent, index)
+        if self._depth > MAX_DOCUMENT_DEPTH:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"values are nested deeper than {MAX_DOCUMENT_DEPTH} levels",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _file_error(path: Path, problem: str) -> PolicyDefinitionError:
@@ -60,22 +86,29 @@ def _file_error(path: Path, problem: str) -> PolicyDefinitionError:
     )
 
 
-def _read_document(path: Path) -> Any:
+def _read_document(path: Path, source: Path | None = None) -> Any:
+    """Parse the file at ``source`` (default ``path``), naming ``path`` in errors."""
     try:
-        size = path.stat().st_size
-        if size > MAX_POLICY_FILE_BYTES:
+        # Read at most one byte past the limit: the file may grow after any size check.
+        with (source or path).open("rb") as handle:
+            data = handle.read(MAX_POLICY_FILE_BYTES + 1)
+        if len(data) > MAX_POLICY_FILE_BYTES:
             raise _file_error(path, f"file is larger than {MAX_POLICY_FILE_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _file_error(path, f"cannot read policy file: {exc}") from exc
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
-        except json.JSONDecodeError as exc:
+        except RecursionError as exc:  # the C parser recurses once per nesting level
+            raise _file_error(
+                path, f"invalid JSON: values are nested deeper than {MAX_DOCUMENT_DEPTH} levels"
+            ) from exc
+        except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
             raise _file_error(path, f"invalid JSON: {exc}") from exc
     try:
         documents = list(yaml.load_all(text, Loader=_NoAliasSafeLoader))  # noqa: S506 (safe)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a timestamp like 2026-13-45
         raise _file_error(path, f"invalid YAML: {exc}") from exc
     if len(documents) != 1:
         raise _file_error(path, f"a policy file holds one document, found {len(documents)}")
@@ -95,8 +128,11 @@ def load_policy_file(path: str | Path) -> Policy:
         PolicyDefinitionError: The file cannot be read or parsed, or the document is invalid;
             the message starts with the file path.
     """
-    file = Path(path)
-    raw = _read_document(file)
+    return _load_file(Path(path))
+
+
+def _load_file(file: Path, source: Path | None = None) -> Policy:
+    raw = _read_document(file, source)
     try:
         return Policy.compile(raw)
     except PolicyDefinitionError as exc:
@@ -112,18 +148,33 @@ def load_policy_file(path: str | Path) -> Policy:
 def load_policy_directory(path: str | Path) -> list[Policy]:
     """Load every policy file directly in ``path`` (sorted by file name).
 
+    A symbolic link is followed only if it resolves inside the directory: a link planted
+    in a policy folder cannot make the loader read files elsewhere.
+
     Raises:
-        PolicyDefinitionError: ``path`` is not a directory or any file is invalid.
+        PolicyDefinitionError: ``path`` is not a directory, a policy file's link leads
+            outside it, or any file is invalid.
     """
     directory = Path(path)
     if not directory.is_dir():
         raise _file_error(directory, "not a directory")
-    files = sorted(
-        file
-        for file in directory.iterdir()
-        if file.is_file() and file.suffix.lower() in POLICY_FILE_SUFFIXES
-    )
-    return [load_policy_file(file) for file in files]
+    root = directory.resolve()
+    files: list[tuple[Path, Path]] = []
+    for entry in sorted(directory.iterdir()):
+        if entry.suffix.lower() not in POLICY_FILE_SUFFIXES:
+            continue
+        try:
+            target = entry.resolve(strict=entry.is_symlink())
+        except (OSError, RuntimeError) as exc:  # dangling link, or a loop (RuntimeError)
+            raise _file_error(entry, f"cannot follow symbolic link: {exc}") from exc
+        if not target.is_relative_to(root):
+            raise _file_error(
+                entry, f"symbolic link leads outside the policy directory {root} (to {target})"
+            )
+        if target.is_file():
+            files.append((entry, target))
+    # Read the resolved target that was checked, not the link, which could be swapped.
+    return [_load_file(entry, target) for entry, target in files]
 
 
 class PolicyRegistry:
