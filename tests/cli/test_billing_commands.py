@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from dotmac_shared.business_logic.cli import app
 from dotmac_shared.business_logic.cli.billing import _period
 from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.operations import SandboxPaymentGateway, run_billing
 from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from dotmac_shared.business_logic.persistence.models import BillingRun
 from tests.cli.helpers import SEEDED_CUSTOMERS, flat, one_error_line
+from tests.operations.gateways import LinkGateway
 
 TENANT = "tenant123"
 
@@ -138,6 +140,67 @@ def test_report_fails_with_one_line_when_run_not_finalized(runner, seeded_url):
     result = runner.invoke(app, report_args(seeded_url, "2026-02"))
     assert result.exit_code == 1
     assert "is running, not finalized" in one_error_line(result.stderr)
+
+
+def _bill_with_gateway_down(url: str, period: str) -> dict:
+    async def bill() -> dict:
+        factory = create_session_factory(url)
+        try:
+            link = LinkGateway(SandboxPaymentGateway(factory), down=True)
+            return await run_billing(factory, TENANT, period, gateway=lambda _factory: link)
+        finally:
+            await engine_of(factory).dispose()
+
+    return asyncio.run(bill())
+
+
+def test_run_retry_bills_again_when_the_latest_attempt_was_compensated(runner, seeded_url):
+    period = last_full_month()
+    assert _bill_with_gateway_down(seeded_url, period)["status"] == "compensated"
+    plain = runner.invoke(app, run_args(seeded_url, period))
+    assert plain.exit_code == 1
+    assert "compensated" in plain.stdout
+    assert "start a new attempt with --retry" in one_error_line(plain.stderr)
+
+    result = runner.invoke(app, [*run_args(seeded_url, period), "--retry"])
+
+    assert result.exit_code == 0, result.output
+    assert "5/5 steps" in result.stdout
+    rows = report_rows(result.stdout)
+    assert rows["billing_run_id"] == billing_run_id(TENANT, period, 2)
+    assert rows["attempt"] == "2"
+    assert int(rows["invoices"]) == SEEDED_CUSTOMERS
+    assert int(rows["paid"]) + int(rows["payment_failed"]) == SEEDED_CUSTOMERS
+    report = runner.invoke(app, report_args(seeded_url, period))
+    assert report.exit_code == 0, report.output
+    assert report_rows(report.stdout) == rows
+    attempts = [
+        [cell.strip() for cell in line.split("│")[1:4]]
+        for line in report.stdout.splitlines()
+        if line.count("│") == 6
+    ]
+    assert attempts == [
+        ["1", billing_run_id(TENANT, period), "cancelled"],
+        ["2", billing_run_id(TENANT, period, 2), "finalized"],
+    ]
+
+
+def test_run_retry_fails_with_one_line_when_the_latest_attempt_completed(runner, seeded_url):
+    period = last_full_month()
+    assert runner.invoke(app, run_args(seeded_url, period)).exit_code == 0
+    result = runner.invoke(app, [*run_args(seeded_url, period), "--retry"])
+    assert result.exit_code == 1
+    line = one_error_line(result.stderr)
+    assert f"cannot retry billing period {period} of tenant {TENANT}: attempt 1" in line
+    assert "is completed" in line
+
+
+def test_run_retry_fails_with_one_line_when_the_period_was_never_billed(runner, seeded_url):
+    result = runner.invoke(app, [*run_args(seeded_url, last_full_month()), "--retry"])
+    assert result.exit_code == 1
+    assert "was never run: nothing to retry" in one_error_line(result.stderr)
+    listed = runner.invoke(app, ["saga", "list", "--database-url", seeded_url])
+    assert "0 sagas" in listed.stdout  # refused before any saga started
 
 
 def test_run_logs_json_lines_with_tenant_and_saga_ids_when_log_json(runner, seeded_url):

@@ -8,7 +8,11 @@ from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import BillingRunError, InvalidInputError
 from dotmac_shared.business_logic.operations.adapters import OutboxNotifier, SandboxPaymentGateway
-from dotmac_shared.business_logic.operations.billing_steps import BillingRunSteps, billing_run_id
+from dotmac_shared.business_logic.operations.billing_steps import (
+    BillingRunSteps,
+    billing_run_id,
+    invoice_id,
+)
 from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID, demo_token, seed_demo_data
 from dotmac_shared.business_logic.persistence.models import (
     BillingRun,
@@ -18,6 +22,7 @@ from dotmac_shared.business_logic.persistence.models import (
     OutboxMessage,
     Payment,
 )
+from tests.operations.gateways import LinkGateway
 
 NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 PERIOD = "2026-10"
@@ -182,3 +187,55 @@ async def test_gateway_without_batch_api_is_charged_one_by_one_with_retries(sess
     assert report["paid"] == 98 and report["payment_failed"] == 2
     assert gateway.calls == 101  # 100 invoices, one transient failure retried once
     assert await count(session_factory, GatewayLedgerEntry) == 100
+
+
+async def test_compensation_leaves_a_submitted_charge_live_when_its_reply_was_lost(
+    session_factory,
+):
+    await seed_demo_data(session_factory, customers=8)
+    # The second charge reaches the provider, its reply is lost, and the link stays down.
+    link = LinkGateway(SandboxPaymentGateway(session_factory), lose_reply_after=1)
+    steps = BillingRunSteps(
+        session_factory, link, OutboxNotifier(), now=lambda: NOW, batch_size=4, charge_concurrency=1
+    )
+    await steps.validate_period(DEMO_TENANT_ID, PERIOD)
+    await steps.generate_invoices(DEMO_TENANT_ID, PERIOD)
+    with pytest.raises(ConnectionResetError):
+        await steps.process_payments(DEMO_TENANT_ID, PERIOD)
+
+    voided = await steps.void_open_invoices(DEMO_TENANT_ID, PERIOD)
+
+    assert voided == 4  # the batch never submitted
+    assert await count(session_factory, Invoice, Invoice.status == "paid") == 1  # recorded
+    assert await count(session_factory, Invoice, Invoice.status == "charging") == 3  # in doubt
+    async with session_factory() as session:
+        charged = set((await session.execute(select(GatewayLedgerEntry.idempotency_key))).scalars())
+        void = set(
+            (await session.execute(select(Invoice.id).where(Invoice.status == "void"))).scalars()
+        )
+    assert len(charged) == 2 and not {f"invoice:{inv}" for inv in void} & charged
+
+
+def test_billing_run_id_keeps_attempt_1_and_numbers_later_attempts_when_given_one():
+    first = billing_run_id(DEMO_TENANT_ID, PERIOD)
+    assert first == billing_run_id(DEMO_TENANT_ID, PERIOD, 1)
+    assert first.startswith("br_") and ":" not in first
+    assert billing_run_id(DEMO_TENANT_ID, PERIOD, 3) == f"{first}:a3"
+    assert invoice_id(DEMO_TENANT_ID, "c1", PERIOD) == invoice_id(DEMO_TENANT_ID, "c1", PERIOD, 1)
+    assert invoice_id(DEMO_TENANT_ID, "c1", PERIOD, 2) != invoice_id(DEMO_TENANT_ID, "c1", PERIOD)
+
+
+@pytest.mark.parametrize("attempt", [0, -1, True, 1.0, "2"])
+def test_billing_run_id_is_refused_when_attempt_not_a_whole_number_from_1(attempt):
+    with pytest.raises(InvalidInputError) as info:
+        billing_run_id(DEMO_TENANT_ID, PERIOD, attempt)
+    assert info.value.field == "attempt"
+
+
+async def test_later_attempt_is_refused_when_the_period_is_finalized(session_factory):
+    await seed_demo_data(session_factory, customers=3)
+    steps = steps_for(session_factory)
+    await run_all(steps)
+    with pytest.raises(BillingRunError, match="already finalized"):
+        await steps.validate_period(DEMO_TENANT_ID, PERIOD, attempt=2)
+    assert await count(session_factory, BillingRun) == 1

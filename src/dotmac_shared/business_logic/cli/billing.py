@@ -1,4 +1,4 @@
-"""``dotmac-bl billing``: run a tenant's billing for a period, and print a run's report."""
+"""``dotmac-bl billing``: run a tenant's billing for a period (or retry it), print its report."""
 
 from __future__ import annotations
 
@@ -21,29 +21,40 @@ from dotmac_shared.business_logic.cli.output import (
     session_factory,
 )
 from dotmac_shared.business_logic.cli.saga import print_outcome, shipped_coordinator
-from dotmac_shared.business_logic.exceptions import (
-    BillingRunError,
-    InvalidInputError,
-    SagaNotFoundError,
-)
+from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInputError
 from dotmac_shared.business_logic.operations.billing_math import BillingPeriod
-from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga, run_billing
-from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations.billing_run import (
+    BillingRunSaga,
+    billing_attempts,
+    billing_saga,
+    next_billing_attempt,
+    run_billing,
+)
 from dotmac_shared.business_logic.persistence.models import BillingRun, Tenant
 from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
 
-__all__ = ["billing_app", "print_report", "run_billing_with_progress"]
+__all__ = ["billing_app", "print_attempts", "print_report", "run_billing_with_progress"]
 
-billing_app = typer.Typer(no_args_is_help=True, help="Billing runs: run one, print its report.")
+billing_app = typer.Typer(
+    no_args_is_help=True, help="Billing runs: run one, retry a compensated one, print its report."
+)
 
 Tenant_ = Annotated[str, typer.Option("--tenant", help="The tenant id.")]
 Period = Annotated[str, typer.Option("--period", help="The billing period, YYYY-MM.")]
+Retry = Annotated[
+    bool,
+    typer.Option(
+        "--retry",
+        help="Start a new attempt of a period whose latest attempt was compensated.",
+    ),
+]
 
 _REPORT_FIELDS = (
     "billing_run_id",
     "tenant_id",
     "billing_period",
+    "attempt",
     "invoices",
     "paid",
     "payment_failed",
@@ -76,15 +87,23 @@ async def run_billing_with_progress(
     out: Console,
     *,
     poll_seconds: float = 0.2,
+    retry: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) a billing run while a progress bar follows its saga's steps.
+    """Run (or resume, or with ``retry`` start a new attempt of) a billing run with a progress bar.
 
     Returns:
         The saga outcome of :func:`run_billing`.
+
+    Raises:
+        BillingRunError: ``retry`` when the latest attempt did not end compensated; raised
+            before anything runs.
     """
     steps = [step.name for step in BillingRunSaga.create_definition().steps]
-    saga_id = billing_run_id(tenant_id, period)
-    run = asyncio.create_task(run_billing(factory, tenant_id, period, coordinator=coordinator))
+    attempts = await billing_attempts(coordinator, tenant_id, period)
+    saga_id = next_billing_attempt(attempts, tenant_id, period, retry=retry).saga_id
+    run = asyncio.create_task(
+        run_billing(factory, tenant_id, period, coordinator=coordinator, retry=retry)
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -95,9 +114,8 @@ async def run_billing_with_progress(
         bar = progress.add_task("billing run", total=len(steps))
         while not run.done():
             await asyncio.wait({run}, timeout=poll_seconds)
-            try:
-                saga = await coordinator.get_saga(saga_id)
-            except SagaNotFoundError:  # not created yet; the run itself reports its errors
+            saga = await billing_saga(coordinator, tenant_id, saga_id)
+            if saga is None:  # not created yet; the run itself reports its errors
                 continue
             done = sum(1 for step in saga["steps"] if step["status"] == "completed")
             current = next((s["name"] for s in saga["steps"] if s["status"] == "running"), "")
@@ -124,35 +142,63 @@ def print_report(report: dict[str, Any], out: Console) -> None:
     out.print(table)
 
 
+def print_attempts(runs: list[BillingRun], out: Console) -> None:
+    """Print the attempts of a period's billing (oldest first) as a table."""
+    table = Table(title="Billing attempts")
+    for column in ("attempt", "billing run", "status", "started", "finalized"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            str(run.attempt),
+            escape(run.id),
+            escape(run.status),
+            run.created_at.isoformat(timespec="seconds"),
+            run.finalized_at.isoformat(timespec="seconds") if run.finalized_at else "",
+        )
+    out.print(table)
+
+
 @billing_app.command("run")
 def billing_run(
     tenant: Tenant_,
     period: Period,
+    retry: Retry = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run a tenant's billing for a period (or resume it) with a progress bar."""
+    """Run a tenant's billing for a period (or resume it) with a progress bar.
+
+    With --retry, start a new attempt of a period whose latest attempt was compensated
+    (gateway down, tenant or period refused): its void invoices stay void, invoices whose
+    charge was already submitted are finished with the same key, nobody is charged twice.
+    """
 
     async def run() -> tuple[dict[str, Any], bool]:
         canonical = _period(period)
         async with session_factory(database_url) as factory:
             await _require_tenant(factory, tenant)
             coordinator = shipped_coordinator(factory)
-            try:
-                before = await coordinator.get_saga(billing_run_id(tenant, canonical))
-            except SagaNotFoundError:
-                before = None
-            finished_before = before is not None and before["status"] == "completed"
-            if finished_before:
+            attempts = await billing_attempts(coordinator, tenant, canonical)
+            # Refuses a retry (completed, running, never run) before anything is written.
+            attempt = next_billing_attempt(attempts, tenant, canonical, retry=retry)
+            if attempt.status == "completed":
                 return await run_billing(factory, tenant, canonical, coordinator=coordinator), True
             outcome = await run_billing_with_progress(
-                factory, coordinator, tenant, canonical, console
+                factory, coordinator, tenant, canonical, console, retry=retry
             )
             return outcome, False
 
     outcome, finished_before = run_async(run())
     if outcome["status"] != "completed":
         print_outcome(outcome)
-        fail(f"billing run of tenant {tenant} for {period} {outcome['status']}: {outcome['error']}")
+        hint = (
+            "; once the cause is fixed, start a new attempt with --retry"
+            if outcome["status"] == "compensated"
+            else ""
+        )
+        fail(
+            f"billing run of tenant {tenant} for {period} {outcome['status']}: "
+            f"{outcome['error']}{hint}"
+        )
     if finished_before:
         console.print(
             f"billing run {outcome['saga_id']} had already finished; its report:", highlight=False
@@ -166,23 +212,31 @@ def billing_report(
     period: Period,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Print the report of a tenant's finalized billing run for a period."""
+    """Print the report of a tenant's finalized billing run for a period.
 
-    async def fetch() -> dict[str, Any]:
+    The report is the latest attempt's; earlier (compensated) attempts are listed below it.
+    """
+
+    async def fetch() -> tuple[dict[str, Any], list[BillingRun]]:
         canonical = str(BillingPeriod.parse(period))
         async with session_factory(database_url, must_exist=True) as factory, factory() as session:
-            run = (
-                await session.execute(
-                    select(BillingRun).where(
-                        BillingRun.tenant_id == tenant, BillingRun.billing_period == canonical
+            runs = list(
+                (
+                    await session.execute(
+                        select(BillingRun)
+                        .where(
+                            BillingRun.tenant_id == tenant, BillingRun.billing_period == canonical
+                        )
+                        .order_by(BillingRun.attempt)
                     )
-                )
-            ).scalar_one_or_none()
-            if run is None:
+                ).scalars()
+            )
+            if not runs:
                 raise InvalidInputError(
                     f"no billing run for tenant {tenant!r} and period {canonical}",
                     field="billing_period",
                 )
+            run = runs[-1]
             if run.status != "finalized":
                 raise BillingRunError(
                     f"billing run {run.id} of tenant {tenant} for {canonical} is {run.status}, "
@@ -190,6 +244,9 @@ def billing_report(
                     billing_run_id=run.id,
                     tenant_id=tenant,
                 )
-            return dict(run.report)
+            return dict(run.report), runs
 
-    print_report(run_async(fetch()), console)
+    report, runs = run_async(fetch())
+    print_report(report, console)
+    if len(runs) > 1:
+        print_attempts(runs, console)

@@ -1,13 +1,23 @@
-"""The billing run saga: validate period → invoices → payments → notifications → finalize."""
+"""The billing run saga: validate period → invoices → payments → notifications → finalize.
+
+A period is billed in numbered attempts, each its own saga (``billing_run_id(tenant, period,
+attempt)``). Attempt 1 is the run as it always was; a compensated attempt (gateway down,
+period or tenant refused) can be followed by attempt n+1 with ``run_billing(..., retry=True)``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.exceptions import BillingRunError
+from dotmac_shared.business_logic.exceptions import (
+    BillingRunError,
+    InvalidInputError,
+    SagaNotFoundError,
+)
 from dotmac_shared.business_logic.operations.adapters import OutboxNotifier, SandboxPaymentGateway
 from dotmac_shared.business_logic.operations.billing_steps import BillingRunSteps, billing_run_id
 from dotmac_shared.business_logic.operations.ports import Notifier, PaymentGateway
@@ -15,24 +25,34 @@ from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
     SagaDefinition,
+    SagaStatus,
     SagaStep,
     StepContext,
 )
 
-__all__ = ["BillingRunSaga", "run_billing"]
+__all__ = [
+    "BillingAttempt",
+    "BillingRunSaga",
+    "billing_attempts",
+    "billing_saga",
+    "next_billing_attempt",
+    "run_billing",
+]
 
 #: Builds the gateway a run charges through, from the run's session factory.
 GatewayFactory = Callable[[async_sessionmaker[AsyncSession]], PaymentGateway]
 
 
 class BillingRunSaga:
-    """Builds the ``billing_run`` saga definition: one saga per tenant and billing period.
+    """Builds the ``billing_run`` saga definition: one saga per tenant, period and attempt.
 
-    ``initial_data`` is ``{"tenant_id": ..., "billing_period": "YYYY-MM"}``. Every step is
-    resumable: invoices have deterministic ids (one per customer and period), payments are
+    ``initial_data`` is ``{"tenant_id": ..., "billing_period": "YYYY-MM"}``, plus
+    ``"attempt": n`` from the second attempt of a period on. Every step is resumable:
+    invoices have deterministic ids (one per customer, period and attempt), payments are
     charged with the invoice's idempotency key, notices are deduplicated in the outbox. Only
-    the first two steps have compensations (cancel the run, void unpaid invoices): a charge
-    that went through is not undone by a later failure.
+    the first two steps have compensations (cancel the run, void the invoices whose charge
+    was not submitted): a charge that went through, or may have, is not undone by a later
+    failure; the next attempt finishes it.
     """
 
     name: ClassVar[str] = "billing_run"
@@ -71,27 +91,44 @@ class BillingRunSaga:
                 raise BillingRunError("initial_data needs a tenant_id", tenant_id=None)
             return tenant_id
 
+        def attempt(ctx: StepContext) -> int:
+            number = ctx.data.get("attempt", 1)
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise InvalidInputError(
+                    f"attempt must be a whole number from 1, got {number!r}", field="attempt"
+                )
+            return number
+
         async def validate(ctx: StepContext) -> dict[str, Any]:
-            return await steps(ctx).validate_period(tenant(ctx), ctx.data.get("billing_period"))
+            return await steps(ctx).validate_period(
+                tenant(ctx), ctx.data.get("billing_period"), attempt=attempt(ctx)
+            )
 
         async def cancel(ctx: StepContext) -> None:
             if ctx.result is not None:
                 await steps(ctx).cancel_run(str(ctx.result["billing_run_id"]))
 
         async def invoices(ctx: StepContext) -> dict[str, Any]:
-            return await steps(ctx).generate_invoices(tenant(ctx), period(ctx))
+            return await steps(ctx).generate_invoices(
+                tenant(ctx), period(ctx), attempt=attempt(ctx)
+            )
 
         async def void(ctx: StepContext) -> dict[str, Any]:
-            return {"voided": await steps(ctx).void_open_invoices(tenant(ctx), period(ctx))}
+            voided = await steps(ctx).void_open_invoices(
+                tenant(ctx), period(ctx), attempt=attempt(ctx)
+            )
+            return {"voided": voided}
 
         async def payments(ctx: StepContext) -> dict[str, Any]:
-            return await steps(ctx).process_payments(tenant(ctx), period(ctx))
+            return await steps(ctx).process_payments(tenant(ctx), period(ctx), attempt=attempt(ctx))
 
         async def notices(ctx: StepContext) -> dict[str, Any]:
-            return await steps(ctx).send_notifications(tenant(ctx), period(ctx))
+            return await steps(ctx).send_notifications(
+                tenant(ctx), period(ctx), attempt=attempt(ctx)
+            )
 
         async def finalize(ctx: StepContext) -> dict[str, Any]:
-            return await steps(ctx).finalize(tenant(ctx), period(ctx))
+            return await steps(ctx).finalize(tenant(ctx), period(ctx), attempt=attempt(ctx))
 
         return SagaDefinition(
             name=cls.name,
@@ -110,6 +147,114 @@ class BillingRunSaga:
         )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BillingAttempt:
+    """One attempt at billing a tenant's period.
+
+    Attributes:
+        number: 1 for the first attempt, then 2, 3, ...
+        saga_id: The attempt's saga id, ``billing_run_id(tenant, period, number)``.
+        status: Its saga's status (a :class:`SagaStatus` value), or ``None`` if it has not
+            been started yet.
+    """
+
+    number: int
+    saga_id: str
+    status: str | None
+
+
+async def billing_saga(
+    coordinator: SagaCoordinator, tenant_id: str, saga_id: str
+) -> dict[str, Any] | None:
+    """The record of a billing attempt's saga (``get_saga``), or ``None`` if it never started.
+
+    The one place billing code reads a saga, so that the tenant travels with every read.
+
+    Raises:
+        BillingRunError: The saga id belongs to another tenant's saga.
+    """
+    try:
+        saga = await coordinator.get_saga(saga_id)
+    except SagaNotFoundError:
+        return None
+    if saga.get("tenant_id") != tenant_id:
+        raise BillingRunError(
+            f"saga {saga_id} belongs to another tenant, not to {tenant_id}",
+            billing_run_id=saga_id,
+            tenant_id=tenant_id,
+        )
+    return saga
+
+
+async def billing_attempts(
+    coordinator: SagaCoordinator, tenant_id: str, billing_period: str
+) -> list[BillingAttempt]:
+    """Every started attempt of a tenant's billing for a period, the first first.
+
+    Attempts are numbered without gaps (attempt n+1 starts only after attempt n), so this
+    reads attempt 1, 2, ... until one is missing.
+    """
+    attempts: list[BillingAttempt] = []
+    while True:
+        saga_id = billing_run_id(tenant_id, str(billing_period), len(attempts) + 1)
+        saga = await billing_saga(coordinator, tenant_id, saga_id)
+        if saga is None:
+            return attempts
+        attempts.append(BillingAttempt(len(attempts) + 1, saga_id, str(saga["status"])))
+
+
+def next_billing_attempt(
+    attempts: Sequence[BillingAttempt], tenant_id: str, billing_period: str, *, retry: bool
+) -> BillingAttempt:
+    """Which attempt a run drives: the latest one, or with ``retry`` a new one after it.
+
+    Args:
+        attempts: What :func:`billing_attempts` returned.
+        tenant_id: The tenant billed.
+        billing_period: The period, ``YYYY-MM``.
+        retry: Start a new attempt; allowed only when the latest attempt ended compensated.
+
+    Returns:
+        The latest attempt (attempt 1, not started, if there is none); with ``retry``, the
+        next attempt, not started.
+
+    Raises:
+        BillingRunError: ``retry`` while the period was never billed, while its latest
+            attempt completed, is still running or compensating, or waits for a person
+            (``compensation_failed``); ``metadata["reason"]`` says which.
+    """
+    period = str(billing_period)
+    if not retry:
+        return (
+            attempts[-1] if attempts else BillingAttempt(1, billing_run_id(tenant_id, period), None)
+        )
+    if not attempts:
+        raise BillingRunError(
+            f"billing period {period} of tenant {tenant_id} was never run: nothing to retry; "
+            "run it without retry",
+            tenant_id=tenant_id,
+            metadata={"reason": "not_started", "billing_period": period},
+        )
+    latest = attempts[-1]
+    if latest.status != SagaStatus.COMPENSATED:
+        hints: dict[str | None, str] = {
+            SagaStatus.COMPLETED.value: "completed: the period is billed",
+            SagaStatus.COMPENSATION_FAILED.value: (
+                "waiting for a person (compensation_failed): resume its saga first"
+            ),
+        }
+        hint = hints.get(latest.status, "still running: resume it instead of retrying")
+        raise BillingRunError(
+            f"cannot retry billing period {period} of tenant {tenant_id}: attempt "
+            f"{latest.number} ({latest.saga_id}) is {hint}",
+            billing_run_id=latest.saga_id,
+            tenant_id=tenant_id,
+            metadata={"reason": f"latest_attempt_{latest.status}", "billing_period": period},
+        )
+    number = latest.number + 1
+    return BillingAttempt(number, billing_run_id(tenant_id, period, number), None)
+
+
 async def run_billing(
     db_session_factory: async_sessionmaker[AsyncSession],
     tenant_id: str,
@@ -117,26 +262,49 @@ async def run_billing(
     *,
     coordinator: SagaCoordinator | None = None,
     user_id: str | None = None,
+    retry: bool = False,
     **definition_options: Any,
 ) -> dict[str, Any]:
     """Run (or resume, or return the stored result of) the billing run of one period.
 
-    The saga id is ``billing_run_id(tenant_id, billing_period)``, so running it again after
-    a crash resumes the same run, and after it finished returns its result.
+    The saga id is ``billing_run_id(tenant_id, billing_period, attempt)``, so running it
+    again after a crash resumes the same attempt, and after it finished returns its result.
+    Without ``retry`` the latest attempt is driven (attempt 1 if there is none); a
+    compensated attempt returns its stored outcome. With ``retry=True`` the next attempt
+    starts: a compensated attempt's void invoices stay void, and no customer is charged
+    twice across attempts (see :mod:`.billing_steps`).
+
+    Example:
+        >>> outcome = await run_billing(factory, "tenant123", "2026-10")  # doctest: +SKIP
+        >>> outcome["status"]  # doctest: +SKIP
+        'compensated'
+        >>> await run_billing(factory, "tenant123", "2026-10", retry=True)  # doctest: +SKIP
 
     Returns:
         The saga outcome (``status``, ``step_results`` with the ``finalize`` report, ...).
+
+    Raises:
+        BillingRunError: ``retry`` when the latest attempt did not end compensated (see
+            :func:`next_billing_attempt`).
     """
     if coordinator is None:
         coordinator = SagaCoordinator(db_session_factory)
     if BillingRunSaga.name not in coordinator.definitions:
         coordinator.register_saga(BillingRunSaga.create_definition(**definition_options))
+    # Check-then-act is safe here: the attempt read is final (compensated) or its successor
+    # id is what any concurrent retry computes too, and the saga store lets one caller
+    # create a saga id; the other drives or replays that same attempt.
+    attempt = next_billing_attempt(
+        await billing_attempts(coordinator, tenant_id, str(billing_period)),
+        tenant_id,
+        str(billing_period),
+        retry=retry,
+    )
+    initial_data: dict[str, Any] = {"tenant_id": tenant_id, "billing_period": billing_period}
+    if attempt.number > 1:  # attempt 1's data stays what it always was (stored sagas match)
+        initial_data["attempt"] = attempt.number
     return await coordinator.execute_saga(
         saga_name=BillingRunSaga.name,
-        context=SagaContext(
-            saga_id=billing_run_id(tenant_id, str(billing_period)),
-            tenant_id=tenant_id,
-            user_id=user_id,
-        ),
-        initial_data={"tenant_id": tenant_id, "billing_period": billing_period},
+        context=SagaContext(saga_id=attempt.saga_id, tenant_id=tenant_id, user_id=user_id),
+        initial_data=initial_data,
     )

@@ -1,10 +1,25 @@
 """The work of a billing run, one method per saga step, streamed in batches and resumable.
 
 Every step may run again after a crash (sagas are at-least-once), so each one is written to
-be repeatable: invoice ids are derived from (tenant, customer, period) and inserted with
-``ON CONFLICT DO NOTHING``; every charge carries the invoice's idempotency key, which the
+be repeatable: invoice ids are derived from (tenant, customer, period, attempt) and inserted
+with ``ON CONFLICT DO NOTHING``; every charge carries the invoice's idempotency key, which the
 gateway honours across crashes; notifications carry dedupe keys. Memory stays flat: customers
 and invoices are read in keyset-paginated batches, each committed on its own.
+
+A period is billed in numbered attempts: attempt n+1 starts only after attempt n was
+compensated (see :func:`~dotmac_shared.business_logic.operations.billing_run.run_billing`).
+
+The invariant that keeps a customer from being charged twice across attempts: **an invoice's
+charge key is its own id, and an invoice is either voided or submitted for charging, never
+both.** An invoice is ``open`` until its batch is marked ``charging`` (committed before the
+gateway sees it); compensation voids only ``open`` invoices, in a statement that races the
+``open`` → ``charging`` update row by row, so a voided invoice was never submitted. Invoices a
+compensated attempt leaves ``charging`` (in doubt: the charge may have gone through), ``paid``
+or ``payment_failed`` stay live and are carried over to the next attempt, which finishes an
+in-doubt charge with the same key (the gateway replays it if it went through) and never
+charges a settled one again. Only a customer whose earlier invoices are all void gets a new
+invoice, and with it a new key: reusing a voided invoice's key would replay whatever the
+gateway answered for it before, for a charge that was given up.
 """
 
 from __future__ import annotations
@@ -63,21 +78,51 @@ from dotmac_shared.business_logic.persistence.types import utcnow
 
 __all__ = ["BillingRunSteps", "billing_run_id", "invoice_id"]
 
+#: An invoice whose charge was not submitted yet: the only status compensation voids.
+OPEN = "open"
+#: An invoice whose charge was (or is being) submitted: in doubt until its payment is recorded.
+CHARGING = "charging"
+VOID = "void"
+
 logger = get_logger(__name__)
+
+#: A charge's result, or why there is none (no payment method, gateway unavailable).
+_Outcome = tuple[ChargeResult | None, str | None]
 
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
-def billing_run_id(tenant_id: str, period: str) -> str:
-    """The id of a tenant's billing run for a period (one per tenant and period)."""
-    return "br_" + _digest(tenant_id, period)
+def _check_attempt(attempt: object) -> int:
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise InvalidInputError(
+            f"a billing attempt is a whole number from 1, got {attempt!r}", field="attempt"
+        )
+    return attempt
 
 
-def invoice_id(tenant_id: str, customer_id: str, period: str) -> str:
-    """The id of a customer's invoice for a period: the same on every retry."""
-    return "inv_" + _digest(tenant_id, customer_id, period)
+def billing_run_id(tenant_id: str, period: str, attempt: int = 1) -> str:
+    """The id of attempt ``attempt`` of a tenant's billing run for a period (also its saga id).
+
+    Attempt 1 keeps the id runs always had, ``br_<digest>``; attempt n is ``br_<digest>:a<n>``.
+
+    Raises:
+        InvalidInputError: ``attempt`` is not a whole number from 1 (field ``attempt``).
+    """
+    base = "br_" + _digest(tenant_id, period)
+    return base if _check_attempt(attempt) == 1 else f"{base}:a{attempt}"
+
+
+def invoice_id(tenant_id: str, customer_id: str, period: str, attempt: int = 1) -> str:
+    """The id of a customer's invoice for a period in one attempt: the same on every retry.
+
+    Raises:
+        InvalidInputError: ``attempt`` is not a whole number from 1 (field ``attempt``).
+    """
+    if _check_attempt(attempt) == 1:
+        return "inv_" + _digest(tenant_id, customer_id, period)
+    return "inv_" + _digest(tenant_id, customer_id, period, f"a{attempt}")
 
 
 @dataclasses.dataclass
@@ -104,32 +149,64 @@ class BillingRunSteps:
 
     # --- 1. validate period ------------------------------------------------------------
 
-    async def validate_period(self, tenant_id: str, period_text: object) -> dict[str, Any]:
-        """Check the period and open (or reopen) the run; refuses a finalized period."""
+    async def validate_period(
+        self, tenant_id: str, period_text: object, *, attempt: int = 1
+    ) -> dict[str, Any]:
+        """Check the period and open (or reopen) the attempt's run; refuses a finalized period.
+
+        Raises:
+            InvalidInputError: A malformed or future period, an unknown tenant, a bad attempt.
+            BillingRunError: The period is finalized (by this attempt or another).
+        """
         period = BillingPeriod.parse(period_text)
         period.ensure_not_future(self.now())
-        run_id = billing_run_id(tenant_id, str(period))
+        run_id = billing_run_id(tenant_id, str(period), attempt)
         async with self.session_factory() as session, session.begin():
             if await session.get(Tenant, tenant_id) is None:
                 raise InvalidInputError(f"unknown tenant {tenant_id!r}", field="tenant_id")
             await session.execute(
                 insert_for(session, BillingRun)
                 .values(
-                    id=run_id, tenant_id=tenant_id, billing_period=str(period), status="running"
+                    id=run_id,
+                    tenant_id=tenant_id,
+                    billing_period=str(period),
+                    status="running",
+                    attempt=attempt,
+                    saga_id=run_id,
                 )
-                .on_conflict_do_nothing(index_elements=["id"])
+                .on_conflict_do_nothing()
             )
-            run = await session.get(BillingRun, run_id)
+            runs = (
+                await session.execute(
+                    select(BillingRun).where(
+                        BillingRun.tenant_id == tenant_id,
+                        BillingRun.billing_period == str(period),
+                    )
+                )
+            ).scalars()
+            run = None
+            for other in runs:
+                if other.status == "finalized":
+                    raise BillingRunError(
+                        f"billing period {period} of tenant {tenant_id} is already finalized",
+                        billing_run_id=other.id,
+                        tenant_id=tenant_id,
+                    )
+                if other.id == run_id:
+                    run = other
+                elif other.attempt < attempt:
+                    # Attempt n starts only after attempt n-1's saga ended compensated, so an
+                    # earlier row still "running" lost its cancel_run (its step never finished).
+                    other.status = "cancelled"
             if run is None:  # pragma: no cover - inserted or present just above
                 raise BillingRunError("billing run row missing", billing_run_id=run_id)
-            if run.status == "finalized":
-                raise BillingRunError(
-                    f"billing period {period} of tenant {tenant_id} is already finalized",
-                    billing_run_id=run_id,
-                    tenant_id=tenant_id,
-                )
             run.status = "running"
-        return {"billing_run_id": run_id, "tenant_id": tenant_id, "billing_period": str(period)}
+        return {
+            "billing_run_id": run_id,
+            "tenant_id": tenant_id,
+            "billing_period": str(period),
+            "attempt": attempt,
+        }
 
     async def cancel_run(self, run_id: str) -> None:
         """Compensation of validate_period: mark an unfinished run cancelled."""
@@ -146,13 +223,30 @@ class BillingRunSteps:
         setting = await session.get(TenantSetting, (tenant_id, "tax_rate"))
         return Decimal(str(setting.value)) if setting is not None else DEFAULT_TAX_RATE
 
-    async def generate_invoices(self, tenant_id: str, period_text: str) -> dict[str, Any]:
-        """Invoice every customer with a service active in the period, exactly once."""
+    async def generate_invoices(
+        self, tenant_id: str, period_text: str, *, attempt: int = 1
+    ) -> dict[str, Any]:
+        """Invoice every customer with a service active in the period, exactly once.
+
+        A later attempt first takes over the live invoices of the earlier ones (paid, failed
+        or charge in doubt) and invoices only the customers that have none: their earlier
+        invoices were voided before any charge was submitted.
+        """
         period = BillingPeriod.parse(period_text)
-        run_id = billing_run_id(tenant_id, period_text)
+        run_id = billing_run_id(tenant_id, period_text, attempt)
+        carried_over = 0
         async with self.session_factory() as session, session.begin():
             await refresh_statistics(session, "customers", "services")
             tax_rate = await self._tax_rate(session, tenant_id)
+            if attempt > 1:
+                earlier = [billing_run_id(tenant_id, period_text, n) for n in range(1, attempt)]
+                moved = await session.execute(
+                    update(Invoice)
+                    .where(Invoice.billing_run_id.in_(earlier), Invoice.status != VOID)
+                    .values(billing_run_id=run_id)
+                    .returning(Invoice.id)
+                )
+                carried_over = len(moved.all())
         created = customers_seen = 0
         after = ""
         while True:
@@ -172,20 +266,24 @@ class BillingRunSteps:
                 after = customer_ids[-1]
                 customers_seen += len(customer_ids)
                 created += await self._invoice_batch(
-                    session, tenant_id, period, run_id, customer_ids, tax_rate
+                    session, tenant_id, period, (run_id, attempt), customer_ids, tax_rate
                 )
             BILLING_CUSTOMERS_PROCESSED.add(len(customer_ids), {"tenant": tenant_id})
-        return {"invoices_created": created, "customers_seen": customers_seen}
+        result = {"invoices_created": created, "customers_seen": customers_seen}
+        if attempt > 1:
+            result["invoices_carried_over"] = carried_over
+        return result
 
     async def _invoice_batch(
         self,
         session: AsyncSession,
         tenant_id: str,
         period: BillingPeriod,
-        run_id: str,
+        run: tuple[str, int],
         customer_ids: Sequence[str],
         tax_rate: Decimal,
     ) -> int:
+        run_id, attempt = run
         rows = await session.execute(
             select(
                 Service.customer_id,
@@ -211,7 +309,7 @@ class BillingRunSteps:
             draft = draft_invoice(period, services, tax_rate)
             if draft is None:
                 continue
-            inv = invoice_id(tenant_id, customer_id, str(period))
+            inv = invoice_id(tenant_id, customer_id, str(period), attempt)
             invoices.append(
                 {
                     "id": inv,
@@ -223,7 +321,7 @@ class BillingRunSteps:
                     "tax": draft.tax,
                     "total": draft.total,
                     "currency": "USD",
-                    "status": "open",
+                    "status": OPEN,
                 }
             )
             lines.extend(
@@ -239,11 +337,10 @@ class BillingRunSteps:
         if not invoices:
             return 0
         # Lines only for invoices this batch really created: a re-run after a crash skips
-        # invoices that exist (the unique (tenant, customer, period) key) and their lines.
+        # invoices that exist (their id), and a later attempt skips customers that still have
+        # a live invoice for the period (the unique index on live invoices), and their lines.
         inserted = await session.execute(
-            insert_for(session, Invoice)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "customer_id", "billing_period"])
-            .returning(Invoice.id),
+            insert_for(session, Invoice).on_conflict_do_nothing().returning(Invoice.id),
             invoices,
         )
         new_ids = set(inserted.scalars())
@@ -252,21 +349,42 @@ class BillingRunSteps:
             await session.execute(insert_for(session, InvoiceLine), new_lines)
         return len(new_ids)
 
-    async def void_open_invoices(self, tenant_id: str, period_text: str) -> int:
-        """Compensation of generate_invoices: void the run's invoices not yet charged."""
-        run_id = billing_run_id(tenant_id, period_text)
+    async def void_open_invoices(
+        self, tenant_id: str, period_text: str, *, attempt: int = 1
+    ) -> int:
+        """Compensation of generate_invoices: void the run's invoices not submitted for charging.
+
+        Invoices left ``charging`` (the charge may have gone through) stay live: the next
+        attempt finishes their charge with the same key instead of invoicing the customer again.
+        """
+        run_id = billing_run_id(tenant_id, period_text, attempt)
         async with self.session_factory() as session, session.begin():
             result = await session.execute(
                 update(Invoice)
-                .where(Invoice.billing_run_id == run_id, Invoice.status == "open")
-                .values(status="void")
+                .where(Invoice.billing_run_id == run_id, Invoice.status == OPEN)
+                .values(status=VOID)
                 .returning(Invoice.id)
             )
-            return len(result.all())
+            voided = len(result.all())
+            in_doubt = (
+                await session.execute(
+                    select(func.count(Invoice.id)).where(
+                        Invoice.billing_run_id == run_id, Invoice.status == CHARGING
+                    )
+                )
+            ).scalar_one()
+        if in_doubt:
+            logger.warning(
+                "billing run %s compensated with %s charges in doubt; the next attempt "
+                "finishes them with their own keys",
+                run_id,
+                in_doubt,
+            )
+        return voided
 
     # --- 3. process payments -----------------------------------------------------------
 
-    async def _charge_one(self, request: ChargeRequest) -> tuple[ChargeResult | None, str | None]:
+    async def _charge_one(self, request: ChargeRequest) -> _Outcome:
         """Charge with retries on transient gateway errors; the key makes retries harmless."""
         try:
             async for attempt in AsyncRetrying(
@@ -288,11 +406,14 @@ class BillingRunSteps:
 
     async def _charge_all(
         self, batch: Sequence[dict[str, Any]]
-    ) -> list[tuple[ChargeResult | None, str | None]]:
-        """Charge a batch: in one submission if the gateway takes batches, else concurrently."""
-        outcomes: list[tuple[ChargeResult | None, str | None]] = [
-            (None, "no payment method on file") for _ in batch
-        ]
+    ) -> tuple[list[_Outcome | None], list[BaseException]]:
+        """Charge a batch: in one submission if the gateway takes batches, else concurrently.
+
+        Returns:
+            Each invoice's outcome, ``None`` where the gateway raised (the charge is in
+            doubt), and what it raised.
+        """
+        outcomes: list[_Outcome | None] = [(None, "no payment method on file") for _ in batch]
         pending = [
             (i, ChargeRequest(f"invoice:{inv['id']}", inv["token"], inv["total"], inv["currency"]))
             for i, inv in enumerate(batch)
@@ -309,21 +430,44 @@ class BillingRunSteps:
             pending = retry
         limiter = asyncio.Semaphore(self.charge_concurrency)
 
-        async def charge(request: ChargeRequest) -> tuple[ChargeResult | None, str | None]:
+        async def charge(request: ChargeRequest) -> _Outcome:
             async with limiter:
                 return await self._charge_one(request)
 
-        results = await asyncio.gather(*(charge(request) for _, request in pending))
+        # Every charge of the batch ends before an error is raised: none keeps running behind
+        # a failed step, and the ones that went through are recorded before it fails.
+        results = await asyncio.gather(
+            *(charge(request) for _, request in pending), return_exceptions=True
+        )
+        errors: list[BaseException] = []
         for (i, _), result in zip(pending, results, strict=True):
-            outcomes[i] = result
-        return outcomes
+            if isinstance(result, BaseException):
+                errors.append(result)
+                outcomes[i] = None
+            else:
+                outcomes[i] = result
+        return outcomes, errors
 
-    async def process_payments(self, tenant_id: str, period_text: str) -> dict[str, Any]:
-        """Charge every open invoice of the run once; declines are recorded, not fatal."""
-        run_id = billing_run_id(tenant_id, period_text)
+    async def process_payments(
+        self, tenant_id: str, period_text: str, *, attempt: int = 1
+    ) -> dict[str, Any]:
+        """Charge every invoice of the run once; declines are recorded, not fatal.
+
+        Charges in doubt (``charging``: submitted by a worker that died, or by an earlier
+        attempt that was compensated) are finished first, with their own keys; then every
+        ``open`` invoice is marked ``charging`` and charged, batch by batch.
+        """
+        run_id = billing_run_id(tenant_id, period_text, attempt)
         counts = {"paid": 0, "declined": 0, "failed": 0}
         async with self.session_factory() as session, session.begin():
             await refresh_statistics(session, "invoices")  # just bulk-inserted by the last step
+        for status in (CHARGING, OPEN):
+            await self._charge_invoices(tenant_id, run_id, status, counts)
+        return counts
+
+    async def _charge_invoices(
+        self, tenant_id: str, run_id: str, status: str, counts: dict[str, int]
+    ) -> None:
         after = ""
         while True:
             async with self.session_factory() as session:
@@ -339,24 +483,58 @@ class BillingRunSteps:
                         .outerjoin(
                             BillingAccount, BillingAccount.customer_id == Invoice.customer_id
                         )
-                        .where(Invoice.billing_run_id == run_id, Invoice.status == "open")
+                        .where(Invoice.billing_run_id == run_id, Invoice.status == status)
                         .where(Invoice.id > after)
                         .order_by(Invoice.id)
                         .limit(self.batch_size)
                     )
                 ]
             if not batch:
-                break
+                return
             after = batch[-1]["id"]
-            outcomes = await self._charge_all(batch)
-            await self._record_payments(tenant_id, batch, outcomes, counts)
-        return counts
+            if status == OPEN:
+                batch = await self._mark_charging(batch)
+            if not batch:
+                continue
+            outcomes, errors = await self._charge_all(batch)
+            answered = [
+                (inv, out) for inv, out in zip(batch, outcomes, strict=True) if out is not None
+            ]
+            if answered:
+                await self._record_payments(
+                    tenant_id, [inv for inv, _ in answered], [out for _, out in answered], counts
+                )
+            if errors:
+                # The unanswered charges stay "charging": the step fails, compensation leaves
+                # them live, and whoever runs next finishes them with the same keys.
+                raise errors[0]
+
+    async def _mark_charging(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Commit ``open`` → ``charging`` before the gateway sees the batch; keep what flipped.
+
+        Compensation voids with ``WHERE status = 'open'``, so each invoice is decided by
+        whichever of the two updates reaches its row first: one that was voided is not
+        charged, and one that is being charged is not voided.
+        """
+        async with self.session_factory() as session, session.begin():
+            flipped = set(
+                (
+                    await session.execute(
+                        update(Invoice)
+                        .where(Invoice.id.in_([inv["id"] for inv in batch]))
+                        .where(Invoice.status == OPEN)
+                        .values(status=CHARGING)
+                        .returning(Invoice.id)
+                    )
+                ).scalars()
+            )
+        return [inv for inv in batch if inv["id"] in flipped]
 
     async def _record_payments(
         self,
         tenant_id: str,
         batch: Sequence[dict[str, Any]],
-        outcomes: Sequence[tuple[ChargeResult | None, str | None]],
+        outcomes: Sequence[_Outcome],
         counts: dict[str, int],
     ) -> None:
         payments, statuses = [], {}
@@ -392,15 +570,17 @@ class BillingRunSteps:
                 if ids:
                     await session.execute(
                         update(Invoice)
-                        .where(Invoice.id.in_(ids), Invoice.status == "open")
+                        .where(Invoice.id.in_(ids), Invoice.status == CHARGING)
                         .values(status=new_status)
                     )
 
     # --- 4. send notifications ---------------------------------------------------------
 
-    async def send_notifications(self, tenant_id: str, period_text: str) -> dict[str, Any]:
+    async def send_notifications(
+        self, tenant_id: str, period_text: str, *, attempt: int = 1
+    ) -> dict[str, Any]:
         """Queue an invoice notice per invoice and a failure notice per failed payment."""
-        run_id = billing_run_id(tenant_id, period_text)
+        run_id = billing_run_id(tenant_id, period_text, attempt)
         queued = 0
         async with self.session_factory() as session, session.begin():
             await refresh_statistics(session, "invoices")  # statuses just changed in bulk
@@ -437,9 +617,11 @@ class BillingRunSteps:
 
     # --- 5. finalize -------------------------------------------------------------------
 
-    async def finalize(self, tenant_id: str, period_text: str) -> dict[str, Any]:
+    async def finalize(
+        self, tenant_id: str, period_text: str, *, attempt: int = 1
+    ) -> dict[str, Any]:
         """Close the run with a report: counts, totals and the customers whose payment failed."""
-        run_id = billing_run_id(tenant_id, period_text)
+        run_id = billing_run_id(tenant_id, period_text, attempt)
         async with self.session_factory() as session, session.begin():
             totals = (
                 await session.execute(
@@ -475,6 +657,7 @@ class BillingRunSteps:
                 "billing_run_id": run_id,
                 "tenant_id": tenant_id,
                 "billing_period": period_text,
+                "attempt": attempt,
                 "invoices": int(totals[0]),
                 "paid": int(totals[1]),
                 "payment_failed": int(totals[2]),

@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.persistence.models.base import Base
@@ -21,7 +21,11 @@ __all__ = ["BillingRun", "GatewayLedgerEntry", "Invoice", "InvoiceLine", "Paymen
 
 
 class BillingRun(Base):
-    """One tenant's billing for one period; at most one per tenant and period."""
+    """One attempt at a tenant's billing for one period; attempts are numbered from 1.
+
+    A new attempt is started only after the previous one was compensated, so at most one
+    attempt of a period is running or finalized.
+    """
 
     __tablename__ = "billing_runs"
 
@@ -29,16 +33,21 @@ class BillingRun(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id", ondelete="CASCADE"))
     billing_period: Mapped[str] = mapped_column(String(7))
     status: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     saga_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     report: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finalized_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    __table_args__ = (UniqueConstraint("tenant_id", "billing_period"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "billing_period", "attempt"),)
 
 
 class Invoice(Base):
-    """A customer's invoice for a period: one per customer and period, whatever retries do."""
+    """A customer's invoice for a period: one live (not void) per customer and period.
+
+    A billing attempt that was compensated leaves its uncharged invoices void; the next
+    attempt invoices those customers again, so void invoices stay as history beside the live one.
+    """
 
     __tablename__ = "invoices"
 
@@ -57,7 +66,15 @@ class Invoice(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("tenant_id", "customer_id", "billing_period"),
+        Index(
+            "uq_invoices_live_per_customer_period",
+            "tenant_id",
+            "customer_id",
+            "billing_period",
+            unique=True,
+            sqlite_where=text("status <> 'void'"),
+            postgresql_where=text("status <> 'void'"),
+        ),
         # Keyset batches walk a run's invoices in id order: by status (payments) and in all
         # (notices). Without ``id`` last, each batch re-reads the whole run: O(n²).
         Index("ix_invoices_run_status_id", "billing_run_id", "status", "id"),
