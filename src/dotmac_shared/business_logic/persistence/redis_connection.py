@@ -3,8 +3,8 @@
 Redis answers the commands of a connection in the order it received them, so concurrent
 callers can share one connection: each command is written as soon as it is issued and
 queues a future, and each reply completes the oldest waiting future. redis-py's asyncio
-client instead checks a connection out of its pool for every command, which costs about
-40 µs of Python per command here and one socket per caller in flight.
+client instead checks a connection out of its pool for every command, which costs Python
+work per command and one socket per caller in flight (``benchmarks/`` measures both).
 
 The wire format is packed and parsed by hiredis; URLs are parsed, and errors raised, as
 redis-py does (``redis.exceptions``), so code written for a ``redis.asyncio.Redis`` handles
@@ -221,7 +221,9 @@ class RedisConnection:
         if kind is SSLConnection:
             options["ssl"] = True
         elif kind is not None and kind is not UnixDomainSocketConnection:
-            raise InvalidInputError(f"unsupported Redis URL scheme in {url!r}", field="url")
+            # The URL may carry a password: name the scheme only.
+            scheme = url.partition("://")[0]
+            raise InvalidInputError(f"unsupported Redis URL scheme {scheme!r}", field="url")
         return cls(**options, timeout=timeout, connect_timeout=connect_timeout)
 
     @property

@@ -1,8 +1,8 @@
 """SQLAlchemy's aiosqlite adapter, made to cost one trip to aiosqlite's thread per statement.
 
 aiosqlite runs every sqlite3 call on a thread of its own; each call is a trip there and back
-through a queue and the event loop (about 100-170 µs on a small VM, against 1-2 µs for the
-SQLite work of a key lookup). SQLAlchemy's adapter takes three or four trips per statement
+through a queue and the event loop, which costs far more than the SQLite work of a key
+lookup. SQLAlchemy's adapter takes three or four trips per statement
 (open a cursor, execute, fetch, close) plus one for each commit, rollback and isolation-level
 change, so trips, not SQL, were the cost of every SQLite operation here.
 
@@ -72,8 +72,8 @@ def transaction(
     For code running in SQLAlchemy's greenlet (inside ``greenlet_spawn``, where ``await_``
     works); :func:`run_transaction` is the same for a coroutine.
 
-    A trip to aiosqlite's thread costs more than a small transaction's SQL (60-170 µs here
-    against 50-100 µs), so with ``inline`` the transaction runs right here, on the event
+    A trip to aiosqlite's thread costs more than a small transaction's SQL, so with
+    ``inline`` the transaction runs right here, on the event
     loop's thread, when SQLite can do it without waiting for anything:
 
     - the connection's thread is idle (nothing of this connection is queued or running there:
