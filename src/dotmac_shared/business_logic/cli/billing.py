@@ -96,7 +96,7 @@ async def run_billing_with_progress(
         while not run.done():
             await asyncio.wait({run}, timeout=poll_seconds)
             try:
-                saga = await coordinator.get_saga(saga_id)
+                saga = await coordinator.get_saga(saga_id, tenant_id=tenant_id)
             except SagaNotFoundError:  # not created yet; the run itself reports its errors
                 continue
             done = sum(1 for step in saga["steps"] if step["status"] == "completed")
@@ -138,7 +138,9 @@ def billing_run(
             await _require_tenant(factory, tenant)
             coordinator = shipped_coordinator(factory)
             try:
-                before = await coordinator.get_saga(billing_run_id(tenant, canonical))
+                before = await coordinator.get_saga(
+                    billing_run_id(tenant, canonical), tenant_id=tenant
+                )
             except SagaNotFoundError:
                 before = None
             finished_before = before is not None and before["status"] == "completed"
