@@ -27,13 +27,14 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.expression import Select, Update
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
@@ -201,16 +202,18 @@ _RENEW = (
 # --- tenant scopes ------------------------------------------------------------------------
 # Every read and operator action is filtered by tenant in its SQL: each statement exists
 # once per kind of scope, one tenant ("one", bound as w_tenant), no tenant ("none") or all.
-_SCOPES = ("all", "none", "one")
+_ScopeKind = Literal["all", "none", "one"]
+_SCOPES: tuple[_ScopeKind, ...] = ("all", "none", "one")
+_Scopable = TypeVar("_Scopable", Select[Any], Update)
 
 
-def _scope_kind(tenant_id: TenantScope) -> str:
+def _scope_kind(tenant_id: TenantScope) -> _ScopeKind:
     if tenant_id is ALL_TENANTS:
         return "all"
     return "none" if tenant_id is None else "one"
 
 
-def _scoped(statement: Any, kind: str) -> Any:
+def _scoped(statement: _Scopable, kind: _ScopeKind) -> _Scopable:
     """``statement`` restricted to the sagas of one kind of scope."""
     if kind == "one":
         return statement.where(_S.tenant_id == _bind("w_tenant", _S.tenant_id))
@@ -219,7 +222,9 @@ def _scoped(statement: Any, kind: str) -> Any:
     return statement
 
 
-def _scope_params(tenant_id: TenantScope, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _scope_params(
+    tenant_id: TenantScope, params: dict[str, Any]
+) -> tuple[_ScopeKind, dict[str, Any]]:
     """The kind of ``tenant_id``'s scope, and ``params`` with its bind value added."""
     kind = _scope_kind(tenant_scope(tenant_id))
     if kind == "one":
@@ -269,12 +274,12 @@ _LOAD = {
 }
 
 
-def _list_statement(kind: str, by_status: bool) -> Executable:
+def _list_statement(kind: _ScopeKind, by_status: bool) -> Executable:
     query = select(_SAGAS).order_by(_S.created_at.desc()).limit(_bind("w_limit", _S.current_step))
     query = _scoped(query, kind)
     if by_status:
         query = query.where(_S.status == _bind("w_status", _S.status))
-    return cast(Executable, query)
+    return query
 
 
 _LIST = {(k, s): _list_statement(k, s) for k in _SCOPES for s in (False, True)}
