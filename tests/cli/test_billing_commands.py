@@ -81,7 +81,7 @@ def test_run_fails_with_one_line_when_period_malformed(runner, seeded_url, perio
     result = runner.invoke(app, run_args(seeded_url, period))
     assert result.exit_code == 1
     assert "YYYY-MM" in one_error_line(result.stderr)
-    listed = runner.invoke(app, ["saga", "list", "--database-url", seeded_url])
+    listed = runner.invoke(app, ["saga", "list", "--all-tenants", "--database-url", seeded_url])
     assert "0 sagas" in listed.stdout  # refused before any saga started
 
 
@@ -199,7 +199,7 @@ def test_run_retry_fails_with_one_line_when_the_period_was_never_billed(runner, 
     result = runner.invoke(app, [*run_args(seeded_url, last_full_month()), "--retry"])
     assert result.exit_code == 1
     assert "was never run: nothing to retry" in one_error_line(result.stderr)
-    listed = runner.invoke(app, ["saga", "list", "--database-url", seeded_url])
+    listed = runner.invoke(app, ["saga", "list", "--all-tenants", "--database-url", seeded_url])
     assert "0 sagas" in listed.stdout  # refused before any saga started
 
 

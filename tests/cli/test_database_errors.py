@@ -69,6 +69,8 @@ def invocation(path: tuple[str, ...], url: str) -> list[str]:
     samples = {"tenant": "tenant123", "period": last_full_month()}
     argv = [*path, *FINITE.get(path, [])]
     for param in DATABASE_COMMANDS[path].params:
+        if param.name == "all_tenants":  # saga commands need a tenant scope
+            argv.append("--all-tenants")
         if not param.required:
             continue
         value = samples.get(param.name or "", "x")
@@ -190,7 +192,13 @@ def test_one_line_names_the_masked_url_when_the_database_goes_away_after_the_mig
         through = parsed.set(port=proxy.port, password=SECRET)
         result = runner.invoke(
             app,
-            ["saga", "list", "--database-url", through.render_as_string(hide_password=False)],
+            [
+                "saga",
+                "list",
+                "--all-tenants",
+                "--database-url",
+                through.render_as_string(hide_password=False),
+            ],
         )
         assert result.exit_code == 1, result.output
         line = error_line(result.stderr)
@@ -266,7 +274,7 @@ def test_read_command_refuses_the_default_path_when_no_database_is_there(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DOTMAC_DATABASE_URL", raising=False)
-    result = runner.invoke(app, ["saga", "list"])
+    result = runner.invoke(app, ["saga", "list", "--all-tenants"])
     assert result.exit_code == 1
     assert "no database at dotmac_business_logic.db" in error_line(result.stderr)
     assert list(tmp_path.iterdir()) == []

@@ -41,14 +41,16 @@ def test_root_help_lists_every_command_group():
 
 
 def test_console_script_prints_one_error_line_and_exits_1_when_business_error(migrated_url):
-    result = run_main("saga", "show", "nope", "--database-url", migrated_url)
+    result = run_main("saga", "show", "nope", "--all-tenants", "--database-url", migrated_url)
     assert result.returncode == 1
     assert one_error_line(result.stderr) == "error: no saga with id 'nope'"
     assert result.stdout == ""
 
 
 def test_console_script_shows_the_traceback_when_debug(migrated_url):
-    result = run_main("--debug", "saga", "show", "nope", "--database-url", migrated_url)
+    result = run_main(
+        "--debug", "saga", "show", "nope", "--all-tenants", "--database-url", migrated_url
+    )
     assert result.returncode == 1
     assert "SagaNotFoundError" in result.stderr
     assert len(result.stderr.splitlines()) > 1
@@ -76,20 +78,28 @@ def test_unexpected_errors_are_one_line_naming_the_type_when_not_debug(runner, d
 
 
 def test_business_errors_are_one_line_when_the_database_url_is_unsupported(runner):
-    result = runner.invoke(app, ["saga", "list", "--database-url", "mysql://localhost/x"])
+    result = runner.invoke(
+        app, ["saga", "list", "--all-tenants", "--database-url", "mysql://localhost/x"]
+    )
     assert result.exit_code == 1
     assert "mysql" in one_error_line(result.stderr)
 
 
 def test_debug_lets_the_exception_through_when_business_error(runner, migrated_url):
-    result = runner.invoke(app, ["--debug", "saga", "show", "nope", "--database-url", migrated_url])
+    result = runner.invoke(
+        app, ["--debug", "saga", "show", "nope", "--all-tenants", "--database-url", migrated_url]
+    )
     assert result.exit_code == 1
     assert isinstance(result.exception, SagaNotFoundError)
 
 
 def test_debug_state_is_reset_when_next_invocation_omits_it(runner, migrated_url):
-    runner.invoke(app, ["--debug", "saga", "show", "nope", "--database-url", migrated_url])
-    result = runner.invoke(app, ["saga", "show", "nope", "--database-url", migrated_url])
+    runner.invoke(
+        app, ["--debug", "saga", "show", "nope", "--all-tenants", "--database-url", migrated_url]
+    )
+    result = runner.invoke(
+        app, ["saga", "show", "nope", "--all-tenants", "--database-url", migrated_url]
+    )
     assert result.exit_code == 1 and not state.debug
     one_error_line(result.stderr)
 
@@ -97,14 +107,26 @@ def test_debug_state_is_reset_when_next_invocation_omits_it(runner, migrated_url
 def test_log_json_handler_is_removed_when_the_command_ends(runner, migrated_url):
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    result = runner.invoke(app, ["--log-json", "saga", "list", "--database-url", migrated_url])
+    result = runner.invoke(
+        app, ["--log-json", "saga", "list", "--all-tenants", "--database-url", migrated_url]
+    )
     assert result.exit_code == 0, result.output
     assert root.handlers == handlers and root.level == level
 
 
 def test_log_json_writes_each_record_as_a_json_line_with_context_fields(runner, migrated_url):
     result = runner.invoke(
-        app, ["--log-json", "--debug", "saga", "show", "missing", "--database-url", migrated_url]
+        app,
+        [
+            "--log-json",
+            "--debug",
+            "saga",
+            "show",
+            "missing",
+            "--all-tenants",
+            "--database-url",
+            migrated_url,
+        ],
     )
     assert isinstance(result.exception, SagaNotFoundError)
     lines = [line for line in result.stderr.splitlines() if line.startswith("{")]

@@ -18,8 +18,17 @@ from dotmac_shared.business_logic.operations import (
     TenantProvisioningSaga,
 )
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
-from dotmac_shared.business_logic.sagas import SagaContext
+from dotmac_shared.business_logic.sagas import (
+    ALL_TENANTS,
+    RetryPolicy,
+    SagaContext,
+    SagaCoordinator,
+    SagaDefinition,
+    SagaStep,
+)
 from tests.cli.helpers import SERVICE_REQUEST, flat, one_error_line
+
+TENANT = ["--tenant", "tenant123"]
 
 
 async def _provision(url: str, plan: str, tenant_id: str = "tenant123") -> str:
@@ -39,7 +48,7 @@ async def _provision(url: str, plan: str, tenant_id: str = "tenant123") -> str:
 async def _saga(url: str, saga_id: str) -> dict:
     factory = create_session_factory(url)
     try:
-        return await shipped_coordinator(factory).get_saga(saga_id)
+        return await shipped_coordinator(factory).get_saga(saga_id, tenant_id=ALL_TENANTS)
     finally:
         await engine_of(factory).dispose()
 
@@ -72,7 +81,7 @@ def test_shipped_coordinator_registers_the_three_shipped_sagas(tmp_path):
 
 
 def test_list_shows_every_saga_with_its_status_when_no_filter(runner, seeded_url, finished_sagas):
-    result = runner.invoke(app, ["saga", "list", "--database-url", seeded_url])
+    result = runner.invoke(app, ["saga", "list", "--all-tenants", "--database-url", seeded_url])
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
     assert "completed" in rows[finished_sagas["completed"]]
@@ -82,7 +91,9 @@ def test_list_shows_every_saga_with_its_status_when_no_filter(runner, seeded_url
 
 def test_list_filters_by_status_and_tenant_when_asked(runner, seeded_url, finished_sagas):
     url = ["--database-url", seeded_url]
-    done = runner.invoke(app, ["saga", "list", "--status", "completed", *url])
+    done = runner.invoke(
+        app, ["saga", "list", "--tenant", "tenant123", "--status", "completed", *url]
+    )
     assert done.exit_code == 0, done.output
     assert finished_sagas["completed"] in done.stdout
     assert finished_sagas["compensated"] not in done.stdout
@@ -92,14 +103,18 @@ def test_list_filters_by_status_and_tenant_when_asked(runner, seeded_url, finish
 
 
 def test_list_fails_with_one_line_when_status_unknown(runner, seeded_url):
-    result = runner.invoke(app, ["saga", "list", "--status", "stuck", "--database-url", seeded_url])
+    result = runner.invoke(
+        app, ["saga", "list", "--all-tenants", "--status", "stuck", "--database-url", seeded_url]
+    )
     assert result.exit_code == 1
     assert "unknown saga status 'stuck'" in one_error_line(result.stderr)
 
 
 def test_show_prints_the_record_and_every_step_when_saga_exists(runner, seeded_url, finished_sagas):
     saga_id = finished_sagas["compensated"]
-    result = runner.invoke(app, ["saga", "show", saga_id, "--database-url", seeded_url])
+    result = runner.invoke(
+        app, ["saga", "show", saga_id, "--tenant", "tenant123", "--database-url", seeded_url]
+    )
     assert result.exit_code == 0, result.output
     out = flat(result.stdout)
     assert f"saga {saga_id} (service_provisioning v1.0.0): compensated" in out
@@ -109,7 +124,9 @@ def test_show_prints_the_record_and_every_step_when_saga_exists(runner, seeded_u
 
 
 def test_show_fails_with_one_line_when_saga_id_unknown(runner, seeded_url):
-    result = runner.invoke(app, ["saga", "show", "no-such-saga", "--database-url", seeded_url])
+    result = runner.invoke(
+        app, ["saga", "show", "no-such-saga", "--all-tenants", "--database-url", seeded_url]
+    )
     assert result.exit_code == 1
     assert one_error_line(result.stderr) == "error: no saga with id 'no-such-saga'"
 
@@ -118,7 +135,9 @@ def test_show_fails_with_one_line_when_saga_id_unknown(runner, seeded_url):
 
 
 def test_resume_drives_an_abandoned_saga_to_completion(runner, seeded_url, abandoned_saga):
-    result = runner.invoke(app, ["saga", "resume", abandoned_saga, "--database-url", seeded_url])
+    result = runner.invoke(
+        app, ["saga", "resume", abandoned_saga, *TENANT, "--database-url", seeded_url]
+    )
     assert result.exit_code == 0, result.output
     assert f"saga {abandoned_saga} (service_provisioning): completed" in flat(result.stdout)
     saga = asyncio.run(_saga(seeded_url, abandoned_saga))
@@ -128,14 +147,16 @@ def test_resume_drives_an_abandoned_saga_to_completion(runner, seeded_url, aband
 
 def test_resume_reports_the_stored_outcome_when_saga_finished(runner, seeded_url, finished_sagas):
     saga_id = finished_sagas["compensated"]
-    result = runner.invoke(app, ["saga", "resume", saga_id, "--database-url", seeded_url])
+    result = runner.invoke(app, ["saga", "resume", saga_id, *TENANT, "--database-url", seeded_url])
     assert result.exit_code == 0, result.output
     out = flat(result.stdout)
     assert "compensated" in out and "failed step: validate_request" in out
 
 
 def test_cancel_compensates_an_abandoned_saga(runner, seeded_url, abandoned_saga):
-    result = runner.invoke(app, ["saga", "cancel", abandoned_saga, "--database-url", seeded_url])
+    result = runner.invoke(
+        app, ["saga", "cancel", abandoned_saga, *TENANT, "--database-url", seeded_url]
+    )
     assert result.exit_code == 0, result.output
     out = flat(result.stdout)
     assert f"saga {abandoned_saga} (service_provisioning): compensated" in out
@@ -147,9 +168,129 @@ def test_cancel_compensates_an_abandoned_saga(runner, seeded_url, abandoned_saga
 
 @pytest.mark.parametrize("command", ["resume", "cancel"])
 def test_resume_and_cancel_fail_with_one_line_when_saga_id_unknown(runner, seeded_url, command):
-    result = runner.invoke(app, ["saga", command, "ghost", "--database-url", seeded_url])
+    result = runner.invoke(app, ["saga", command, "ghost", *TENANT, "--database-url", seeded_url])
     assert result.exit_code == 1
     assert one_error_line(result.stderr) == "error: no saga with id 'ghost'"
+
+
+# --- tenant scope -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_tenants(seeded_url: str, finished_sagas: dict[str, str]) -> dict[str, str]:
+    """The finished sagas of tenant123, plus one saga of another tenant."""
+    other = asyncio.run(_provision(seeded_url, "standard", tenant_id="tenant-other"))
+    return {**finished_sagas, "other": other}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list"], ["show", "x"], ["resume", "x"], ["cancel", "x"]],
+    ids=["list", "show", "resume", "cancel"],
+)
+def test_saga_commands_exit_2_when_no_tenant_scope_is_given(runner, seeded_url, args):
+    result = runner.invoke(app, ["saga", *args, "--database-url", seeded_url])
+    assert result.exit_code == 2
+    line = one_error_line(result.stderr)
+    assert "--tenant TENANT" in line and "--all-tenants" in line
+
+
+def test_saga_list_exits_2_when_both_tenant_and_all_tenants_given(runner, seeded_url):
+    args = ["saga", "list", *TENANT, "--all-tenants", "--database-url", seeded_url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "not both" in one_error_line(result.stderr)
+
+
+def rows_of(stdout: str) -> dict[str, list[str]]:
+    """Table rows by saga id: the cells of each row."""
+    return {
+        cells[0]: cells
+        for line in stdout.splitlines()
+        if "│" in line
+        for cells in [[cell.strip() for cell in line.split("│")[1:-1]]]
+    }
+
+
+def test_list_shows_one_tenants_sagas_unless_all_tenants(runner, seeded_url, two_tenants):
+    url = ["--database-url", seeded_url]
+    mine = runner.invoke(app, ["saga", "list", *TENANT, *url])
+    assert mine.exit_code == 0, mine.output
+    rows = rows_of(mine.stdout)
+    assert two_tenants["other"] not in rows and "2 sagas" in mine.stdout
+    everyone = runner.invoke(app, ["saga", "list", "--all-tenants", *url])
+    assert everyone.exit_code == 0, everyone.output
+    rows = rows_of(everyone.stdout)
+    assert "3 sagas" in everyone.stdout
+    header = next(line for line in everyone.stdout.splitlines() if "┃" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:-1]][3] == "tenant"
+    assert rows[two_tenants["other"]][3] == "tenant-other"
+    assert rows[two_tenants["completed"]][3] == "tenant123"
+
+
+@pytest.mark.parametrize("command", ["show", "resume", "cancel"])
+def test_saga_of_another_tenant_is_reported_as_missing_by_the_cli(
+    runner, seeded_url, two_tenants, command
+):
+    saga_id = two_tenants["other"]
+    result = runner.invoke(app, ["saga", command, saga_id, *TENANT, "--database-url", seeded_url])
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr) == f"error: no saga with id '{saga_id}'"
+    shown = runner.invoke(
+        app, ["saga", "show", saga_id, "--all-tenants", "--database-url", seeded_url]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "tenant: tenant-other" in flat(shown.stdout)
+
+
+async def _stuck_saga_of_unknown_type(url: str) -> str:
+    """A compensation_failed saga of a type the CLI's coordinator does not know."""
+
+    async def done(ctx):
+        return {}
+
+    async def undo(ctx):
+        raise ConnectionError("refund service down")
+
+    async def boom(ctx):
+        raise RuntimeError("boom")
+
+    factory = create_session_factory(url)
+    try:
+        coordinator = SagaCoordinator(factory)
+        coordinator.register_saga(
+            SagaDefinition(
+                name="mystery",
+                steps=[
+                    SagaStep(
+                        name="a",
+                        execute=done,
+                        compensate=undo,
+                        compensation_retry=RetryPolicy(max_attempts=1),
+                    ),
+                    SagaStep(name="b", execute=boom),
+                ],
+            )
+        )
+        saga_id = f"mystery-{uuid.uuid4().hex[:8]}"
+        await coordinator.execute_saga(
+            saga_name="mystery", context=SagaContext(saga_id=saga_id, tenant_id="tenant123")
+        )
+        return saga_id
+    finally:
+        await engine_of(factory).dispose()
+
+
+def test_resume_refuses_a_saga_of_unknown_type_and_leaves_it_untouched(runner, seeded_url):
+    saga_id = asyncio.run(_stuck_saga_of_unknown_type(seeded_url))
+    before = asyncio.run(_saga(seeded_url, saga_id))
+    assert before["status"] == "compensation_failed"
+    result = runner.invoke(app, ["saga", "resume", saga_id, *TENANT, "--database-url", seeded_url])
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr).startswith("error: unknown saga 'mystery'")
+    after = asyncio.run(_saga(seeded_url, saga_id))
+    assert after == before
+    assert after["lease_owner"] is None and after["status"] == "compensation_failed"
 
 
 # --- worker -----------------------------------------------------------------------------------

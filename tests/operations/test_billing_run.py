@@ -75,7 +75,7 @@ async def _until_started(
     deadline = time.monotonic() + 60
     while True:
         try:
-            await observer.get_saga(saga_id)
+            await observer.get_saga(saga_id, tenant_id=DEMO_TENANT_ID)
             return
         except SagaNotFoundError:
             assert proc.is_alive(), "the billing process died before starting its run"
@@ -106,7 +106,9 @@ async def test_runs_killed_at_random_points_resume_to_exactly_once_when_restarte
         proc.join()
         await asyncio.sleep(LEASE + 0.2)  # the dead run's lease expires; this one resumes it
         try:
-            state = await observer.get_saga(billing_run_id(DEMO_TENANT_ID, period))
+            state = await observer.get_saga(
+                billing_run_id(DEMO_TENANT_ID, period), tenant_id=DEMO_TENANT_ID
+            )
         except SagaNotFoundError:
             state = {"status": "not started"}
         if state["status"] == "running":

@@ -12,6 +12,7 @@ from dotmac_shared.business_logic import (
     SagaNotFoundError,
 )
 from dotmac_shared.business_logic.sagas import (
+    ALL_TENANTS,
     RetryPolicy,
     SagaContext,
     SagaCoordinator,
@@ -76,7 +77,7 @@ async def test_failed_step_compensates_completed_steps_in_reverse(coordinator, s
     # The failed step took effect before failing, so it is compensated too, first.
     assert result["compensated_steps"] == ["step_3", "step_2", "step_1"]
     assert await effects(session_factory) == []
-    saga = await coordinator.get_saga(context.saga_id)
+    saga = await coordinator.get_saga(context.saga_id, tenant_id=context.tenant_id)
     assert [s["status"] for s in saga["steps"]] == ["compensated"] * 3
     assert saga["lease_owner"] is None
 
@@ -219,14 +220,14 @@ async def test_compensation_that_always_fails_needs_a_person_then_resumes(
     result = await coordinator.execute_saga(saga_name="stuck", context=context)
     assert result["status"] == "compensation_failed"
     assert "billing system down" in result["error"]
-    saga = await coordinator.get_saga(context.saga_id)
+    saga = await coordinator.get_saga(context.saga_id, tenant_id=context.tenant_id)
     assert saga["steps"][0]["status"] == "compensation_failed"
     assert await effects(session_factory) == [f"{context.saga_id}:a"]
     # Nothing runs it again on its own...
     assert await coordinator.recover() == 0
     # ...until an operator fixes the cause and resumes it.
     broken["on"] = False
-    resumed = await coordinator.resume_saga(context.saga_id)
+    resumed = await coordinator.resume_saga(context.saga_id, tenant_id=context.tenant_id)
     assert resumed["status"] == "compensated"
     assert await effects(session_factory) == []
 
@@ -270,7 +271,7 @@ async def test_bad_initial_data_is_refused_before_anything_is_stored(coordinator
         await coordinator.execute_saga(saga_name="s", context=context, initial_data=data)
     assert info.value.field == "initial_data"
     with pytest.raises(SagaNotFoundError):
-        await coordinator.get_saga(context.saga_id)
+        await coordinator.get_saga(context.saga_id, tenant_id=context.tenant_id)
 
 
 async def test_step_returning_a_non_mapping_fails_clearly(coordinator):
@@ -311,11 +312,11 @@ async def test_list_and_get_by_tenant_and_status(coordinator):
     assert len(await coordinator.list_sagas(tenant_id="t1")) == 2
     compensated = await coordinator.list_sagas(tenant_id="t1", status=SagaStatus.COMPENSATED)
     assert [s["saga_name"] for s in compensated] == ["bad"]
-    assert len(await coordinator.list_sagas(status="completed")) == 2
+    assert len(await coordinator.list_sagas(tenant_id=ALL_TENANTS, status="completed")) == 2
     with pytest.raises(InvalidInputError):
-        await coordinator.list_sagas(status="sleeping")
+        await coordinator.list_sagas(tenant_id="t1", status="sleeping")
     with pytest.raises(SagaNotFoundError):
-        await coordinator.get_saga("missing")
+        await coordinator.get_saga("missing", tenant_id="t1")
 
 
 async def test_abandoned_saga_is_resumed_forward_by_another_worker(session_factory):
@@ -351,7 +352,7 @@ async def test_abandoned_saga_is_resumed_forward_by_another_worker(session_facto
     assert await rescuer.recover() == 0  # the lease has not expired yet
     await asyncio.sleep(0.4)
     assert await rescuer.recover() == 1
-    saga = await rescuer.get_saga(context.saga_id)
+    saga = await rescuer.get_saga(context.saga_id, tenant_id=context.tenant_id)
     assert saga["status"] == "completed"
     assert [s["attempts"] for s in saga["steps"]] == [1, 2, 1]  # b ran again: at-least-once
     assert await effects(session_factory, context.saga_id) == [
@@ -403,7 +404,7 @@ async def test_cancel_of_a_saga_driven_elsewhere_compensates_at_the_next_step(se
     context = ctx()
     task = asyncio.create_task(driver.execute_saga(saga_name="cancellable", context=context))
     await in_step.wait()
-    view = await operator.cancel_saga(context.saga_id)
+    view = await operator.cancel_saga(context.saga_id, tenant_id=context.tenant_id)
     assert view["status"] == "running"  # the driver owns it; it will compensate
     go_on.set()
     result = await task

@@ -72,7 +72,7 @@ async def test_saga_and_its_first_step_are_one_commit_when_a_saga_starts(session
     seen_by_step = {}
 
     async def first(ctx):
-        seen_by_step.update(await observer.get_saga(ctx.saga_id))
+        seen_by_step.update(await observer.get_saga(ctx.saga_id, tenant_id=None))
         return {}
 
     coordinator = SagaCoordinator(session_factory, store=store)
@@ -100,7 +100,7 @@ async def test_first_step_is_durable_as_running_before_it_runs_when_a_saga_start
     seen = {}
 
     async def first(ctx):
-        seen.update(await observer.get_saga(ctx.saga_id))
+        seen.update(await observer.get_saga(ctx.saga_id, tenant_id=None))
         return {}
 
     coordinator = SagaCoordinator(session_factory)
@@ -131,7 +131,7 @@ async def test_sagas_in_flight_share_commits_when_run_concurrently(session_facto
     assert len(writes) < 4 * sagas
     assert all(len(batch) == len(set(batch)) for batch in writes)
     for saga_id in ids:
-        saga = await coordinator.get_saga(saga_id)
+        saga = await coordinator.get_saga(saga_id, tenant_id=None)
         assert [s["status"] for s in saga["steps"]] == ["completed"] * 3
         assert saga["lease_owner"] is None
 
@@ -164,11 +164,11 @@ async def test_writer_that_lost_the_lease_writes_nothing_when_batched_with_other
     assert outcomes[0] is False and outcomes[2] is False
     assert isinstance(outcomes[1], SagaLeaseLostError)
     for saga in (first, other):
-        stored = await store.load(saga.saga_id)
+        stored = await store.load(saga.saga_id, tenant_id=None)
         assert stored.status is SagaStatus.COMPLETED and stored.lease_owner is None
         assert stored.steps["a"].status is StepStatus.COMPLETED
         assert stored.steps["a"].result == {"x": 1}
-    kept = await store.load(stolen.saga_id)
+    kept = await store.load(stolen.saga_id, tenant_id=None)
     assert kept.status is SagaStatus.RUNNING and kept.lease_owner == "w2"
     assert kept.steps["a"].status is StepStatus.RUNNING and kept.steps["a"].result is None
 
@@ -178,7 +178,7 @@ async def test_cancel_flag_reaches_each_writer_when_batched(session_factory):
     sagas = [record(str(uuid4())) for _ in range(4)]
     for saga in sagas:
         assert await store.create(saga, "w1", 30)
-    assert await store.request_cancel(sagas[2].saga_id)
+    assert await store.request_cancel(sagas[2].saga_id, tenant_id=None)
     flags = await asyncio.gather(*(store.save(s, [running("a")], "w1") for s in sagas))
     assert flags == [False, False, True, False]
 
@@ -293,7 +293,7 @@ async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
     assert [sorted(failed[0]), failed[1:]] == [sorted(batched), [[ids[2]]]]
     assert isinstance(outcomes[2], DBAPIError) and "no boom" in str(outcomes[2])
     assert [o["status"] for i, o in enumerate(outcomes) if i != 2] == ["completed"] * 4
-    stuck = await coordinator.get_saga(ids[2])
+    stuck = await coordinator.get_saga(ids[2], tenant_id=None)
     assert stuck["status"] == "running" and stuck["steps"][0]["status"] == "running"
 
 
@@ -312,5 +312,5 @@ async def test_writer_cancelled_before_its_batch_writes_nothing(session_factory)
         await queued
     await asyncio.sleep(0.05)
     assert writes == [[first.saga_id]]
-    assert (await store.load(first.saga_id)).steps["a"].status is StepStatus.RUNNING
-    assert (await store.load(dropped.saga_id)).steps == {}
+    assert (await store.load(first.saga_id, tenant_id=None)).steps["a"].status is StepStatus.RUNNING
+    assert (await store.load(dropped.saga_id, tenant_id=None)).steps == {}

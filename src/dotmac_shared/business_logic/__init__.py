@@ -46,10 +46,13 @@ from dotmac_shared.business_logic.policies import (
     PolicyEngine,
     PolicyResult,
 )
+from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_TENANTS",
+    "AllTenants",
     "BillingRunError",
     "BusinessLogicError",
     "ErrorSeverity",

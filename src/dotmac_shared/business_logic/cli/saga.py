@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dotmac_shared.business_logic.cli.output import (
     DatabaseUrl,
     console,
+    fail,
     format_value,
     run_async,
     session_factory,
@@ -20,6 +21,7 @@ from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga
 from dotmac_shared.business_logic.operations.service_provisioning import ServiceProvisioningSaga
 from dotmac_shared.business_logic.operations.tenant_provisioning import TenantProvisioningSaga
 from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
+from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope
 
 __all__ = ["print_outcome", "saga_app", "shipped_coordinator"]
 
@@ -49,6 +51,29 @@ def shipped_coordinator(
     return coordinator
 
 
+Tenant_ = Annotated[
+    str | None, typer.Option("--tenant", metavar="TENANT", help="The sagas of this tenant.")
+]
+AllTenants_ = Annotated[
+    bool,
+    typer.Option("--all-tenants", help="Every tenant's sagas (and those without a tenant)."),
+]
+
+
+def _scope(tenant: str | None, all_tenants: bool) -> TenantScope:
+    """Whose sagas a command acts on: exactly one of ``--tenant`` and ``--all-tenants``.
+
+    No default: an operator says which tenant, or that the command is meant for all.
+    """
+    if all_tenants and tenant is not None:
+        fail("give --tenant TENANT or --all-tenants, not both", code=2)
+    if all_tenants:
+        return ALL_TENANTS
+    if tenant is None:
+        fail("say whose sagas: --tenant TENANT, or --all-tenants for every tenant", code=2)
+    return tenant
+
+
 def _status(value: str) -> str:
     return f"[{_STATUS_STYLE.get(value, 'white')}]{value}[/]"
 
@@ -72,7 +97,8 @@ def print_outcome(outcome: dict[str, Any]) -> None:
 
 @saga_app.command("list")
 def list_sagas(
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's.")] = None,
+    tenant: Tenant_ = None,
+    all_tenants: AllTenants_ = False,
     status: Annotated[
         str | None,
         typer.Option(
@@ -83,12 +109,13 @@ def list_sagas(
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """List sagas, newest first."""
+    """List a tenant's sagas (or every tenant's), newest first."""
+    scope = _scope(tenant, all_tenants)
 
     async def fetch() -> list[dict[str, Any]]:
         async with session_factory(database_url, must_exist=True) as factory:
             return await SagaCoordinator(factory).list_sagas(
-                tenant_id=tenant, status=status, limit=limit
+                tenant_id=scope, status=status, limit=limit
             )
 
     rows = run_async(fetch())
@@ -112,13 +139,16 @@ def list_sagas(
 @saga_app.command("show")
 def show_saga(
     saga_id: Annotated[str, typer.Argument(metavar="ID", help="The saga id.")],
+    tenant: Tenant_ = None,
+    all_tenants: AllTenants_ = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Show one saga: its record and every step."""
+    scope = _scope(tenant, all_tenants)
 
     async def fetch() -> dict[str, Any]:
         async with session_factory(database_url, must_exist=True) as factory:
-            return await SagaCoordinator(factory).get_saga(saga_id)
+            return await SagaCoordinator(factory).get_saga(saga_id, tenant_id=scope)
 
     saga = run_async(fetch())
     console.print(
@@ -171,13 +201,19 @@ def show_saga(
 @saga_app.command("resume")
 def resume_saga(
     saga_id: Annotated[str, typer.Argument(metavar="ID", help="The saga id.")],
+    tenant: Tenant_ = None,
+    all_tenants: AllTenants_ = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Drive an unfinished saga on (or compensate a compensation_failed one again)."""
+    """Drive an unfinished saga on (or compensate a compensation_failed one again).
+
+    A saga of a type this command does not know is refused before anything changes.
+    """
+    scope = _scope(tenant, all_tenants)
 
     async def resume() -> dict[str, Any]:
         async with session_factory(database_url) as factory:
-            return await shipped_coordinator(factory).resume_saga(saga_id)
+            return await shipped_coordinator(factory).resume_saga(saga_id, tenant_id=scope)
 
     print_outcome(run_async(resume()))
 
@@ -185,12 +221,18 @@ def resume_saga(
 @saga_app.command("cancel")
 def cancel_saga(
     saga_id: Annotated[str, typer.Argument(metavar="ID", help="The saga id.")],
+    tenant: Tenant_ = None,
+    all_tenants: AllTenants_ = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Stop a running saga and compensate what it did."""
+    """Stop a running saga and compensate what it did.
+
+    A saga of a type this command does not know is refused before anything changes.
+    """
+    scope = _scope(tenant, all_tenants)
 
     async def cancel() -> dict[str, Any]:
         async with session_factory(database_url) as factory:
-            return await shipped_coordinator(factory).cancel_saga(saga_id)
+            return await shipped_coordinator(factory).cancel_saga(saga_id, tenant_id=scope)
 
     print_outcome(run_async(cancel()))

@@ -168,22 +168,13 @@ async def billing_saga(
 ) -> dict[str, Any] | None:
     """The record of a billing attempt's saga (``get_saga``), or ``None`` if it never started.
 
-    The one place billing code reads a saga, so that the tenant travels with every read.
-
-    Raises:
-        BillingRunError: The saga id belongs to another tenant's saga.
+    The one place billing code reads a saga, so that the tenant travels with every read:
+    another tenant's saga of that id is not found (the coordinator scopes reads by tenant).
     """
     try:
-        saga = await coordinator.get_saga(saga_id)
+        return await coordinator.get_saga(saga_id, tenant_id=tenant_id)
     except SagaNotFoundError:
         return None
-    if saga.get("tenant_id") != tenant_id:
-        raise BillingRunError(
-            f"saga {saga_id} belongs to another tenant, not to {tenant_id}",
-            billing_run_id=saga_id,
-            tenant_id=tenant_id,
-        )
-    return saga
 
 
 async def billing_attempts(

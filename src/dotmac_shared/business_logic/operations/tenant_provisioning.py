@@ -146,7 +146,7 @@ class TenantProvisioningOperation(IdempotentOperation):
                 f"{context['tenant_id']}:{context['idempotency_key']}".encode()
             ).hexdigest()[:24]
         )
-        saga_id = await _fresh_or_unfinished(coordinator, base)
+        saga_id = await _fresh_or_unfinished(coordinator, base, context.get("tenant_id"))
         outcome = await coordinator.execute_saga(
             saga_name=TenantProvisioningSaga.name,
             context=SagaContext(
@@ -184,12 +184,14 @@ class TenantProvisioningOperation(IdempotentOperation):
         }
 
 
-async def _fresh_or_unfinished(coordinator: SagaCoordinator, base: str) -> str:
+async def _fresh_or_unfinished(
+    coordinator: SagaCoordinator, base: str, tenant_id: str | None
+) -> str:
     """The saga id for this key: resume an unfinished saga, never re-run a compensated one."""
     for n in range(_MAX_FRESH_SAGAS):
         saga_id = base if n == 0 else f"{base}-{n}"
         try:
-            saga = await coordinator.get_saga(saga_id)
+            saga = await coordinator.get_saga(saga_id, tenant_id=tenant_id)
         except SagaNotFoundError:
             return saga_id
         if saga["status"] != SagaStatus.COMPENSATED:

@@ -13,11 +13,14 @@ from dotmac_shared.business_logic.sagas.definition import (
     StepAction,
     StepHandler,
 )
+from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
 from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
 from dotmac_shared.business_logic.sagas.store import SagaRecord, SagaStore, SqlSagaStore, StepRecord
 from dotmac_shared.business_logic.sagas.worker import SagaWorker
 
 __all__ = [
+    "ALL_TENANTS",
+    "AllTenants",
     "RetryPolicy",
     "SagaContext",
     "SagaCoordinator",

@@ -61,7 +61,8 @@ class StepContext:
             crash, so pass it to anything external to make the at-least-once step safe.
         data: The initial data plus every earlier step's result (read-only).
         context: The saga's context (tenant, user, correlation id).
-        attempt: 1 for the first try, 2 for the first retry, ...
+        attempt: 1 for the first try, 2 for the first retry, ... A compensation's count
+            goes on across crashes and resumes (each try is recorded before it runs).
         result: For a compensation, what this step's execute returned (``None`` if it never
             finished); ``None`` for an execution.
         session_factory: The coordinator's ``db_session_factory``, for steps that write.

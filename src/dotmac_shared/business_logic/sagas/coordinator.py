@@ -16,7 +16,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
@@ -24,11 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import (
     InvalidInputError,
+    ResultSerializationError,
+    SagaConflictError,
     SagaDefinitionError,
     SagaError,
     SagaLeaseLostError,
     SagaNotFoundError,
     SagaTimeoutError,
+)
+from dotmac_shared.business_logic.idempotency.codec import (
+    canonical_json,
+    decode_result,
+    encode_result,
 )
 from dotmac_shared.business_logic.observability.log import get_logger, log_context
 from dotmac_shared.business_logic.observability.telemetry import (
@@ -39,6 +47,7 @@ from dotmac_shared.business_logic.observability.telemetry import (
 from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
 from dotmac_shared.business_logic.sagas.definition import RetryPolicy, SagaDefinition, SagaStep
+from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas.states import (
     SagaStatus,
     StepStatus,
@@ -53,7 +62,38 @@ logger = get_logger(__name__)
 
 #: Largest initial data accepted, as JSON text (a saga row is not a blob store).
 MAX_INITIAL_DATA_BYTES = 1_000_000
+#: Largest step result stored, as JSON text; a larger one fails its step.
+MAX_STEP_RESULT_BYTES = 1_000_000
+#: Deepest nesting of mappings and lists accepted in initial data and step results.
+MAX_NESTING = 64
+#: Longest error text kept for a saga or a step (the rest is cut, marked with "…").
+MAX_ERROR_CHARS = 2_000
 _CANCELLED = "cancelled on request"
+
+
+def _check_storable(value: object, what: str, field: str) -> None:
+    """Refuse what both databases cannot store: nesting past a limit, NUL characters.
+
+    PostgreSQL's ``jsonb`` refuses the NUL character (U+0000) in any string; a
+    self-referential value is nesting without end. Both are refused here, before anything
+    is written, on either database (a saga must not depend on which one it runs on).
+    """
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInputError(f"{what} holds a NUL character (\\x00)", field=field)
+        elif isinstance(item, Mapping | list | tuple):
+            if depth >= MAX_NESTING:
+                raise InvalidInputError(
+                    f"{what} is nested deeper than {MAX_NESTING} levels", field=field
+                )
+            if isinstance(item, Mapping):
+                pending.extend((key, depth + 1) for key in item)
+                pending.extend((entry, depth + 1) for entry in item.values())
+            else:
+                pending.extend((entry, depth + 1) for entry in item)
 
 
 def _json_object(value: object, what: str, field: str) -> dict[str, Any]:
@@ -64,6 +104,7 @@ def _json_object(value: object, what: str, field: str) -> dict[str, Any]:
         raise InvalidInputError(
             f"{what} must be a mapping, got {type(value).__name__}", field=field
         )
+    _check_storable(value, what, field)
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -77,8 +118,62 @@ def _json_object(value: object, what: str, field: str) -> dict[str, Any]:
     return result
 
 
+def _step_result(value: object, step: str) -> dict[str, Any]:
+    """A step's result in its stored form, or a clear error before anything is recorded.
+
+    ``Decimal``, timezone-aware ``datetime``, ``date`` and ``UUID`` values are kept, tagged
+    as the idempotency codec tags them (``{"$decimal": "12.50"}``, see
+    :mod:`dotmac_shared.business_logic.idempotency.codec`); :func:`_decoded` gives them back.
+
+    Raises:
+        InvalidInputError: Not a mapping, or not storable (an unsupported type, NaN, a naive
+            datetime, a reserved ``$`` tag key, a NUL character, too deep or too large).
+    """
+    what = f"step {step} result"
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}", field=step)
+    _check_storable(value, what, step)
+    try:
+        encoded = encode_result(value)
+    except ResultSerializationError as exc:
+        raise InvalidInputError(
+            f"{what} cannot be stored: {exc.message}", field=step, metadata=exc.metadata
+        ) from exc
+    size = len(json.dumps(encoded))
+    if size > MAX_STEP_RESULT_BYTES:
+        raise InvalidInputError(
+            f"{what} is {size} bytes as JSON; the limit is {MAX_STEP_RESULT_BYTES}", field=step
+        )
+    return encoded
+
+
+def _decoded(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored step result as the step returned it (tagged values decoded)."""
+    return decode_result(stored)
+
+
+def _same_data(stored: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
+    """Whether two initial data are the same JSON, compared canonically.
+
+    Numbers are compared as decimals read from the JSON text: PostgreSQL's ``jsonb`` gives
+    ``1e300`` back as ``1000...0``, which is the same number, not another payload.
+    """
+
+    def canonical(value: Mapping[str, Any]) -> str:
+        exact = json.loads(json.dumps(value), parse_float=Decimal, parse_int=Decimal)
+        return canonical_json(exact)
+
+    return canonical(stored) == canonical(given)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return _bounded(f"{type(exc).__name__}: {exc}")
 
 
 class SagaCoordinator:
@@ -151,8 +246,10 @@ class SagaCoordinator:
     ) -> dict[str, Any]:
         """Run a saga to its end and return its outcome.
 
-        Sagas are idempotent by id: a finished saga id returns its stored outcome; an
-        unfinished one whose worker died is resumed.
+        Sagas are idempotent by id: an exact repeat (same tenant, saga name and initial
+        data) of a finished saga id returns its stored outcome; of an unfinished one whose
+        worker died, resumes it. Saga ids are unique across tenants: an id already used
+        otherwise is refused, and nothing of the saga that has it is returned.
 
         Returns:
             ``{"saga_id", "saga_name", "status", "step_results", "error", "failed_step",
@@ -161,11 +258,18 @@ class SagaCoordinator:
         Raises:
             SagaDefinitionError: Unknown saga name.
             InvalidInputError: ``initial_data`` is not a JSON object (or is too large).
-            SagaError: The id belongs to another saga, or another live worker runs it.
+            SagaConflictError: The id is already used by another tenant, by another saga or
+                with other initial data (``metadata["reason"]``: ``tenant``, ``saga_name``,
+                ``initial_data``).
+            SagaError: Another live worker runs the saga.
         """
         definition = self._definition(saga_name)
         if not isinstance(context, SagaContext):
             raise InvalidInputError("context must be a SagaContext", field="context")
+        if context.tenant_id is not None and not isinstance(context.tenant_id, str):
+            raise InvalidInputError(
+                "context.tenant_id must be a tenant id (str) or None", field="tenant_id"
+            )
         data = _json_object(initial_data, "initial_data", "initial_data")
         now = utcnow()
         record = SagaRecord(
@@ -189,54 +293,109 @@ class SagaCoordinator:
         self._start(record, first)
         if await self._store.create(record, self.owner_id, self.lease_seconds, [first]):
             return await self._drive(record, definition, first_started=True)
-        existing = await self._require(context.saga_id)
+        # The id is taken. Read it within the caller's tenant only: another tenant's saga is
+        # never loaded, so nothing of it (its steps' results above all) can leak out.
+        existing = await self._store.load(context.saga_id, tenant_id=context.tenant_id)
+        if existing is None:
+            raise SagaConflictError(
+                f"saga id {context.saga_id!r} is already in use; choose another id",
+                saga_id=context.saga_id,
+                saga_name=saga_name,
+                tenant_id=context.tenant_id,
+                metadata={"reason": "tenant"},
+            )
         if existing.saga_name != saga_name:
-            raise SagaError(
+            raise SagaConflictError(
                 f"saga id {context.saga_id} belongs to a {existing.saga_name} saga",
                 saga_id=context.saga_id,
                 saga_name=saga_name,
+                tenant_id=context.tenant_id,
+                metadata={"reason": "saga_name"},
+            )
+        if not _same_data(existing.initial_data, data):
+            raise SagaConflictError(
+                f"saga id {context.saga_id} was started with other initial data",
+                saga_id=context.saga_id,
+                saga_name=saga_name,
+                tenant_id=context.tenant_id,
+                metadata={"reason": "initial_data"},
             )
         if not existing.status.is_active:
             return self._outcome(existing)
         return await self._take_over(existing)
 
-    async def resume_saga(self, saga_id: str) -> dict[str, Any]:
+    async def resume_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
         """Drive an unfinished saga on (its lease must be free or expired).
 
         A saga in ``compensation_failed`` is compensated again: the operator resumes it
-        after fixing what made the compensation fail.
+        after fixing what made the compensation fail. A finished saga's outcome is returned
+        as stored.
+
+        Args:
+            saga_id: The saga's id.
+            tenant_id: The tenant the saga belongs to; ``None`` for a saga started without
+                one; :data:`ALL_TENANTS` to act whatever its tenant (operators).
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            SagaDefinitionError: The saga's type is not registered here; nothing changed.
+            SagaError: Another live worker runs the saga.
         """
-        record = await self._require(saga_id)
+        record = await self._require(saga_id, tenant_id=tenant_id)
         if record.status is SagaStatus.COMPENSATION_FAILED:
+            definition = self._definition(record.saga_name)  # refuse before changing anything
             await self._reopen(record)
             record.status = SagaStatus.COMPENSATING
-            return await self._drive(record, self._definition(record.saga_name))
+            return await self._drive(record, definition)
         if not record.status.is_active:
             return self._outcome(record)
+        self._definition(record.saga_name)  # refuse before taking the lease
         return await self._take_over(record)
 
-    async def cancel_saga(self, saga_id: str) -> dict[str, Any]:
+    async def cancel_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
         """Stop a running saga and compensate what it did.
 
         If another live worker drives it, that worker compensates at its next step boundary
-        and this returns the saga as it is now; otherwise this call compensates it.
+        and this returns the saga as it is now; otherwise this call compensates it. A
+        finished saga's outcome is returned as stored.
+
+        Args:
+            saga_id: The saga's id.
+            tenant_id: The tenant the saga belongs to; ``None`` for a saga started without
+                one; :data:`ALL_TENANTS` to act whatever its tenant (operators).
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            SagaDefinitionError: The saga's type is not registered here; nothing changed.
         """
-        if not await self._store.request_cancel(saga_id):
-            return self._outcome(await self._require(saga_id))
-        record = await self._require(saga_id)
+        record = await self._require(saga_id, tenant_id=tenant_id)
+        if not record.status.is_active:
+            return self._outcome(record)
+        definition = self._definition(record.saga_name)  # refuse before changing anything
+        if not await self._store.request_cancel(saga_id, tenant_id=record.tenant_id):
+            return self._outcome(await self._require(saga_id, tenant_id=record.tenant_id))
         if saga_id in self._driving or not await self._store.acquire(
             saga_id, self.owner_id, self.lease_seconds
         ):
-            return self._outcome(record)
-        return await self._drive(record, self._definition(record.saga_name))
+            return self._outcome(await self._require(saga_id, tenant_id=record.tenant_id))
+        # Read again now that the lease is ours: the state this worker drives on is the
+        # latest one (the previous owner may have written until its lease ran out).
+        record = await self._require(saga_id, tenant_id=record.tenant_id)
+        return await self._drive(record, definition)
 
-    async def get_saga(self, saga_id: str) -> dict[str, Any]:
+    async def get_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
         """The saga's full record: status, data, every step, lease and times.
 
+        Args:
+            saga_id: The saga's id.
+            tenant_id: The tenant the saga belongs to; ``None`` for a saga started without
+                one; :data:`ALL_TENANTS` to read it whatever its tenant (operators).
+
         Raises:
-            SagaNotFoundError: No saga has that id.
+            SagaNotFoundError: No saga of ``tenant_id`` has that id (another tenant's saga
+                is reported exactly like a missing one).
         """
-        record = await self._require(saga_id)
+        record = await self._require(saga_id, tenant_id=tenant_id)
         outcome = self._outcome(record)
         steps = sorted(record.steps.values(), key=lambda s: s.index)
         outcome.update(
@@ -258,7 +417,7 @@ class SagaCoordinator:
                     "status": s.status.value,
                     "attempts": s.attempts,
                     "compensation_attempts": s.compensation_attempts,
-                    "result": s.result,
+                    "result": _decoded(s.result) if s.result is not None else None,
                     "error": s.error,
                     "started_at": s.started_at,
                     "completed_at": s.completed_at,
@@ -272,11 +431,22 @@ class SagaCoordinator:
     async def list_sagas(
         self,
         *,
-        tenant_id: str | None = None,
+        tenant_id: TenantScope,
         status: SagaStatus | str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Sagas newest first, optionally of one tenant and one status."""
+        """Sagas of one tenant (or of all), newest first, optionally of one status.
+
+        Args:
+            tenant_id: Whose sagas: a tenant id, ``None`` for the sagas started without a
+                tenant, or :data:`ALL_TENANTS` for every tenant's (operators).
+            status: Only sagas in this status.
+            limit: At most this many.
+
+        Raises:
+            InvalidInputError: Unknown status, or a ``tenant_id`` of the wrong type.
+        """
+        scope = tenant_scope(tenant_id)
         try:
             wanted = SagaStatus(status) if status is not None else None
         except ValueError:
@@ -284,7 +454,7 @@ class SagaCoordinator:
             raise InvalidInputError(
                 f"unknown saga status {status!r}; expected one of: {known}", field="status"
             ) from None
-        records = await self._store.list(tenant_id=tenant_id, status=wanted, limit=limit)
+        records = await self._store.list(tenant_id=scope, status=wanted, limit=limit)
         return [
             {
                 "saga_id": r.saga_id,
@@ -305,7 +475,7 @@ class SagaCoordinator:
         each saga is claimed by exactly one.
         """
         claimed = await self._store.claim_expired(self.owner_id, self.lease_seconds, limit)
-        records = [await self._store.load(saga_id) for saga_id in claimed]
+        records = [await self._store.load(s, tenant_id=ALL_TENANTS) for s in claimed]
         runnable = []
         for record in records:
             if record is None:  # pragma: no cover - claimed rows are not deleted
@@ -323,8 +493,9 @@ class SagaCoordinator:
 
     # --- the engine -------------------------------------------------------------------
 
-    async def _require(self, saga_id: str) -> SagaRecord:
-        record = await self._store.load(saga_id)
+    async def _require(self, saga_id: str, *, tenant_id: TenantScope) -> SagaRecord:
+        """The saga of ``tenant_id`` with that id; another tenant's is reported as missing."""
+        record = await self._store.load(saga_id, tenant_id=tenant_scope(tenant_id))
         if record is None:
             raise SagaNotFoundError(f"no saga with id {saga_id!r}", saga_id=saga_id)
         return record
@@ -347,7 +518,9 @@ class SagaCoordinator:
         ensure_saga_transition(
             record.saga_id, SagaStatus.COMPENSATION_FAILED, SagaStatus.COMPENSATING
         )
-        if not await self._store.reopen(record.saga_id, self.owner_id, self.lease_seconds):
+        if not await self._store.reopen(
+            record.saga_id, self.owner_id, self.lease_seconds, tenant_id=record.tenant_id
+        ):
             raise SagaError(
                 f"saga {record.saga_id} is no longer in compensation_failed", saga_id=record.saga_id
             )
@@ -381,7 +554,7 @@ class SagaCoordinator:
         except SagaLeaseLostError:
             # Another worker owns the saga now; report what is stored, do nothing more.
             logger.warning("lost the lease of saga %s; another worker continues", record.saga_id)
-            return self._outcome(await self._require(record.saga_id))
+            return self._outcome(await self._require(record.saga_id, tenant_id=record.tenant_id))
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -410,8 +583,9 @@ class SagaCoordinator:
         for step in definition.steps[:upto]:
             done = record.steps.get(step.name)
             if done is not None and done.result is not None:
-                data.update(done.result)
-                results[step.name] = done.result
+                result = _decoded(done.result)
+                data.update(result)
+                results[step.name] = result
         return data, results
 
     def _start(self, record: SagaRecord, step: StepRecord) -> None:
@@ -450,7 +624,16 @@ class SagaCoordinator:
             step = steps[index]
             current = self._step_record(record, step, index)
             if cancel:
-                await self._fail(record, current, _CANCELLED, mark_step=False)
+                # The commit that started this step said "cancel": its action has not begun.
+                # Started for the first time, it never ran anywhere, so its start is
+                # withdrawn in the same commit that turns the saga to compensating, and it is
+                # not compensated (no refund of a charge never made). Started before (its
+                # worker died in it), it may have taken effect: it stays running and is
+                # compensated (steps are at-least-once).
+                never_ran = current.attempts == 1
+                if never_ran:
+                    self._withdraw(record, current)
+                await self._fail(record, current, _CANCELLED, mark_step=never_ran)
                 return
             try:
                 result = await self._execute(record, definition, step, current)
@@ -477,12 +660,18 @@ class SagaCoordinator:
                 record.current_step = len(steps)
             cancel = await self._store.save(record, writes, self.owner_id)
 
+    @staticmethod
+    def _withdraw(record: SagaRecord, step: StepRecord) -> None:
+        """Undo :meth:`_start` of a step whose action never began."""
+        ensure_step_transition(record.saga_id, step.name, step.status, StepStatus.PENDING)
+        step.status, step.attempts, step.started_at = StepStatus.PENDING, step.attempts - 1, None
+
     async def _fail(
         self, record: SagaRecord, step: StepRecord, error: str, *, mark_step: bool
     ) -> None:
         ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATING)
         record.status = SagaStatus.COMPENSATING
-        record.error = error
+        record.error = _bounded(error)
         record.failed_step = step.name
         await self._store.save(record, [step] if mark_step else [], self.owner_id)
         logger.warning("saga %s step %s failed: %s; compensating", record.saga_id, step.name, error)
@@ -505,7 +694,9 @@ class SagaCoordinator:
             step.action,
             "execute",
         )
-        return _json_object(outcome, f"step {step.name} result", step.name)
+        # Encoded (and refused if it cannot be stored) here, so a result that cannot be
+        # stored fails its step before the saga records the step as completed.
+        return _step_result(outcome, step.name)
 
     def _contexts(
         self,
@@ -632,7 +823,10 @@ class SagaCoordinator:
                 state.status, state.compensated_at = StepStatus.COMPENSATED, utcnow()
                 await self._store.save(record, [state], self.owner_id)
                 continue
+            # Every try is counted durably before it runs (the first in this commit), so a
+            # compensation retried after a crash is told its real attempt number.
             state.status = StepStatus.COMPENSATING
+            state.compensation_attempts += 1
             await self._store.save(record, [state], self.owner_id)
             data, results = self._accumulated(record, index, definition)
             try:
@@ -647,54 +841,82 @@ class SagaCoordinator:
                         context,
                         data,
                         results,
-                        state.compensation_attempts,
-                        result=state.result,
+                        state.compensation_attempts - 1,
+                        result=_decoded(state.result) if state.result is not None else None,
                     ),
-                    step.compensate,
+                    self._counted(record, step, state),
                     "compensate",
                 )
             except Exception as exc:  # recorded; the saga then waits for a person
-                state.compensation_attempts += step.compensation_retry.max_attempts
                 state.status = StepStatus.COMPENSATION_FAILED
+                # The latest compensation error replaces the step's previous one; the saga's
+                # own error stays the original failure. _outcome shows both, so neither
+                # grows however often an operator resumes.
                 state.error = _describe(exc)
                 ensure_saga_transition(
                     record.saga_id, record.status, SagaStatus.COMPENSATION_FAILED
                 )
                 record.status = SagaStatus.COMPENSATION_FAILED
-                record.error = (
-                    f"{record.error}; compensation of {step.name} failed: {_describe(exc)}"
-                )
                 record.completed_at = utcnow()
                 await self._store.save(record, [state], self.owner_id)
                 logger.error(
                     "saga %s: compensation of %s failed; a person must look: %s",
                     record.saga_id,
                     step.name,
-                    _describe(exc),
+                    state.error,
                 )
                 return
-            state.compensation_attempts += 1
             state.status, state.compensated_at = StepStatus.COMPENSATED, utcnow()
             await self._store.save(record, [state], self.owner_id)
         ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATED)
         record.status, record.completed_at = SagaStatus.COMPENSATED, utcnow()
         await self._store.save(record, [], self.owner_id)
 
+    def _counted(
+        self, record: SagaRecord, step: SagaStep, state: StepRecord
+    ) -> Callable[[StepContext], Awaitable[Any]]:
+        """``step``'s compensation, each retry counted durably in the step before it runs."""
+        compensate = step.compensate
+        assert compensate is not None
+
+        async def run(ctx: StepContext) -> Any:
+            if ctx.attempt > state.compensation_attempts:
+                state.compensation_attempts = ctx.attempt
+                # Shielded: a timeout of the try must not cut a write that may be batched
+                # with other sagas' (see SqlSagaStore); the try is timed out right after.
+                await asyncio.shield(self._store.save(record, [state], self.owner_id))
+            outcome = compensate(ctx)
+            if not inspect.isawaitable(outcome):
+                raise SagaDefinitionError(
+                    f"step {step.name}: compensate must be async (returned "
+                    f"{type(outcome).__name__})",
+                    saga_id=record.saga_id,
+                    failed_step=step.name,
+                )
+            return await outcome
+
+        return run
+
     @staticmethod
     def _outcome(record: SagaRecord) -> dict[str, Any]:
         ordered = sorted(record.steps.values(), key=lambda s: s.index)
-        step_results = {s.name: s.result for s in ordered if s.result is not None}
+        step_results = {s.name: _decoded(s.result) for s in ordered if s.result is not None}
         compensated = [
             s.name
             for s in sorted(ordered, key=lambda s: s.compensated_at or utcnow())
             if s.status is StepStatus.COMPENSATED and s.compensation_attempts > 0
         ]
+        error = record.error
+        if record.status is SagaStatus.COMPENSATION_FAILED:
+            stuck = next((s for s in ordered if s.status is StepStatus.COMPENSATION_FAILED), None)
+            if stuck is not None:
+                error = f"{error}; compensation of {stuck.name} failed: {stuck.error}"
         return {
             "saga_id": record.saga_id,
             "saga_name": record.saga_name,
             "status": record.status.value,
             "step_results": step_results,
-            "error": record.error,
+            "error": error,
             "failed_step": record.failed_step,
             "compensated_steps": compensated,
         }

@@ -12,9 +12,10 @@ Saga::
 Step::
 
     pending ──► running ──► completed ──► compensating ──► compensated
-                  │  ▲                        │
-                  │  └ (retried after a crash) └──► compensation_failed
-                  └──► failed ──► compensating
+       ▲          │  ▲                        │
+       │          │  └ (retried after a crash) └──► compensation_failed
+       │          └──► failed ──► compensating
+       └──────────┘ (a cancel seen before its action ever began: the start is withdrawn)
 """
 
 from __future__ import annotations
@@ -79,7 +80,13 @@ SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     StepStatus.PENDING: frozenset({StepStatus.RUNNING, StepStatus.COMPENSATED}),
     StepStatus.RUNNING: frozenset(
-        {StepStatus.RUNNING, StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.COMPENSATING}
+        {
+            StepStatus.PENDING,  # withdrawn: cancelled before its action ever began
+            StepStatus.RUNNING,
+            StepStatus.COMPLETED,
+            StepStatus.FAILED,
+            StepStatus.COMPENSATING,
+        }
     ),
     StepStatus.COMPLETED: frozenset({StepStatus.COMPENSATING}),
     StepStatus.FAILED: frozenset({StepStatus.COMPENSATING}),

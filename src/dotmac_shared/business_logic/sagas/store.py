@@ -27,13 +27,14 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.expression import Select, Update
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
@@ -46,6 +47,7 @@ from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaS
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.sqlite_driver import transaction
 from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
 
 __all__ = ["SagaRecord", "SagaStore", "SqlSagaStore", "StepRecord"]
@@ -110,8 +112,11 @@ class SagaStore(Protocol):
         """
         ...
 
-    async def load(self, saga_id: str) -> SagaRecord | None:
-        """Return the saga with its steps, or None."""
+    async def load(self, saga_id: str, *, tenant_id: TenantScope) -> SagaRecord | None:
+        """Return the saga with its steps, or None if it is missing or outside ``tenant_id``.
+
+        The tenant is a condition of the query: another tenant's saga is never read.
+        """
         ...
 
     async def acquire(self, saga_id: str, owner: str, lease_seconds: float) -> bool:
@@ -122,8 +127,14 @@ class SagaStore(Protocol):
         """Extend ``owner``'s lease; False if it was lost."""
         ...
 
-    async def reopen(self, saga_id: str, owner: str, lease_seconds: float) -> bool:
-        """Move a ``compensation_failed`` saga back to ``compensating``, leased to ``owner``."""
+    async def reopen(
+        self, saga_id: str, owner: str, lease_seconds: float, *, tenant_id: TenantScope
+    ) -> bool:
+        """Move a ``compensation_failed`` saga of ``tenant_id`` back to ``compensating``.
+
+        The saga is leased to ``owner``; False (nothing changed) if no such saga is in
+        ``compensation_failed``.
+        """
         ...
 
     async def save(self, record: SagaRecord, steps: Sequence[StepRecord], owner: str) -> bool:
@@ -133,8 +144,8 @@ class SagaStore(Protocol):
         """
         ...
 
-    async def request_cancel(self, saga_id: str) -> bool:
-        """Flag an active saga for cancellation; False if it is not active."""
+    async def request_cancel(self, saga_id: str, *, tenant_id: TenantScope) -> bool:
+        """Flag an active saga of ``tenant_id`` for cancellation; False if there is none."""
         ...
 
     async def claim_expired(self, owner: str, lease_seconds: float, limit: int) -> list[str]:
@@ -142,9 +153,9 @@ class SagaStore(Protocol):
         ...
 
     async def list(
-        self, *, tenant_id: str | None, status: SagaStatus | None, limit: int
+        self, *, tenant_id: TenantScope, status: SagaStatus | None, limit: int
     ) -> list[SagaRecord]:
-        """Sagas, newest first, filtered by tenant and status (steps not loaded)."""
+        """Sagas of ``tenant_id``, newest first, optionally of one status (steps not loaded)."""
         ...
 
 
@@ -187,12 +198,53 @@ _RENEW = (
     .where(_THIS_SAGA, _OWNED)
     .values(lease_expires_at=_bind("v_lease_expires_at", _S.lease_expires_at))
 )
-_REOPEN = (
-    update(_SAGAS)
-    .where(_THIS_SAGA, _S.status == SagaStatus.COMPENSATION_FAILED.value)
-    .values(status=SagaStatus.COMPENSATING.value, completed_at=None, **_NEW_LEASE)
-)
-_REQUEST_CANCEL = update(_SAGAS).where(_THIS_SAGA, _IS_ACTIVE).values(cancel_requested=True)
+
+# --- tenant scopes ------------------------------------------------------------------------
+# Every read and operator action is filtered by tenant in its SQL: each statement exists
+# once per kind of scope, one tenant ("one", bound as w_tenant), no tenant ("none") or all.
+_ScopeKind = Literal["all", "none", "one"]
+_SCOPES: tuple[_ScopeKind, ...] = ("all", "none", "one")
+_Scopable = TypeVar("_Scopable", Select[Any], Update)
+
+
+def _scope_kind(tenant_id: TenantScope) -> _ScopeKind:
+    if tenant_id is ALL_TENANTS:
+        return "all"
+    return "none" if tenant_id is None else "one"
+
+
+def _scoped(statement: _Scopable, kind: _ScopeKind) -> _Scopable:
+    """``statement`` restricted to the sagas of one kind of scope."""
+    if kind == "one":
+        return statement.where(_S.tenant_id == _bind("w_tenant", _S.tenant_id))
+    if kind == "none":
+        return statement.where(_S.tenant_id.is_(None))
+    return statement
+
+
+def _scope_params(
+    tenant_id: TenantScope, params: dict[str, Any]
+) -> tuple[_ScopeKind, dict[str, Any]]:
+    """The kind of ``tenant_id``'s scope, and ``params`` with its bind value added."""
+    kind = _scope_kind(tenant_scope(tenant_id))
+    if kind == "one":
+        params["w_tenant"] = tenant_id
+    return kind, params
+
+
+_REOPEN = {
+    kind: _scoped(
+        update(_SAGAS)
+        .where(_THIS_SAGA, _S.status == SagaStatus.COMPENSATION_FAILED.value)
+        .values(status=SagaStatus.COMPENSATING.value, completed_at=None, **_NEW_LEASE),
+        kind,
+    )
+    for kind in _SCOPES
+}
+_REQUEST_CANCEL = {
+    kind: _scoped(update(_SAGAS).where(_THIS_SAGA, _IS_ACTIVE).values(cancel_requested=True), kind)
+    for kind in _SCOPES
+}
 _CANDIDATES = (
     select(_S.saga_id, _S.lease_owner)
     .where(_IS_ACTIVE, _S.lease_expires_at < _bind("w_now", _S.lease_expires_at))
@@ -210,24 +262,27 @@ _CLAIM_FROM = _CLAIM_EXPIRED.where(_S.lease_owner == _bind("w_previous", _S.leas
 
 # One statement reads the saga and its steps (a consistent snapshot, one round trip).
 _STEP_LABELS = {c.name: f"step_{c.name}" for c in _STEPS.columns if c.name != "saga_id"}
-_LOAD = (
-    select(_SAGAS, *(_T[name].label(label) for name, label in _STEP_LABELS.items()))
-    .select_from(_SAGAS.outerjoin(_STEPS, _T.saga_id == _S.saga_id))
-    .where(_THIS_SAGA)
-    .order_by(_T.step_index)
-)
+_LOAD = {
+    kind: _scoped(
+        select(_SAGAS, *(_T[name].label(label) for name, label in _STEP_LABELS.items()))
+        .select_from(_SAGAS.outerjoin(_STEPS, _T.saga_id == _S.saga_id))
+        .where(_THIS_SAGA)
+        .order_by(_T.step_index),
+        kind,
+    )
+    for kind in _SCOPES
+}
 
 
-def _list_statement(by_tenant: bool, by_status: bool) -> Executable:
+def _list_statement(kind: _ScopeKind, by_status: bool) -> Executable:
     query = select(_SAGAS).order_by(_S.created_at.desc()).limit(_bind("w_limit", _S.current_step))
-    if by_tenant:
-        query = query.where(_S.tenant_id == _bind("w_tenant", _S.tenant_id))
+    query = _scoped(query, kind)
     if by_status:
         query = query.where(_S.status == _bind("w_status", _S.status))
     return query
 
 
-_LIST = {(t, s): _list_statement(t, s) for t in (False, True) for s in (False, True)}
+_LIST = {(k, s): _list_statement(k, s) for k in _SCOPES for s in (False, True)}
 
 # --- state changes: group commit ------------------------------------------------------------
 # Creating a saga and saving a state change are the hot path (one per step). Each is one
@@ -817,10 +872,14 @@ class SqlSagaStore:
         async with self._autocommit.connect() as conn:
             return int((await conn.execute(statement, params)).rowcount)
 
-    async def load(self, saga_id: str) -> SagaRecord | None:
-        """Return the saga with its steps, or None."""
+    async def load(self, saga_id: str, *, tenant_id: TenantScope) -> SagaRecord | None:
+        """Return the saga with its steps, or None if it is missing or outside ``tenant_id``.
+
+        The tenant is a condition of the query: another tenant's saga is never read.
+        """
+        kind, params = _scope_params(tenant_id, {"w_saga_id": saga_id})
         async with self._autocommit.connect() as conn:
-            rows = (await conn.execute(_LOAD, {"w_saga_id": saga_id})).all()
+            rows = (await conn.execute(_LOAD[kind], params)).all()
         if not rows:
             return None
         record = _to_record(rows[0])
@@ -849,18 +908,26 @@ class SqlSagaStore:
         }
         return bool(await self._rowcount(_RENEW, params))
 
-    async def reopen(self, saga_id: str, owner: str, lease_seconds: float) -> bool:
-        """Move a ``compensation_failed`` saga back to ``compensating``, leased to ``owner``."""
+    async def reopen(
+        self, saga_id: str, owner: str, lease_seconds: float, *, tenant_id: TenantScope
+    ) -> bool:
+        """Move a ``compensation_failed`` saga of ``tenant_id`` back to ``compensating``.
+
+        The saga is leased to ``owner``; False (nothing changed) if no such saga is in
+        ``compensation_failed``.
+        """
         params = {
             "w_saga_id": saga_id,
             "v_lease_owner": owner,
             "v_lease_expires_at": _lease_until(lease_seconds),
         }
-        return bool(await self._rowcount(_REOPEN, params))
+        kind, params = _scope_params(tenant_id, params)
+        return bool(await self._rowcount(_REOPEN[kind], params))
 
-    async def request_cancel(self, saga_id: str) -> bool:
-        """Flag an active saga for cancellation; False if it is not active."""
-        return bool(await self._rowcount(_REQUEST_CANCEL, {"w_saga_id": saga_id}))
+    async def request_cancel(self, saga_id: str, *, tenant_id: TenantScope) -> bool:
+        """Flag an active saga of ``tenant_id`` for cancellation; False if there is none."""
+        kind, params = _scope_params(tenant_id, {"w_saga_id": saga_id})
+        return bool(await self._rowcount(_REQUEST_CANCEL[kind], params))
 
     async def claim_expired(self, owner: str, lease_seconds: float, limit: int) -> list[str]:
         """Take over up to ``limit`` active sagas whose lease expired; return their ids.
@@ -887,13 +954,14 @@ class SqlSagaStore:
         return claimed
 
     async def list(
-        self, *, tenant_id: str | None, status: SagaStatus | None, limit: int
+        self, *, tenant_id: TenantScope, status: SagaStatus | None, limit: int
     ) -> list[SagaRecord]:
-        """Sagas, newest first, filtered by tenant and status (steps not loaded)."""
-        statement = _LIST[(tenant_id is not None, status is not None)]
-        params: dict[str, Any] = {"w_limit": limit}
-        if tenant_id is not None:
-            params["w_tenant"] = tenant_id
+        """Sagas of ``tenant_id``, newest first, optionally of one status (steps not loaded).
+
+        The tenant is a condition of the query (the limit counts that tenant's sagas only).
+        """
+        kind, params = _scope_params(tenant_id, {"w_limit": limit})
+        statement = _LIST[(kind, status is not None)]
         if status is not None:
             params["w_status"] = status.value
         async with self._autocommit.connect() as conn:
