@@ -6,9 +6,8 @@ import asyncio
 from uuid import uuid4
 
 import pytest
-from sqlalchemy.exc import DBAPIError
 
-from dotmac_shared.business_logic import SagaError, SagaLeaseLostError
+from dotmac_shared.business_logic import PersistenceError, SagaError, SagaLeaseLostError
 from dotmac_shared.business_logic.persistence import engine_of
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
@@ -291,7 +290,8 @@ async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
     assert held and not set(held) & {ids[2], ids[3]}
     # The batch of the others failed; written one by one, only the bad change did.
     assert [sorted(failed[0]), failed[1:]] == [sorted(batched), [[ids[2]]]]
-    assert isinstance(outcomes[2], DBAPIError) and "no boom" in str(outcomes[2])
+    assert isinstance(outcomes[2], PersistenceError) and "no boom" in str(outcomes[2])
+    assert outcomes[2].__cause__ is not None  # the database's own error, chained
     assert [o["status"] for i, o in enumerate(outcomes) if i != 2] == ["completed"] * 4
     stuck = await coordinator.get_saga(ids[2])
     assert stuck["status"] == "running" and stuck["steps"][0]["status"] == "running"
