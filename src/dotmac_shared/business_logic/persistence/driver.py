@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
@@ -43,10 +43,12 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 #: Everything a database call may raise because of the database, the driver or the network
-#: (``ConnectionRefusedError`` and timeouts are ``OSError``\ s; a connection that fails while
-#: it is being set up can raise asyncpg's ``InternalClientError``).
+#: (``ConnectionRefusedError`` and timeouts are ``OSError`` errors; a connection that fails while
+#: it is being set up can raise asyncpg's ``InternalClientError``; a pool checkout that fails
+#: raises the asyncpg adapter's DB-API ``Error``, which SQLAlchemy does not wrap there).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     SQLAlchemyError,
+    EmulatedDBAPIException,
     asyncpg.InternalClientError,
     *DRIVER_ERRORS,
 )
