@@ -20,6 +20,7 @@ from dotmac_shared.business_logic.sagas import (
     StepRecord,
     StepStatus,
 )
+from tests.sagas.steps import REFUSE_BOOM
 
 
 def batches_of(store: SqlSagaStore) -> list[list[str]]:
@@ -209,23 +210,6 @@ async def test_same_saga_id_started_twice_at_once_runs_its_steps_once(session_fa
     assert outcomes[0]["status"] == "completed" and outcomes[1]["status"] == "completed"
     assert isinstance(outcomes[2], SagaError)
     assert "being run by another worker" in str(outcomes[2])
-
-
-REFUSE_BOOM = {
-    "sqlite": [
-        f"CREATE TRIGGER refuse_boom_{when} BEFORE {when} ON saga_step_executions "
-        "WHEN NEW.step_name = 'boom' AND NEW.status = 'completed' "
-        "BEGIN SELECT RAISE(ABORT, 'no boom'); END"
-        for when in ("INSERT", "UPDATE")
-    ],
-    "postgresql": [
-        "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.step_name = 'boom' AND NEW.status = 'completed' THEN "
-        "RAISE EXCEPTION 'no boom'; END IF; RETURN NEW; END $$",
-        "CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON saga_step_executions "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
-    ],
-}
 
 
 async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):

@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from dotmac_shared.business_logic.clock import ManualClock
-from dotmac_shared.business_logic.persistence import create_engine
+from dotmac_shared.business_logic.persistence import create_engine, engine_of
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
@@ -20,6 +20,7 @@ from dotmac_shared.business_logic.sagas import (
     SqlSagaStore,
     StepContext,
 )
+from tests.sagas.steps import REFUSE_BOOM
 
 LEASE = 30.0
 FAILED_PASSES = 3
@@ -95,3 +96,47 @@ async def test_worker_logs_backs_off_and_recovers_when_passes_fail(
     failures = [r for r in caplog.records if "recovery pass failed" in r.getMessage()]
     assert len(failures) == FAILED_PASSES
     assert all(r.exc_info is not None for r in failures)  # logged with the traceback
+
+
+async def test_recovery_pass_finishes_every_other_saga_when_one_cannot_be_written(
+    session_factory, caplog: pytest.LogCaptureFixture
+):
+    engine = engine_of(session_factory)
+    async with engine.begin() as conn:  # the database refuses to record step "boom" as done
+        for ddl in REFUSE_BOOM[engine.dialect.name]:
+            await conn.exec_driver_sql(ddl)
+    clock = ManualClock()
+    names = ["fine", "boom", "fine"]
+    ids = []
+    for name in names:
+        started = asyncio.Event()
+
+        async def hang(ctx: StepContext, started=started) -> dict:
+            started.set()
+            await asyncio.Event().wait()
+            return {}
+
+        dead = SagaCoordinator(session_factory, lease_seconds=LEASE, clock=clock)
+        dead.register_saga(SagaDefinition(name=name, steps=[SagaStep(name=name, execute=hang)]))
+        saga_id = str(uuid4())
+        task = asyncio.create_task(dead.execute_saga(saga_name=name, context=SagaContext(saga_id)))
+        await asyncio.wait_for(started.wait(), 10)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        ids.append(saga_id)
+    clock.advance(LEASE + 1)
+
+    async def finish(ctx: StepContext) -> dict:
+        return {"finished": True}
+
+    rescuer = SagaCoordinator(session_factory, lease_seconds=LEASE, clock=clock)
+    for name in ("fine", "boom"):
+        rescuer.register_saga(
+            SagaDefinition(name=name, steps=[SagaStep(name=name, execute=finish)])
+        )
+    caplog.set_level(logging.ERROR, logger="dotmac_shared.business_logic.sagas.coordinator")
+    assert await rescuer.recover() == 3  # the bad saga does not fail the whole pass
+    statuses = [(await rescuer.get_saga(saga_id))["status"] for saga_id in ids]
+    assert statuses == ["completed", "running", "completed"]
+    [logged] = [r for r in caplog.records if "recovery of saga" in r.getMessage()]
+    assert ids[1] in logged.getMessage() and logged.exc_info is not None
