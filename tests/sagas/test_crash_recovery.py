@@ -120,6 +120,14 @@ async def scalar_rows(factory, sql: str, **params) -> list:
         return list((await session.execute(text(sql), params)).all())
 
 
+async def until_sagas_exceed(factory, count: int, seconds: float = 30) -> None:
+    """Wait until a worker process has created more than ``count`` sagas."""
+    deadline = time.monotonic() + seconds
+    while (await scalar_rows(factory, "SELECT COUNT(*) FROM saga_executions"))[0][0] <= count:
+        assert time.monotonic() < deadline, "the worker process never started a saga"
+        await asyncio.sleep(0.05)
+
+
 async def test_sagas_of_killed_workers_end_completed_or_fully_compensated(
     session_factory, database_url
 ):
@@ -134,7 +142,9 @@ async def test_sagas_of_killed_workers_end_completed_or_fully_compensated(
         # The child would run sagas for ever; it is killed at a random point of one of them.
         proc = ctx.Process(target=_run_sagas, args=(database_url, f"r{rounds}", 10_000))
         proc.start()
-        time.sleep(rng.uniform(1.0, 2.0))  # spawn start-up is ~0.7 s; then it runs sagas
+        # Start-up takes a while (longer on a loaded machine): kill once it runs sagas.
+        await until_sagas_exceed(session_factory, created[0][0])
+        time.sleep(rng.uniform(0.3, 1.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         assert proc.exitcode == -signal.SIGKILL
@@ -185,7 +195,8 @@ async def test_two_workers_recovering_the_same_sagas_each_take_a_saga_once(
     # A worker runs sagas and dies mid-way through one.
     abandoned = ctx.Process(target=_run_sagas, args=(database_url, "lost", 10_000))
     abandoned.start()
-    time.sleep(2.0)
+    await until_sagas_exceed(session_factory, 0)
+    time.sleep(1.0)
     os.kill(abandoned.pid, signal.SIGKILL)
     abandoned.join()
     workers = [ctx.Process(target=_recover_until_idle, args=(database_url, 4.0)) for _ in range(2)]
