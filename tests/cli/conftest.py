@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
+import datetime as dt
 import uuid
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, ManualClock
 from dotmac_shared.business_logic.operations import ServiceProvisioningSaga, seed_demo_data
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator, StepContext
@@ -59,7 +60,10 @@ async def _abandon(url: str) -> str:
     ]
     factory = create_session_factory(url)
     try:
-        dead = SagaCoordinator(factory, lease_seconds=DEAD_LEASE)
+        # The dead worker's clock runs a minute behind: the lease it writes has expired by
+        # every other worker's clock, so nobody waits for it to run out.
+        behind = ManualClock(SYSTEM_CLOCK.now() - dt.timedelta(minutes=1))
+        dead = SagaCoordinator(factory, lease_seconds=DEAD_LEASE, clock=behind)
         dead.register_saga(dataclasses.replace(shipped, steps=steps))
         saga_id = f"abandoned-{uuid.uuid4().hex[:8]}"
         task = asyncio.create_task(
@@ -80,6 +84,4 @@ async def _abandon(url: str) -> str:
 @pytest.fixture
 def abandoned_saga(seeded_url: str) -> str:
     """The id of a service provisioning saga left running with an expired lease."""
-    saga_id = asyncio.run(_abandon(seeded_url))
-    time.sleep(DEAD_LEASE + 0.1)  # let the dead worker's lease expire
-    return saga_id
+    return asyncio.run(_abandon(seeded_url))

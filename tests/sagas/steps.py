@@ -13,6 +13,25 @@ EFFECTS_DDL = (
 )
 
 
+#: Triggers by which the database refuses to record a step named "boom" as completed: a
+#: write the database itself rejects (not a lost connection).
+REFUSE_BOOM = {
+    "sqlite": [
+        f"CREATE TRIGGER refuse_boom_{when} BEFORE {when} ON saga_step_executions "
+        "WHEN NEW.step_name = 'boom' AND NEW.status = 'completed' "
+        "BEGIN SELECT RAISE(ABORT, 'no boom'); END"
+        for when in ("INSERT", "UPDATE")
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.step_name = 'boom' AND NEW.status = 'completed' THEN "
+        "RAISE EXCEPTION 'no boom'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON saga_step_executions "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+    ],
+}
+
+
 async def create_effects_table(factory: async_sessionmaker[AsyncSession]) -> None:
     async with factory() as session, session.begin():
         await session.execute(text(EFFECTS_DDL))

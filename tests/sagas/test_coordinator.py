@@ -11,6 +11,7 @@ from dotmac_shared.business_logic import (
     SagaError,
     SagaNotFoundError,
 )
+from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.sagas import (
     ALL_TENANTS,
     RetryPolicy,
@@ -338,7 +339,8 @@ async def test_abandoned_saga_is_resumed_forward_by_another_worker(session_facto
             SagaStep(name="c", execute=record, compensate=unrecord),
         ],
     )
-    dead = SagaCoordinator(session_factory, lease_seconds=0.3)
+    clock = ManualClock()  # the lease expires because the test moves the clock, not by sleeping
+    dead = SagaCoordinator(session_factory, lease_seconds=5, clock=clock)
     dead.register_saga(definition)
     context = ctx()
     task = asyncio.create_task(dead.execute_saga(saga_name="abandon", context=context))
@@ -347,10 +349,10 @@ async def test_abandoned_saga_is_resumed_forward_by_another_worker(session_facto
     with pytest.raises(asyncio.CancelledError):
         await task
     hold.set()
-    rescuer = SagaCoordinator(session_factory, lease_seconds=5)
+    rescuer = SagaCoordinator(session_factory, lease_seconds=5, clock=clock)
     rescuer.register_saga(definition)
     assert await rescuer.recover() == 0  # the lease has not expired yet
-    await asyncio.sleep(0.4)
+    clock.advance(5.1)
     assert await rescuer.recover() == 1
     saga = await rescuer.get_saga(context.saga_id, tenant_id=context.tenant_id)
     assert saga["status"] == "completed"

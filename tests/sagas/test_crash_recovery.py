@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import multiprocessing
 import os
 import random
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from dotmac_shared.business_logic import create_session_factory
+from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock, as_clock
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
@@ -66,8 +68,8 @@ def definition() -> SagaDefinition:
     )
 
 
-def coordinator(factory) -> SagaCoordinator:
-    c = SagaCoordinator(factory, lease_seconds=LEASE)
+def coordinator(factory, clock: Clock | None = None) -> SagaCoordinator:
+    c = SagaCoordinator(factory, lease_seconds=LEASE, clock=clock)
     c.register_saga(definition())
     return c
 
@@ -93,10 +95,18 @@ def _run_sagas(url: str, prefix: str, count: int) -> None:
     asyncio.run(go())
 
 
+def ahead_of_every_lease() -> Clock:
+    """A clock a lease (and more) ahead of the dead workers': their leases have expired by it.
+
+    The rescuers use it instead of sleeping until the leases run out.
+    """
+    return as_clock(lambda: SYSTEM_CLOCK.now() + dt.timedelta(seconds=LEASE + 0.1))
+
+
 def _recover_until_idle(url: str, seconds: float) -> None:
     async def go() -> None:
         factory = create_session_factory(url, migrate=False)
-        c = coordinator(factory)
+        c = coordinator(factory, ahead_of_every_lease())
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if not await c.recover():
@@ -108,6 +118,14 @@ def _recover_until_idle(url: str, seconds: float) -> None:
 async def scalar_rows(factory, sql: str, **params) -> list:
     async with factory() as session:
         return list((await session.execute(text(sql), params)).all())
+
+
+async def until_sagas_exceed(factory, count: int, seconds: float = 30) -> None:
+    """Wait until a worker process has created more than ``count`` sagas."""
+    deadline = time.monotonic() + seconds
+    while (await scalar_rows(factory, "SELECT COUNT(*) FROM saga_executions"))[0][0] <= count:
+        assert time.monotonic() < deadline, "the worker process never started a saga"
+        await asyncio.sleep(0.05)
 
 
 async def test_sagas_of_killed_workers_end_completed_or_fully_compensated(
@@ -124,14 +142,15 @@ async def test_sagas_of_killed_workers_end_completed_or_fully_compensated(
         # The child would run sagas for ever; it is killed at a random point of one of them.
         proc = ctx.Process(target=_run_sagas, args=(database_url, f"r{rounds}", 10_000))
         proc.start()
-        time.sleep(rng.uniform(1.0, 2.0))  # spawn start-up is ~0.7 s; then it runs sagas
+        # Start-up takes a while (longer on a loaded machine): kill once it runs sagas.
+        await until_sagas_exceed(session_factory, created[0][0])
+        time.sleep(rng.uniform(0.3, 1.3))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         assert proc.exitcode == -signal.SIGKILL
         rounds += 1
         assert rounds < 25, "workers never got far enough to create 30 sagas"
-    await asyncio.sleep(LEASE + 0.1)
-    rescuer = coordinator(session_factory)
+    rescuer = coordinator(session_factory, ahead_of_every_lease())
     while await rescuer.recover():
         pass
 
@@ -176,10 +195,10 @@ async def test_two_workers_recovering_the_same_sagas_each_take_a_saga_once(
     # A worker runs sagas and dies mid-way through one.
     abandoned = ctx.Process(target=_run_sagas, args=(database_url, "lost", 10_000))
     abandoned.start()
-    time.sleep(2.0)
+    await until_sagas_exceed(session_factory, 0)
+    time.sleep(1.0)
     os.kill(abandoned.pid, signal.SIGKILL)
     abandoned.join()
-    await asyncio.sleep(LEASE + 0.1)
     workers = [ctx.Process(target=_recover_until_idle, args=(database_url, 4.0)) for _ in range(2)]
     for w in workers:
         w.start()

@@ -6,9 +6,8 @@ import asyncio
 from uuid import uuid4
 
 import pytest
-from sqlalchemy.exc import DBAPIError
 
-from dotmac_shared.business_logic import SagaError, SagaLeaseLostError
+from dotmac_shared.business_logic import PersistenceError, SagaError, SagaLeaseLostError
 from dotmac_shared.business_logic.persistence import engine_of
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
@@ -21,6 +20,7 @@ from dotmac_shared.business_logic.sagas import (
     StepRecord,
     StepStatus,
 )
+from tests.sagas.steps import REFUSE_BOOM
 
 
 def batches_of(store: SqlSagaStore) -> list[list[str]]:
@@ -212,23 +212,6 @@ async def test_same_saga_id_started_twice_at_once_runs_its_steps_once(session_fa
     assert "being run by another worker" in str(outcomes[2])
 
 
-REFUSE_BOOM = {
-    "sqlite": [
-        f"CREATE TRIGGER refuse_boom_{when} BEFORE {when} ON saga_step_executions "
-        "WHEN NEW.step_name = 'boom' AND NEW.status = 'completed' "
-        "BEGIN SELECT RAISE(ABORT, 'no boom'); END"
-        for when in ("INSERT", "UPDATE")
-    ],
-    "postgresql": [
-        "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.step_name = 'boom' AND NEW.status = 'completed' THEN "
-        "RAISE EXCEPTION 'no boom'; END IF; RETURN NEW; END $$",
-        "CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON saga_step_executions "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
-    ],
-}
-
-
 async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
     engine = engine_of(session_factory)
     async with engine.begin() as conn:  # the database refuses to record step "boom" as done
@@ -291,7 +274,8 @@ async def test_bad_write_fails_only_its_own_saga_when_batched(session_factory):
     assert held and not set(held) & {ids[2], ids[3]}
     # The batch of the others failed; written one by one, only the bad change did.
     assert [sorted(failed[0]), failed[1:]] == [sorted(batched), [[ids[2]]]]
-    assert isinstance(outcomes[2], DBAPIError) and "no boom" in str(outcomes[2])
+    assert isinstance(outcomes[2], PersistenceError) and "no boom" in str(outcomes[2])
+    assert outcomes[2].__cause__ is not None  # the database's own error, chained
     assert [o["status"] for i, o in enumerate(outcomes) if i != 2] == ["completed"] * 4
     stuck = await coordinator.get_saga(ids[2], tenant_id=None)
     assert stuck["status"] == "running" and stuck["steps"][0]["status"] == "running"

@@ -31,12 +31,20 @@ def worker(
         float, typer.Option(min=0.01, help="Seconds to sleep when a pass found nothing.")
     ] = 1.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Sagas claimed per pass.")] = 20,
+    max_backoff: Annotated[
+        float,
+        typer.Option(min=0.01, help="Longest pause in seconds after failed passes (DB down)."),
+    ] = 30.0,
     once: Annotated[
         bool, typer.Option("--once", help="Run one recovery pass, print the count, exit.")
     ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Recover sagas whose worker died (expired lease) until SIGINT/SIGTERM."""
+    """Recover sagas whose worker died (expired lease) until SIGINT/SIGTERM.
+
+    A pass that fails (the database is unreachable) is logged to stderr and retried after a
+    pause that doubles up to --max-backoff; the worker keeps running.
+    """
 
     async def work() -> int:
         async with session_factory(database_url) as factory:
@@ -44,6 +52,7 @@ def worker(
                 shipped_coordinator(factory, lease_seconds=lease_seconds),
                 poll_interval=poll_interval,
                 batch_size=batch_size,
+                max_backoff=max_backoff,
             )
             if once:
                 return await saga_worker.run_once()

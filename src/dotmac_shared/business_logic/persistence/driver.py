@@ -17,14 +17,22 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
 from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
 
-__all__ = ["CompiledSelect", "DRIVER_ERRORS", "driver_connection", "pooled_driver_connection"]
+__all__ = [
+    "DATABASE_ERRORS",
+    "DRIVER_ERRORS",
+    "CompiledSelect",
+    "driver_connection",
+    "is_connection_error",
+    "persistence_errors",
+    "pooled_driver_connection",
+]
 
 #: What the drivers raise; translated to SQLAlchemy's ``DBAPIError`` at this boundary.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (
@@ -33,6 +41,80 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     OSError,
 )
+
+#: Everything a database call may raise because of the database, the driver or the network
+#: (``ConnectionRefusedError`` and timeouts are ``OSError`` errors; a connection that fails while
+#: it is being set up can raise asyncpg's ``InternalClientError``; a pool checkout that fails
+#: raises the asyncpg adapter's DB-API ``Error``, which SQLAlchemy does not wrap there).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    EmulatedDBAPIException,
+    asyncpg.InternalClientError,
+    *DRIVER_ERRORS,
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own error in one line (a ``DBAPIError``'s text also holds SQL and values)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+#: Driver errors that mean the connection (or the server) went away, not that the statement
+#: was wrong: ``pg_terminate_backend`` and server shutdown (class 57P, 08), a closed
+#: connection, a refused or timed-out connect.
+_CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the connection was lost.
+
+    Such a failure is worth retrying on a new connection; an error in the statement or the
+    data is not.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__
+    return False
+
+
+@contextlib.contextmanager
+def persistence_errors(operation: str) -> Iterator[None]:
+    """Re-raise any of :data:`DATABASE_ERRORS` raised inside as :class:`PersistenceError`.
+
+    The one translation at a store's boundary: callers see one error type whatever the
+    database, the driver or the network did, with the original as ``__cause__``.
+    Cancellation and the framework's own errors pass through untouched.
+
+    Args:
+        operation: What was being done, e.g. ``"saga.save"`` (the error's ``operation``).
+
+    Example:
+        >>> with persistence_errors("demo"):  # doctest: +SKIP
+        ...     await conn.execute(statement)
+    """
+    try:
+        yield
+    except DATABASE_ERRORS as exc:
+        raise PersistenceError(
+            f"database error during {operation}: {_reason(exc)}",
+            operation=operation,
+            metadata={"error_type": type(exc).__name__},
+        ) from exc
 
 
 @contextlib.asynccontextmanager

@@ -16,15 +16,17 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import (
     InvalidInputError,
+    PersistenceError,
     ResultSerializationError,
     SagaConflictError,
     SagaDefinitionError,
@@ -44,7 +46,7 @@ from dotmac_shared.business_logic.observability.telemetry import (
     SAGA_STEP_DURATION,
     start_span,
 )
-from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.persistence.driver import is_connection_error
 from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
 from dotmac_shared.business_logic.sagas.definition import RetryPolicy, SagaDefinition, SagaStep
 from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
@@ -69,6 +71,36 @@ MAX_NESTING = 64
 #: Longest error text kept for a saga or a step (the rest is cut, marked with "…").
 MAX_ERROR_CHARS = 2_000
 _CANCELLED = "cancelled on request"
+#: Sorts after every real time (a compensated step that has no time yet comes last).
+_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
+#: Share of the lease kept in reserve. A worker that cannot renew stops its step this long
+#: before its lease would expire, so that the step has stopped before another worker may
+#: claim the saga: it covers the time the step takes to stop, the round trip that wrote the
+#: lease, and the skew between the wall clocks of the two workers' hosts.
+_LEASE_MARGIN = 0.2
+#: First pause before retrying a failed renewal or state write; doubled each time, at most
+#: a tenth of the lease.
+_RETRY_DELAY = 0.05
+
+
+class _Lease:
+    """This worker's hold on one saga, measured on the event loop's monotonic time.
+
+    The stored lease expires at a wall time of the injected clock; this worker counts its own
+    deadline from when it *sent* its last successful renewal (the expiry was computed no
+    earlier), on a clock that cannot jump, so it never believes it holds a lease it lost.
+    """
+
+    def __init__(self, seconds: float, taken_at: float) -> None:
+        self.seconds = seconds
+        self.renewed_at = taken_at
+        #: Set when this worker gave the saga up (the step was cancelled).
+        self.lost = False
+
+    @property
+    def deadline(self) -> float:
+        """Loop time after which this worker must no longer act for the saga."""
+        return self.renewed_at + self.seconds * (1 - _LEASE_MARGIN)
 
 
 def _check_storable(value: object, what: str, field: str) -> None:
@@ -185,6 +217,13 @@ class SagaCoordinator:
             died is taken over this long after its last renewal.
         owner_id: This worker's name in leases (host:pid:random by default).
         store: Where state lives (the SQL store on the session factory by default).
+        clock: Where every wall time written or compared comes from (lease expiry, created,
+            updated and completed times, deadlines); the system clock by default. The store
+            the coordinator builds gets the same clock.
+
+    A worker that cannot renew a lease (the database is unreachable) retries with backoff
+    until shortly before the lease would expire, then cancels the running step and stops
+    writing that saga: a step never runs on two workers at once.
 
     Example:
         >>> coordinator = SagaCoordinator(db_session_factory)  # doctest: +SKIP
@@ -201,13 +240,17 @@ class SagaCoordinator:
         lease_seconds: float = 30.0,
         owner_id: str | None = None,
         store: SagaStore | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise InvalidInputError("lease_seconds must be positive", field="lease_seconds")
         self.session_factory = db_session_factory
         self.lease_seconds = lease_seconds
         self.owner_id = owner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._store: SagaStore = store or SqlSagaStore(db_session_factory)
+        self.clock = as_clock(clock)
+        self._store: SagaStore = store or SqlSagaStore(db_session_factory, clock=self.clock)
+        # The lease of each saga driven right now (its deadline bounds retries of writes).
+        self._leases: dict[str, _Lease] = {}
         self._definitions: dict[str, SagaDefinition] = {}
         # Sagas this coordinator is driving right now: never drive one twice at once.
         self._driving: set[str] = set()
@@ -271,7 +314,7 @@ class SagaCoordinator:
                 "context.tenant_id must be a tenant id (str) or None", field="tenant_id"
             )
         data = _json_object(initial_data, "initial_data", "initial_data")
-        now = utcnow()
+        now = self.clock.now()
         record = SagaRecord(
             saga_id=context.saga_id,
             saga_name=definition.name,
@@ -474,6 +517,7 @@ class SagaCoordinator:
         Returns how many sagas this pass took up. Safe to run from many workers at once:
         each saga is claimed by exactly one.
         """
+        leased_at = asyncio.get_running_loop().time()
         claimed = await self._store.claim_expired(self.owner_id, self.lease_seconds, limit)
         records = [await self._store.load(s, tenant_id=ALL_TENANTS) for s in claimed]
         runnable = []
@@ -488,7 +532,23 @@ class SagaCoordinator:
                 )
                 continue
             runnable.append(record)
-        await asyncio.gather(*(self._drive(r, self._definitions[r.saga_name]) for r in runnable))
+        outcomes = await asyncio.gather(
+            *(
+                self._drive(r, self._definitions[r.saga_name], leased_at=leased_at)
+                for r in runnable
+            ),
+            return_exceptions=True,
+        )
+        # One saga's failure (say, the database went away mid-way) must not hide the others':
+        # each is logged; an unfinished saga's lease expires and a later pass takes it again.
+        for record, outcome in zip(runnable, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                logger.error(
+                    "recovery of saga %s stopped: %s",
+                    record.saga_id,
+                    _describe(outcome),
+                    exc_info=outcome,
+                )
         return len(runnable)
 
     # --- the engine -------------------------------------------------------------------
@@ -501,6 +561,7 @@ class SagaCoordinator:
         return record
 
     async def _take_over(self, record: SagaRecord) -> dict[str, Any]:
+        leased_at = asyncio.get_running_loop().time()
         if record.saga_id in self._driving or not await self._store.acquire(
             record.saga_id, self.owner_id, self.lease_seconds
         ):
@@ -511,7 +572,7 @@ class SagaCoordinator:
                 saga_name=record.saga_name,
                 metadata={"lease_owner": record.lease_owner},
             )
-        return await self._drive(record, self._definition(record.saga_name))
+        return await self._drive(record, self._definition(record.saga_name), leased_at=leased_at)
 
     async def _reopen(self, record: SagaRecord) -> None:
         """Move a compensation_failed saga back to compensating (an operator's resume)."""
@@ -526,10 +587,21 @@ class SagaCoordinator:
             )
 
     async def _drive(
-        self, record: SagaRecord, definition: SagaDefinition, *, first_started: bool = False
+        self,
+        record: SagaRecord,
+        definition: SagaDefinition,
+        *,
+        first_started: bool = False,
+        leased_at: float | None = None,
     ) -> dict[str, Any]:
+        """Run the saga on while holding its lease; its outcome when it ends.
+
+        ``leased_at``: loop time just before the lease was written (now by default).
+        """
+        loop = asyncio.get_running_loop()
+        lease = _Lease(self.lease_seconds, loop.time() if leased_at is None else leased_at)
         self._driving.add(record.saga_id)
-        renewer = asyncio.create_task(self._keep_lease(record.saga_id))
+        self._leases[record.saga_id] = lease
         try:
             with (
                 log_context(tenant_id=record.tenant_id, saga_id=record.saga_id),
@@ -542,31 +614,153 @@ class SagaCoordinator:
                     },
                 ) as span,
             ):
-                if record.status is SagaStatus.RUNNING:
-                    await self._forward(record, definition, first_started=first_started)
-                if record.status is SagaStatus.COMPENSATING:
-                    await self._backward(record, definition)
+                await self._leased(record, definition, lease, first_started)
                 span.set_attribute("dotmac.saga.status", record.status.value)
                 if record.status is not SagaStatus.COMPLETED:
                     span.set_status(Status(StatusCode.ERROR, record.error or ""))
             SAGA_FINISHED.add(1, {"saga": record.saga_name, "status": record.status.value})
             return self._outcome(record)
-        except SagaLeaseLostError:
-            # Another worker owns the saga now; report what is stored, do nothing more.
-            logger.warning("lost the lease of saga %s; another worker continues", record.saga_id)
-            return self._outcome(await self._require(record.saga_id, tenant_id=record.tenant_id))
+        except SagaLeaseLostError as exc:
+            return await self._after_lease_lost(record, exc)
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
             self._driving.discard(record.saga_id)
+            self._leases.pop(record.saga_id, None)
 
-    async def _keep_lease(self, saga_id: str) -> None:
-        """Renew the lease while the saga runs (a long step must not lose it)."""
+    async def _leased(
+        self, record: SagaRecord, definition: SagaDefinition, lease: _Lease, first_started: bool
+    ) -> None:
+        """Run the steps in a task that the lease keeper cancels if the lease cannot be kept."""
+
+        async def steps() -> None:
+            if record.status is SagaStatus.RUNNING:
+                await self._forward(record, definition, first_started=first_started)
+            if record.status is SagaStatus.COMPENSATING:
+                await self._backward(record, definition)
+
+        work = asyncio.create_task(steps())
+        keeper = asyncio.create_task(self._keep_lease(record, lease, work))
+        try:
+            await work  # cancelling this task cancels the work too
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if lease.lost and task is not None and not task.cancelling():
+                raise SagaLeaseLostError(
+                    f"saga {record.saga_id}: lease lost: it could not be renewed before it "
+                    "would expire (database unreachable?); the step was stopped and this "
+                    "worker no longer writes the saga",
+                    saga_id=record.saga_id,
+                    saga_name=record.saga_name,
+                    metadata={"lease_owner": self.owner_id},
+                ) from None
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _after_lease_lost(
+        self, record: SagaRecord, error: SagaLeaseLostError
+    ) -> dict[str, Any]:
+        """The stored outcome if the saga has ended (re-read), else ``error``.
+
+        Another worker owns the saga now (or will, once the lease expires); this one reports
+        what is stored and does nothing more.
+        """
+        logger.warning("saga %s: %s", record.saga_id, error)
+        try:
+            async with asyncio.timeout(self.lease_seconds):
+                stored = await self._require(record.saga_id, tenant_id=record.tenant_id)
+        except (PersistenceError, TimeoutError):
+            raise error  # noqa: B904 - error keeps its own cause; the failed re-read is context
+        if stored.status.is_active:
+            raise error
+        return self._outcome(stored)
+
+    async def _keep_lease(
+        self, record: SagaRecord, lease: _Lease, work: asyncio.Task[None]
+    ) -> None:
+        """Renew the lease while the saga runs (a long step must not lose it).
+
+        If it cannot be renewed before ``lease.deadline``, cancel ``work``: the step must stop
+        before the lease can pass to another worker.
+        """
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            if not await self._store.renew(saga_id, self.owner_id, self.lease_seconds):
-                return  # lost: the next fenced write raises SagaLeaseLostError
+            await asyncio.sleep(max(0.0, lease.renewed_at + self.lease_seconds / 3 - loop.time()))
+            if not await self._renew(record, lease):
+                lease.lost = True
+                work.cancel()
+                return
+
+    async def _renew(self, record: SagaRecord, lease: _Lease) -> bool:
+        """Renew, retrying failures with backoff until the deadline; False if lost."""
+        loop = asyncio.get_running_loop()
+        delay = _RETRY_DELAY
+        while (left := lease.deadline - loop.time()) > 0:
+            sent = loop.time()
+            try:
+                async with asyncio.timeout(left):
+                    held = await self._store.renew(
+                        record.saga_id, self.owner_id, self.lease_seconds
+                    )
+            except Exception as exc:  # any failure: retry while the lease may still be ours
+                logger.warning(
+                    "saga %s: lease renewal failed (%s); retrying for %.2f s",
+                    record.saga_id,
+                    _describe(exc),
+                    max(0.0, lease.deadline - loop.time()),
+                    exc_info=True,
+                )
+                await asyncio.sleep(max(0.0, min(delay, lease.deadline - loop.time())))
+                delay = min(delay * 2, self.lease_seconds / 10)
+                continue
+            if not held:
+                logger.warning("saga %s: lease taken by another worker", record.saga_id)
+                return False
+            lease.renewed_at = sent
+            return True
+        logger.error(
+            "saga %s: lease could not be renewed in time; stopping the step", record.saga_id
+        )
+        return False
+
+    async def _save(self, record: SagaRecord, steps: Sequence[StepRecord]) -> bool:
+        """``store.save``; a lost connection retried with backoff while the lease is surely held.
+
+        A retry writes the same values again, fenced by the lease, so a write that did land
+        the first time is harmless. Past the lease's deadline (as it stood at the first
+        failure) the saga is given up.
+
+        Raises:
+            SagaLeaseLostError: The lease is lost, or the write kept failing until the lease's
+                deadline.
+        """
+        loop = asyncio.get_running_loop()
+        lease = self._leases.get(record.saga_id)
+        give_up_at = lease.deadline if lease is not None else loop.time()
+        delay = _RETRY_DELAY
+        while True:
+            try:
+                return await self._store.save(record, steps, self.owner_id)
+            except PersistenceError as exc:
+                if not is_connection_error(exc):
+                    raise  # the write itself is wrong: trying again cannot help
+                if loop.time() + delay >= give_up_at:
+                    raise SagaLeaseLostError(
+                        f"saga {record.saga_id}: lease lost: its state could not be written "
+                        f"before the lease would expire ({_describe(exc)})",
+                        saga_id=record.saga_id,
+                        saga_name=record.saga_name,
+                        metadata={"lease_owner": self.owner_id},
+                    ) from exc
+                logger.warning(
+                    "saga %s: state write failed (%s); retrying",
+                    record.saga_id,
+                    _describe(exc),
+                    exc_info=True,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.lease_seconds / 10)
 
     def _step_record(self, record: SagaRecord, step: SagaStep, index: int) -> StepRecord:
         existing = record.steps.get(step.name)
@@ -592,7 +786,7 @@ class SagaCoordinator:
         ensure_step_transition(record.saga_id, step.name, step.status, StepStatus.RUNNING)
         step.status = StepStatus.RUNNING
         step.attempts += 1
-        step.started_at = utcnow()
+        step.started_at = self.clock.now()
         step.error = None
         record.current_step = step.index
 
@@ -612,14 +806,14 @@ class SagaCoordinator:
         ]
         if not pending:
             ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
-            record.status, record.completed_at = SagaStatus.COMPLETED, utcnow()
-            await self._store.save(record, [], self.owner_id)
+            record.status, record.completed_at = SagaStatus.COMPLETED, self.clock.now()
+            await self._save(record, [])
             return
         cancel = False
         if not first_started:
             first = self._step_record(record, steps[pending[0]], pending[0])
             self._start(record, first)
-            cancel = await self._store.save(record, [first], self.owner_id)
+            cancel = await self._save(record, [first])
         for index in pending:
             step = steps[index]
             current = self._step_record(record, step, index)
@@ -645,7 +839,7 @@ class SagaCoordinator:
             current.status, current.result, current.completed_at = (
                 StepStatus.COMPLETED,
                 result,
-                utcnow(),
+                self.clock.now(),
             )
             writes = [current]
             if index + 1 < len(steps):
@@ -656,9 +850,9 @@ class SagaCoordinator:
                 writes.append(following)
             else:
                 ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
-                record.status, record.completed_at = SagaStatus.COMPLETED, utcnow()
+                record.status, record.completed_at = SagaStatus.COMPLETED, self.clock.now()
                 record.current_step = len(steps)
-            cancel = await self._store.save(record, writes, self.owner_id)
+            cancel = await self._save(record, writes)
 
     @staticmethod
     def _withdraw(record: SagaRecord, step: StepRecord) -> None:
@@ -673,13 +867,13 @@ class SagaCoordinator:
         record.status = SagaStatus.COMPENSATING
         record.error = _bounded(error)
         record.failed_step = step.name
-        await self._store.save(record, [step] if mark_step else [], self.owner_id)
+        await self._save(record, [step] if mark_step else [])
         logger.warning("saga %s step %s failed: %s; compensating", record.saga_id, step.name, error)
 
     def _remaining(self, record: SagaRecord) -> float | None:
         if record.deadline_at is None:
             return None
-        return (record.deadline_at - utcnow()).total_seconds()
+        return (record.deadline_at - self.clock.now()).total_seconds()
 
     async def _execute(
         self, record: SagaRecord, definition: SagaDefinition, step: SagaStep, state: StepRecord
@@ -785,8 +979,9 @@ class SagaCoordinator:
                         failed_step=step.name,
                     )
                 try:
-                    async with asyncio.timeout(limit):
+                    async with asyncio.timeout(limit) as scope:
                         value = await awaitable
+                    _discard_late(scope)
                 except TimeoutError as exc:
                     if remaining is not None and limit == remaining:
                         raise SagaTimeoutError(
@@ -820,7 +1015,7 @@ class SagaCoordinator:
                 continue
             ensure_step_transition(record.saga_id, step.name, state.status, StepStatus.COMPENSATING)
             if step.compensate is None:
-                state.status, state.compensated_at = StepStatus.COMPENSATED, utcnow()
+                state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
                 await self._store.save(record, [state], self.owner_id)
                 continue
             # Every try is counted durably before it runs (the first in this commit), so a
@@ -857,7 +1052,7 @@ class SagaCoordinator:
                     record.saga_id, record.status, SagaStatus.COMPENSATION_FAILED
                 )
                 record.status = SagaStatus.COMPENSATION_FAILED
-                record.completed_at = utcnow()
+                record.completed_at = self.clock.now()
                 await self._store.save(record, [state], self.owner_id)
                 logger.error(
                     "saga %s: compensation of %s failed; a person must look: %s",
@@ -866,10 +1061,10 @@ class SagaCoordinator:
                     state.error,
                 )
                 return
-            state.status, state.compensated_at = StepStatus.COMPENSATED, utcnow()
+            state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
             await self._store.save(record, [state], self.owner_id)
         ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATED)
-        record.status, record.completed_at = SagaStatus.COMPENSATED, utcnow()
+        record.status, record.completed_at = SagaStatus.COMPENSATED, self.clock.now()
         await self._store.save(record, [], self.owner_id)
 
     def _counted(
@@ -903,7 +1098,7 @@ class SagaCoordinator:
         step_results = {s.name: _decoded(s.result) for s in ordered if s.result is not None}
         compensated = [
             s.name
-            for s in sorted(ordered, key=lambda s: s.compensated_at or utcnow())
+            for s in sorted(ordered, key=lambda s: s.compensated_at or _NEVER)
             if s.status is StepStatus.COMPENSATED and s.compensation_attempts > 0
         ]
         error = record.error
@@ -922,6 +1117,22 @@ class SagaCoordinator:
         }
 
 
+def _discard_late(scope: asyncio.Timeout) -> None:
+    """Refuse the result of a step that outlived its cancellation or its time limit.
+
+    A step that catches ``CancelledError`` and returns, or that blocks the event loop (a
+    synchronous sleep) past its timeout, still hands back a value; it must not be recorded as
+    completed. Cancelled (the lease was lost, or the caller gave up): cancellation goes on.
+    Past the time limit: the try counts as timed out, and is retried or fails per its policy.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError("the step ignored its cancellation; its result is discarded")
+    when = scope.when()
+    if scope.expired() or (when is not None and asyncio.get_running_loop().time() >= when):
+        raise TimeoutError("the step returned after its time limit; its result is discarded")
+
+
 def _min_timeout(a: float | None, b: float | None) -> float | None:
     values = [v for v in (a, b) if v is not None]
     return min(values) if values else None
@@ -934,7 +1145,10 @@ def _not_timeout(predicate: Any) -> Any:
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
             error = outcome.exception()
-            if isinstance(error, SagaTimeoutError | SagaDefinitionError):
+            # Cancellation (lease lost, caller gone) is never a failed try to retry.
+            if not isinstance(error, Exception) or isinstance(
+                error, SagaTimeoutError | SagaDefinitionError
+            ):
                 return False
         return bool(predicate(retry_state))
 

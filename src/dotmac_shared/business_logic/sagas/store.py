@@ -17,36 +17,42 @@ and nothing would wait, else whole in one trip to aiosqlite's thread (see
 ``sqlite_driver.transaction``). A saga alone is written as a batch of one. Either way each
 saga's change is atomic and fenced on its own: one saga's lost lease (or bad data) does not
 stop the others' changes in the same batch.
+
+Every database, driver or network error that leaves a public method is a
+:class:`PersistenceError` with the original chained (``persistence.driver.persistence_errors``,
+applied where the store reaches the database). Every wall time the store writes or compares
+(leases, ``updated_at``) comes from its injected :class:`Clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Select, Update
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
 from dotmac_shared.business_logic.persistence.driver import (
-    DRIVER_ERRORS,
     driver_connection,
+    persistence_errors,
     pooled_driver_connection,
 )
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.sqlite_driver import transaction
-from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
 
@@ -632,8 +638,21 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def _lease_until(lease_seconds: float) -> dt.datetime:
-    return utcnow() + dt.timedelta(seconds=lease_seconds)
+class _Autocommit:
+    """Single statements in autocommit mode; every database error leaves as PersistenceError.
+
+    Checkout and connect included: a refused connection is an ``OSError`` that SQLAlchemy
+    does not wrap.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = autocommit(engine)
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        with persistence_errors("saga_store"):
+            async with self._engine.connect() as conn:
+                yield conn
 
 
 def _to_record(row: Any) -> SagaRecord:
@@ -702,9 +721,20 @@ class SqlSagaStore:
     Args:
         session_factory: The spec's ``db_session_factory`` (or an ``AsyncEngine``); the store
             uses its engine directly.
+        clock: Where lease expiries and ``updated_at`` come from (the system clock by
+            default); a saga coordinator passes its own.
+
+    Raises:
+        PersistenceError: From every method, for any error of the database, the driver or
+            the network (the original is its ``__cause__``).
     """
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession] | AsyncEngine) -> None:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession] | AsyncEngine,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         engine = (
             session_factory
             if isinstance(session_factory, AsyncEngine)
@@ -714,14 +744,18 @@ class SqlSagaStore:
         if dialect.name not in ("postgresql", "sqlite"):
             raise PersistenceError(f"unsupported database dialect {dialect.name!r}")
         self._engine = engine
+        self.clock = as_clock(clock)
         # Single statements (reads, leases) run in autocommit: each is its own transaction,
         # with no BEGIN round trip. State changes go on the driver connection (_write).
-        self._autocommit = autocommit(engine)
+        self._autocommit = _Autocommit(engine)
         self._postgres = dialect.name == "postgresql"
         self._encode_new = _encoder(_SAGAS, _NEW, dialect)
         self._encode_change = _encoder(_SAGAS, _CHANGE, dialect)
         self._encode_step = _encoder(_STEPS, _STEP, dialect)
         self._writes = _GroupCommit(self._write)
+
+    def _lease_until(self, lease_seconds: float) -> dt.datetime:
+        return self.clock.now() + dt.timedelta(seconds=lease_seconds)
 
     def _step_rows(self, saga_id: str, steps: Sequence[StepRecord]) -> list[tuple[Any, ...]]:
         # One row per step name (the last wins): an upsert may touch a row once.
@@ -766,9 +800,9 @@ class SqlSagaStore:
             record.initial_data,
             record.context,
             owner,
-            _lease_until(lease_seconds),
+            self._lease_until(lease_seconds),
             record.deadline_at,
-            utcnow(),
+            self.clock.now(),
         )
         write = _Write(
             saga_id=record.saga_id,
@@ -796,7 +830,7 @@ class SqlSagaStore:
             record.error,
             record.failed_step,
             record.completed_at,
-            utcnow(),
+            self.clock.now(),
         )
         write = _Write(
             saga_id=record.saga_id,
@@ -820,7 +854,8 @@ class SqlSagaStore:
         new = [w.new for w in batch if w.new is not None]
         changes = [(*w.change, w.final) for w in batch if w.change is not None]
         write = self._write_postgres if self._postgres else self._write_sqlite
-        created, held = await write(batch, new, changes)
+        with persistence_errors("saga.save"):
+            created, held = await write(batch, new, changes)
         return {
             w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
             for w in batch
@@ -836,11 +871,7 @@ class SqlSagaStore:
             *_columns(steps, len(_STEP)),
         )
         async with driver_connection(self._engine) as raw:
-            try:
-                rows: Sequence[Any] = await raw.fetch(_PG_WRITE, *params)
-            except DRIVER_ERRORS as exc:
-                # A SQLAlchemy error, as every other store error is.
-                raise DBAPIError.instance(_PG_WRITE, None, exc, Exception) from exc
+            rows: Sequence[Any] = await raw.fetch(_PG_WRITE, *params)
         created = {saga_id for saga_id, _, was_created in rows if was_created}
         held = {saga_id: bool(cancel) for saga_id, cancel, was_created in rows if not was_created}
         return created, held
@@ -893,9 +924,9 @@ class SqlSagaStore:
         params = {
             "w_saga_id": saga_id,
             "w_owner": owner,
-            "w_now": utcnow(),
+            "w_now": self.clock.now(),
             "v_lease_owner": owner,
-            "v_lease_expires_at": _lease_until(lease_seconds),
+            "v_lease_expires_at": self._lease_until(lease_seconds),
         }
         return bool(await self._rowcount(_ACQUIRE, params))
 
@@ -904,7 +935,7 @@ class SqlSagaStore:
         params = {
             "w_saga_id": saga_id,
             "w_owner": owner,
-            "v_lease_expires_at": _lease_until(lease_seconds),
+            "v_lease_expires_at": self._lease_until(lease_seconds),
         }
         return bool(await self._rowcount(_RENEW, params))
 
@@ -919,7 +950,7 @@ class SqlSagaStore:
         params = {
             "w_saga_id": saga_id,
             "v_lease_owner": owner,
-            "v_lease_expires_at": _lease_until(lease_seconds),
+            "v_lease_expires_at": self._lease_until(lease_seconds),
         }
         kind, params = _scope_params(tenant_id, params)
         return bool(await self._rowcount(_REOPEN[kind], params))
@@ -936,7 +967,12 @@ class SqlSagaStore:
         waiting on each other's candidates. The conditional UPDATE is the real guard (and the
         only one on SQLite, which ignores ``FOR UPDATE``): of two claimers, one matches.
         """
-        now = utcnow()
+        with persistence_errors("saga.claim_expired"):
+            return await self._claim_expired(self.clock.now(), owner, lease_seconds, limit)
+
+    async def _claim_expired(
+        self, now: dt.datetime, owner: str, lease_seconds: float, limit: int
+    ) -> list[str]:
         claimed: list[str] = []
         async with self._engine.begin() as conn:
             candidates = await conn.execute(_CANDIDATES, {"w_now": now, "w_limit": limit})
@@ -946,7 +982,7 @@ class SqlSagaStore:
                     "w_now": now,
                     "w_previous": previous_owner,
                     "v_lease_owner": owner,
-                    "v_lease_expires_at": _lease_until(lease_seconds),
+                    "v_lease_expires_at": self._lease_until(lease_seconds),
                 }
                 claim = _CLAIM_ORPHAN if previous_owner is None else _CLAIM_FROM
                 if (await conn.execute(claim, params)).rowcount:
