@@ -1,15 +1,20 @@
 """Pytest plugin: policy rule coverage of the shipped test cases, as a gate.
 
-Installed with the package (the ``pytest11`` entry point), it adds two options::
+Load it with ``-p`` (on the command line or in ``addopts``), then use its two options::
 
-    pytest --policy-coverage                      # the policies shipped with the package
-    pytest --policy-coverage=policies/ --policy-coverage-fail-under=100
+    pytest -p dotmac_shared.business_logic.policies.pytest_plugin --policy-coverage
+    pytest -p dotmac_shared.business_logic.policies.pytest_plugin \
+        --policy-coverage=policies/ --policy-coverage-fail-under=100
 
-At the end of the session it runs the test cases of every policy document in the folder,
-prints the rule coverage table (see :mod:`.coverage`) and fails the session when coverage is
-below the threshold. Give the folder with ``=`` (``--policy-coverage=DIR``): a separate
-argument would be read as a test path. Without the entry point, load it with
-``-p dotmac_shared.business_logic.policies.pytest_plugin``.
+At the end of the session it runs the test cases of every policy document in the folder
+(the policies shipped with the package when no folder is given), prints the rule coverage
+table (see :mod:`.coverage`) and fails the session when coverage is below the threshold.
+Give the folder with ``=`` (``--policy-coverage=DIR``): a separate argument would be read
+as a test path.
+
+It is deliberately not a ``pytest11`` entry point: pytest rewrites the asserts of every
+module in a distribution that declares one, and warns (an error under
+``filterwarnings = error``) when such a module was imported before pytest started.
 
 Only this module needs pytest; the coverage computation itself does not.
 """
