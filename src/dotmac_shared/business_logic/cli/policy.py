@@ -226,6 +226,46 @@ def eval_policy(
     _print_result(result)
 
 
+_SEEN_STYLE = {
+    RuleSeen.BOTH: "green",
+    RuleSeen.PASS_ONLY: "bold red",
+    RuleSeen.FAIL_ONLY: "bold red",
+    RuleSeen.NEVER: "bold red",
+}
+
+
+def _print_coverage(report: CoverageReport, *, all_rules: bool) -> None:
+    table = Table(title="Rule coverage (seen both passing and failing)")
+    for column in ("policy", "rules", "covered", "%"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for policy in report.policies:
+        percent = f"{policy.percent:.1f}"
+        shown = percent if policy.covered == policy.total else f"[bold red]{percent}[/]"
+        table.add_row(escape(policy.policy), str(policy.total), str(policy.covered), shown)
+    console.print(table)
+    rules = [rule for p in report.policies for rule in p.rules] if all_rules else report.uncovered
+    if rules:
+        detail = Table(title="Rules" if all_rules else "Uncovered rules")
+        for column in ("policy", "rule", "location", "kind", "seen", "passed", "failed"):
+            detail.add_column(column, overflow="fold")
+        for rule in rules:
+            style = _SEEN_STYLE[rule.seen]
+            detail.add_row(
+                escape(rule.policy),
+                escape(rule.name),
+                escape(rule.location),
+                rule.kind,
+                f"[{style}]{rule.seen.value}[/]",
+                str(rule.passed),
+                str(rule.failed),
+            )
+        console.print(detail)
+    console.print(
+        f"rule coverage: {report.covered}/{report.total} rules seen both ways "
+        f"({report.percent:.1f}%)"
+    )
+
+
 @policy_app.command("test")
 def test_policies(
     directory: Annotated[
@@ -298,43 +338,3 @@ def test_policies(
             )
     if failed or below:
         raise typer.Exit(1)
-
-
-_SEEN_STYLE = {
-    RuleSeen.BOTH: "green",
-    RuleSeen.PASS_ONLY: "bold red",
-    RuleSeen.FAIL_ONLY: "bold red",
-    RuleSeen.NEVER: "bold red",
-}
-
-
-def _print_coverage(report: CoverageReport, *, all_rules: bool) -> None:
-    table = Table(title="Rule coverage (seen both passing and failing)")
-    for column in ("policy", "rules", "covered", "%"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for policy in report.policies:
-        percent = f"{policy.percent:.1f}"
-        shown = percent if policy.covered == policy.total else f"[bold red]{percent}[/]"
-        table.add_row(escape(policy.policy), str(policy.total), str(policy.covered), shown)
-    console.print(table)
-    rules = [rule for p in report.policies for rule in p.rules] if all_rules else report.uncovered
-    if rules:
-        detail = Table(title="Rules" if all_rules else "Uncovered rules")
-        for column in ("policy", "rule", "location", "kind", "seen", "passed", "failed"):
-            detail.add_column(column, overflow="fold")
-        for rule in rules:
-            style = _SEEN_STYLE[rule.seen]
-            detail.add_row(
-                escape(rule.policy),
-                escape(rule.name),
-                escape(rule.location),
-                rule.kind,
-                f"[{style}]{rule.seen.value}[/]",
-                str(rule.passed),
-                str(rule.failed),
-            )
-        console.print(detail)
-    console.print(
-        f"rule coverage: {report.covered}/{report.total} rules seen both ways "
-        f"({report.percent:.1f}%)"
-    )
