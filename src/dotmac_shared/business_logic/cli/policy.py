@@ -18,6 +18,11 @@ from dotmac_shared.business_logic.cli.output import (
 )
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.policies.compiler import Policy
+from dotmac_shared.business_logic.policies.coverage import (
+    CoverageReport,
+    RuleSeen,
+    coverage_of_outcomes,
+)
 from dotmac_shared.business_logic.policies.eligibility import (
     DEFINITIONS_DIR,
     shipped_policy,
@@ -31,7 +36,7 @@ from dotmac_shared.business_logic.policies.results import (
     PolicyResult,
     RuleResult,
 )
-from dotmac_shared.business_logic.policies.testing import run_policy_test_cases
+from dotmac_shared.business_logic.policies.testing import run_policy_test_cases, select_policies
 
 __all__ = ["build_engine", "policy_app"]
 
@@ -221,6 +226,46 @@ def eval_policy(
     _print_result(result)
 
 
+_SEEN_STYLE = {
+    RuleSeen.BOTH: "green",
+    RuleSeen.PASS_ONLY: "bold red",
+    RuleSeen.FAIL_ONLY: "bold red",
+    RuleSeen.NEVER: "bold red",
+}
+
+
+def _print_coverage(report: CoverageReport, *, all_rules: bool) -> None:
+    table = Table(title="Rule coverage (seen both passing and failing)")
+    for column in ("policy", "rules", "covered", "%"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for policy in report.policies:
+        percent = f"{policy.percent:.1f}"
+        shown = percent if policy.covered == policy.total else f"[bold red]{percent}[/]"
+        table.add_row(escape(policy.policy), str(policy.total), str(policy.covered), shown)
+    console.print(table)
+    rules = [rule for p in report.policies for rule in p.rules] if all_rules else report.uncovered
+    if rules:
+        detail = Table(title="Rules" if all_rules else "Uncovered rules")
+        for column in ("policy", "rule", "location", "kind", "seen", "passed", "failed"):
+            detail.add_column(column, overflow="fold")
+        for rule in rules:
+            style = _SEEN_STYLE[rule.seen]
+            detail.add_row(
+                escape(rule.policy),
+                escape(rule.name),
+                escape(rule.location),
+                rule.kind,
+                f"[{style}]{rule.seen.value}[/]",
+                str(rule.passed),
+                str(rule.failed),
+            )
+        console.print(detail)
+    console.print(
+        f"rule coverage: {report.covered}/{report.total} rules seen both ways "
+        f"({report.percent:.1f}%)"
+    )
+
+
 @policy_app.command("test")
 def test_policies(
     directory: Annotated[
@@ -233,6 +278,19 @@ def test_policies(
         str | None, typer.Option("--policy", help="Only this policy's test cases.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="List every test case.")] = False,
+    coverage: Annotated[
+        bool,
+        typer.Option("--coverage", help="Report which rules the cases saw both pass and fail."),
+    ] = False,
+    fail_under: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-under",
+            min=0,
+            max=100,
+            help="Exit 1 if rule coverage is below this percent (implies --coverage).",
+        ),
+    ] = None,
 ) -> None:
     """Run the test cases the policy documents ship; exit code 1 if any fails."""
     with handle_errors():
@@ -241,6 +299,7 @@ def test_policies(
         if not outcomes:
             where = directory or "the shipped policies"
             raise InvalidInputError(f"no policy test cases in {where}", field="dir")
+        report = coverage_of_outcomes(select_policies(policies, name), outcomes)
     failed = [outcome for outcome in outcomes if not outcome.passed]
     table = Table(title=f"Policy test cases ({directory or 'shipped policies'})")
     if verbose:
@@ -269,5 +328,13 @@ def test_policies(
             soft_wrap=True,
         )
     console.print(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed")
-    if failed:
+    below = False
+    if coverage or fail_under is not None:
+        _print_coverage(report, all_rules=verbose)
+        below = fail_under is not None and not report.meets(fail_under)
+        if below:
+            console.print(
+                f"[bold red]rule coverage {report.percent:.1f}% is below {fail_under:g}%[/]"
+            )
+    if failed or below:
         raise typer.Exit(1)

@@ -21,6 +21,14 @@ from dotmac_shared.business_logic.policies.commissions import (
     save_commission_rate,
 )
 from dotmac_shared.business_logic.policies.compiler import Policy, compile_policy
+from dotmac_shared.business_logic.policies.coverage import (
+    CoverageReport,
+    PolicyCoverage,
+    RuleCoverage,
+    RuleSeen,
+    policy_coverage,
+    run_policy_coverage,
+)
 from dotmac_shared.business_logic.policies.document import (
     PolicyDocument,
     PolicyTestCase,
@@ -62,6 +70,7 @@ __all__ = [
     "CommissionRates",
     "CommissionRulesEngine",
     "CommissionTransaction",
+    "CoverageReport",
     "FieldPath",
     "InMemoryRateLimiter",
     "LicensingEngine",
@@ -70,6 +79,7 @@ __all__ = [
     "PlanEligibilityEngine",
     "Policy",
     "PolicyContext",
+    "PolicyCoverage",
     "PolicyDecision",
     "PolicyDocument",
     "PolicyEngine",
@@ -79,8 +89,10 @@ __all__ = [
     "RateLimitResult",
     "RateLimiter",
     "RedisRateLimiter",
+    "RuleCoverage",
     "RuleDocument",
     "RuleResult",
+    "RuleSeen",
     "TestCaseOutcome",
     "assert_policy_test_cases",
     "calculate_commissions",
@@ -90,7 +102,9 @@ __all__ = [
     "load_policy_file",
     "parse_path",
     "parse_policy_document",
+    "policy_coverage",
     "policy_json_schema",
+    "run_policy_coverage",
     "run_policy_test_cases",
     "save_commission_rate",
 ]

@@ -8,19 +8,33 @@ Observability: each ``evaluate`` records ``dotmac.policy.evaluation.duration`` (
 ``policy`` and ``decision`` attributes). There is deliberately no span per evaluation:
 measured with the OpenTelemetry API, even a no-op span costs 0.5-5 µs, several times the
 evaluation itself; callers trace the operation that asks for the decision instead.
+
+Hot reload: :meth:`PolicyEngine.reload_directory` validates a whole folder into a new
+registry and then replaces ``engine.registry``, the one reference every evaluation reads
+(once per call), so each evaluation sees the old set or the new one, never a mix. A decision
+that evaluates several policies takes :meth:`PolicyEngine.snapshot` first and evaluates them
+all on it. :meth:`PolicyEngine.watch` polls a folder and reloads it when it changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
-from collections.abc import Iterable, Mapping
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dotmac_shared.business_logic.exceptions import PolicyViolationError
+from dotmac_shared.business_logic.exceptions import PolicyDefinitionError, PolicyViolationError
 from dotmac_shared.business_logic.policies.compiler import Policy, _coerce_context
 from dotmac_shared.business_logic.policies.document import PolicyDocument
-from dotmac_shared.business_logic.policies.registry import PolicyRegistry
+from dotmac_shared.business_logic.policies.registry import (
+    POLICY_FILE_SUFFIXES,
+    PolicyRegistry,
+    load_policy_directory,
+)
 from dotmac_shared.business_logic.policies.results import (
     PolicyContext,
     PolicyDecision,
@@ -53,10 +67,11 @@ class PolicyEngine:
     """
 
     def __init__(self, registry: PolicyRegistry | None = None) -> None:
+        # The one reference to the policy set in force: a reload replaces it whole, and each
+        # evaluation reads it once, so no evaluation sees part of one set and part of another.
         self.registry = registry if registry is not None else PolicyRegistry()
-        # The registry updates these in place: a lock-free, one-lookup fast path.
-        self._latest = self.registry.global_latest
-        self._overridden = self.registry.overridden
+        # Serialises writers: a registration racing a reload would land in the replaced set.
+        self._write_lock = threading.RLock()
 
     def register_policy(
         self,
@@ -77,7 +92,8 @@ class PolicyEngine:
         Raises:
             PolicyDefinitionError: Invalid document, or the version exists with other content.
         """
-        return self.registry.register(document, tenant_id=tenant_id)
+        with self._write_lock:
+            return self.registry.register(document, tenant_id=tenant_id)
 
     def load_directory(self, path: str | Path, *, tenant_id: str | None = None) -> list[Policy]:
         """Register every ``*.yaml``, ``*.yml`` and ``*.json`` policy in ``path``; all or none.
@@ -85,7 +101,8 @@ class PolicyEngine:
         Raises:
             PolicyDefinitionError: A file is unreadable or invalid (names the file).
         """
-        return self.registry.load_directory(path, tenant_id=tenant_id)
+        with self._write_lock:
+            return self.registry.load_directory(path, tenant_id=tenant_id)
 
     def get_policy(
         self,
@@ -99,13 +116,7 @@ class PolicyEngine:
         Raises:
             PolicyNotFoundError: Unknown policy or version.
         """
-        registry = self.registry
-        if version is None and (context is None or policy_name not in registry.overridden):
-            policy = registry.global_latest.get(policy_name)
-            if policy is not None:
-                return policy
-        tenant_id = context.tenant_id if context is not None else None
-        return registry.get(policy_name, version, tenant_id)
+        return _resolve(self.registry, policy_name, context, version)
 
     def evaluate(
         self,
@@ -131,13 +142,14 @@ class PolicyEngine:
             PolicyNotFoundError: Unknown policy or version.
             InvalidInputError: ``data`` is not a mapping or ``context`` is not a context.
         """
+        registry = self.registry  # once: a reload may replace it meanwhile
         policy = None
-        if version is None and (context is None or policy_name not in self._overridden):
-            policy = self._latest.get(policy_name)
+        if version is None and (context is None or policy_name not in registry.overridden):
+            policy = registry.global_latest.get(policy_name)
         if policy is None:
             if context is not None and type(context) is not PolicyContext:
                 context = _coerce_context(context)
-            policy = self.get_policy(policy_name, context, version=version)
+            policy = _resolve(registry, policy_name, context, version)
         return policy.run_evaluate(data, context)  # records the duration metric
 
     def is_allowed(
@@ -154,13 +166,14 @@ class PolicyEngine:
             PolicyNotFoundError: Unknown policy or version.
             InvalidInputError: ``data`` is not a mapping or ``context`` is not a context.
         """
-        if version is None and (context is None or policy_name not in self._overridden):
-            policy = self._latest.get(policy_name)
+        registry = self.registry  # once: a reload may replace it meanwhile
+        if version is None and (context is None or policy_name not in registry.overridden):
+            policy = registry.global_latest.get(policy_name)
             if policy is not None:
                 return policy.check(data, context)
         if context is not None and type(context) is not PolicyContext:
             context = _coerce_context(context)
-        return self.get_policy(policy_name, context, version=version).check(data, context)
+        return _resolve(registry, policy_name, context, version).check(data, context)
 
     def evaluate_many(
         self,
@@ -232,3 +245,151 @@ class PolicyEngine:
                 "score": result.score,
             },
         )
+
+    # --- hot reload ---------------------------------------------------------------------------
+
+    def snapshot(self) -> PolicyEngine:
+        """An engine over the policy set in force now, which later reloads do not change.
+
+        A decision that evaluates several policies evaluates them all on one snapshot, so
+        that a reload between two evaluations cannot give it one policy from the old set and
+        another from the new. Use the snapshot to evaluate, not to register or reload.
+
+        Example:
+            >>> engine = PolicyEngine()
+            >>> view = engine.snapshot()
+            >>> view.registry is engine.registry
+            True
+        """
+        return copy.copy(self)  # shares the registry read once here, and any other settings
+
+    def reload_directory(self, path: str | Path, *, tenant_id: str | None = None) -> list[Policy]:
+        """Replace the policy set with a folder's, validating every file before the swap.
+
+        The folder's documents become the whole set of one scope: the global policies, or
+        ``tenant_id``'s own versions. Policies of the other scopes (every tenant's overrides
+        on a global reload) are carried over unchanged. Policies registered earlier in the
+        reloaded scope but absent from the folder are gone afterwards, versions pinned by
+        callers included. The new set is built in a new :class:`PolicyRegistry` and
+        published by replacing :attr:`registry`: evaluations running meanwhile finish on the
+        old set, later ones use the new, none sees both. On any error nothing changes.
+
+        Code that kept ``engine.registry`` itself (rather than the engine) keeps reading the
+        old set; domain engines (:class:`PlanEligibilityEngine` and the others) hold the
+        engine and see the new set, but register their shipped policies only when created,
+        so a folder they rely on must contain them. A file may change a version's content in
+        place (the folder is the source of truth); this is logged, and results still carry
+        each version's ``content_hash``.
+
+        Args:
+            path: The folder of ``*.yaml``, ``*.yml`` and ``*.json`` policy files.
+            tenant_id: Reload this tenant's own versions instead of the global policies.
+
+        Returns:
+            The policies loaded from the folder, now in force.
+
+        Raises:
+            PolicyDefinitionError: A file is unreadable or invalid (the message starts with
+                the file), or two files give one version different content; the previous set
+                stays in force.
+        """
+        policies = load_policy_directory(path)  # every file validated before anything changes
+        with self._write_lock:
+            current = self.registry
+            fresh = PolicyRegistry()
+            carried: dict[str | None, list[Policy]] = {}
+            for policy in current.all_policies():
+                if policy.tenant_id != tenant_id:
+                    carried.setdefault(policy.tenant_id, []).append(policy)
+            for owner, kept in carried.items():
+                fresh.register_many(kept, tenant_id=owner)
+            loaded = fresh.register_many(policies, tenant_id=tenant_id)
+            for policy in loaded:
+                if policy.version in current.versions(policy.name, tenant_id=tenant_id):
+                    before = current.get(policy.name, policy.version, tenant_id)
+                    if before.tenant_id == tenant_id and before.content_hash != policy.content_hash:
+                        logger.warning(
+                            "policy %s changed content without a new version on reload from %s",
+                            policy.label,
+                            path,
+                            extra={"tenant_id": tenant_id},
+                        )
+            self.registry = fresh  # the swap: one reference, read once per evaluation
+        logger.info(
+            "reloaded %d policies from %s", len(loaded), path, extra={"tenant_id": tenant_id}
+        )
+        return loaded
+
+    async def watch(
+        self,
+        path: str | Path,
+        *,
+        interval: float = 2.0,
+        tenant_id: str | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """Load ``path``, then reload it whenever its policy files change, until cancelled.
+
+        It notes each policy file's name, size, modification time and inode, loads the
+        folder (so no change made before the watch started is missed), and every
+        ``interval`` seconds reloads it if anything noted differs. Reloads run
+        :meth:`reload_directory` in a worker thread (compiling does not block the event
+        loop). A failed load is logged with the file and the reason and the previous set
+        stays in force; the next change is tried again. To fail fast on a bad folder at
+        start-up, call :meth:`reload_directory` yourself before watching.
+
+        Args:
+            path: The folder to watch.
+            interval: Seconds between polls.
+            tenant_id: Reload this tenant's own versions instead of the global policies.
+            sleep: The monotonic sleep to wait with (injected by tests).
+        """
+        directory = Path(path)
+        seen: Fingerprint | None = None
+        while True:
+            # Noted before loading: a change made while loading shows at the next poll.
+            current = _fingerprint(directory)
+            if current == seen:
+                await sleep(interval)
+                continue
+            seen = current
+            try:
+                await asyncio.to_thread(self.reload_directory, directory, tenant_id=tenant_id)
+            except PolicyDefinitionError as exc:
+                logger.error(
+                    "policy reload from %s failed; the previous policies stay in force: %s",
+                    directory,
+                    exc.message,
+                    extra={"tenant_id": tenant_id, "error": exc.to_dict()},
+                )
+
+
+Fingerprint = tuple[tuple[str, int, int, int], ...] | str
+
+
+def _fingerprint(directory: Path) -> Fingerprint:
+    """What the watcher compares between polls (an error text if the folder is unreadable)."""
+    try:
+        entries = []
+        with os.scandir(directory) as found:
+            for entry in found:
+                if os.path.splitext(entry.name)[1].lower() in POLICY_FILE_SUFFIXES:
+                    stat = entry.stat()  # follows links: the target's changes count
+                    entries.append((entry.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    except OSError as exc:  # reload_directory reports it, naming the folder
+        return f"unreadable: {exc}"
+    return tuple(sorted(entries))
+
+
+def _resolve(
+    registry: PolicyRegistry,
+    policy_name: str,
+    context: PolicyContext | None,
+    version: str | None,
+) -> Policy:
+    if version is None and (context is None or policy_name not in registry.overridden):
+        policy = registry.global_latest.get(policy_name)
+        if policy is not None:
+            return policy
+    tenant_id = context.tenant_id if context is not None else None
+    return registry.get(policy_name, version, tenant_id)

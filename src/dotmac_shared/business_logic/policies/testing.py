@@ -24,7 +24,13 @@ from dotmac_shared.business_logic.policies.results import (
     PolicyResult,
 )
 
-__all__ = ["TestCaseOutcome", "assert_policy_test_cases", "run_policy_test_cases"]
+__all__ = [
+    "PolicySource",
+    "TestCaseOutcome",
+    "assert_policy_test_cases",
+    "run_policy_test_cases",
+    "select_policies",
+]
 
 PolicySource = PolicyEngine | PolicyRegistry | Policy | Sequence[Policy]
 
@@ -80,7 +86,13 @@ def _run_case(policy: Policy, case: PolicyTestCase) -> TestCaseOutcome:
     )
 
 
-def _policies(source: PolicySource, policy_name: str | None) -> list[Policy]:
+def select_policies(source: PolicySource, policy_name: str | None = None) -> list[Policy]:
+    """The policy versions in ``source`` (every registered version of an engine or registry).
+
+    Args:
+        source: As for :func:`run_policy_test_cases`.
+        policy_name: Only this policy's versions.
+    """
     if isinstance(source, Policy):
         policies = [source]
     elif isinstance(source, PolicyEngine):
@@ -110,7 +122,7 @@ def run_policy_test_cases(
     Raises:
         PolicyNotFoundError: ``policy_name`` names no policy in ``engine_or_policy``.
     """
-    policies = _policies(engine_or_policy, policy_name)
+    policies = select_policies(engine_or_policy, policy_name)
     if policy_name is not None and not policies:
         from dotmac_shared.business_logic.exceptions import PolicyNotFoundError
 
