@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, ManualClock
+from dotmac_shared.business_logic.clock import SYSTEM_CLOCK
 from dotmac_shared.business_logic.operations import ServiceProvisioningSaga, seed_demo_data
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator, StepContext
@@ -42,10 +42,11 @@ async def _seed(url: str) -> None:
 
 
 async def _abandon(url: str, count: int) -> list[str]:
-    """Start service provisioning sagas whose worker "dies" mid-step, leases already expired.
+    """Start service provisioning sagas whose worker "dies" mid-step, then expire their leases.
 
-    The dead worker's clock is set a lease and more in the past, so the leases it writes
-    have expired by the wall clock of any other worker: no waiting for them to run out.
+    The leases are valid while each saga starts (so the running worker cannot take one over
+    before its step has begun), and are moved into the past once the "dead" worker stopped:
+    no waiting for them to run out.
     """
     started = asyncio.Event()
 
@@ -59,11 +60,10 @@ async def _abandon(url: str, count: int) -> list[str]:
         dataclasses.replace(step, execute=hang) if step.name == "configure_service" else step
         for step in shipped.steps
     ]
-    past = ManualClock(SYSTEM_CLOCK.now() - dt.timedelta(seconds=2 * DEAD_LEASE))
     factory = create_session_factory(url, migrate=False)
     saga_ids = []
     try:
-        dead = SagaCoordinator(factory, lease_seconds=DEAD_LEASE, clock=past)
+        dead = SagaCoordinator(factory, lease_seconds=DEAD_LEASE)
         dead.register_saga(dataclasses.replace(shipped, steps=steps))
         for _ in range(count):
             started.clear()
@@ -79,6 +79,13 @@ async def _abandon(url: str, count: int) -> list[str]:
             task.cancel()  # no more lease renewals, nothing released
             await asyncio.gather(task, return_exceptions=True)
             saga_ids.append(saga_id)
+        async with engine_of(factory).begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE saga_executions SET lease_expires_at = :past WHERE saga_id = ANY(:ids)"
+                ),
+                {"past": SYSTEM_CLOCK.now() - dt.timedelta(seconds=DEAD_LEASE), "ids": saga_ids},
+            )
     finally:
         await engine_of(factory).dispose()
     return saga_ids

@@ -1016,13 +1016,13 @@ class SagaCoordinator:
             ensure_step_transition(record.saga_id, step.name, state.status, StepStatus.COMPENSATING)
             if step.compensate is None:
                 state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
-                await self._store.save(record, [state], self.owner_id)
+                await self._save(record, [state])
                 continue
             # Every try is counted durably before it runs (the first in this commit), so a
             # compensation retried after a crash is told its real attempt number.
             state.status = StepStatus.COMPENSATING
             state.compensation_attempts += 1
-            await self._store.save(record, [state], self.owner_id)
+            await self._save(record, [state])
             data, results = self._accumulated(record, index, definition)
             try:
                 await self._attempts(
@@ -1053,7 +1053,7 @@ class SagaCoordinator:
                 )
                 record.status = SagaStatus.COMPENSATION_FAILED
                 record.completed_at = self.clock.now()
-                await self._store.save(record, [state], self.owner_id)
+                await self._save(record, [state])
                 logger.error(
                     "saga %s: compensation of %s failed; a person must look: %s",
                     record.saga_id,
@@ -1062,10 +1062,10 @@ class SagaCoordinator:
                 )
                 return
             state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
-            await self._store.save(record, [state], self.owner_id)
+            await self._save(record, [state])
         ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATED)
         record.status, record.completed_at = SagaStatus.COMPENSATED, self.clock.now()
-        await self._store.save(record, [], self.owner_id)
+        await self._save(record, [])
 
     def _counted(
         self, record: SagaRecord, step: SagaStep, state: StepRecord
@@ -1079,7 +1079,7 @@ class SagaCoordinator:
                 state.compensation_attempts = ctx.attempt
                 # Shielded: a timeout of the try must not cut a write that may be batched
                 # with other sagas' (see SqlSagaStore); the try is timed out right after.
-                await asyncio.shield(self._store.save(record, [state], self.owner_id))
+                await asyncio.shield(self._save(record, [state]))
             outcome = compensate(ctx)
             if not inspect.isawaitable(outcome):
                 raise SagaDefinitionError(
