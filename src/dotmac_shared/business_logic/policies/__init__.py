@@ -9,6 +9,7 @@ registration and evaluated in microseconds::
     result.decision  # PolicyDecision.ALLOW
 """
 
+from dotmac_shared.business_logic.policies.checks import Finding, Severity, check_policy
 from dotmac_shared.business_logic.policies.commissions import (
     CommissionBatchResult,
     CommissionLine,
@@ -63,6 +64,7 @@ __all__ = [
     "CommissionRulesEngine",
     "CommissionTransaction",
     "FieldPath",
+    "Finding",
     "InMemoryRateLimiter",
     "LicensingEngine",
     "OPERATORS",
@@ -81,9 +83,11 @@ __all__ = [
     "RedisRateLimiter",
     "RuleDocument",
     "RuleResult",
+    "Severity",
     "TestCaseOutcome",
     "assert_policy_test_cases",
     "calculate_commissions",
+    "check_policy",
     "compile_policy",
     "load_commission_rates",
     "load_policy_directory",
