@@ -367,6 +367,76 @@ def test_invalid_input_schema_is_an_error_when_the_checker_cannot_read_it(
     ]
 
 
+def test_invalid_input_schema_when_references_loop_through_any_of() -> None:
+    schema = {"anyOf": [{"$ref": "#"}], "properties": {"x": {"type": "number"}}}
+    assert [code for _, code, _ in codes(doc(leaf("r", "x", "exists"), input_schema=schema))] == [
+        "invalid-input-schema"
+    ]
+
+
+_schema_words = st.sampled_from(
+    [
+        "type",
+        "properties",
+        "items",
+        "prefixItems",
+        "additionalProperties",
+        "$ref",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "patternProperties",
+        "x",
+        "a",
+        "b",
+        "0",
+    ]
+)
+_schema_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 3),
+    st.sampled_from(
+        [
+            "string",
+            "number",
+            "object",
+            "array",
+            "boolean",
+            "null",
+            "text",
+            "#",
+            "#/properties",
+            "#/properties/x",
+            "#/$defs/a",
+            "#/anyOf/0",
+            "http://x",
+        ]
+    ),
+)
+_schemas = st.recursive(
+    _schema_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(_schema_words, inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_schema_words, _schemas, max_size=5))
+def test_arbitrary_input_schemas_give_findings_never_exceptions(schema: dict[str, Any]) -> None:
+    rules = [
+        leaf("a", "x", "gte", 1),
+        leaf("b", "a.b", "is_true"),
+        leaf("c", "x[0].a", "in", ["s"]),
+        {**leaf("d", "b", "eq"), "value_from": "a.x"},
+    ]
+    for finding in check_policy(doc(*rules, input_schema=schema)):
+        assert finding.code in CHECK_CODES
+        str(finding)
+
+
 def test_input_schema_leaves_the_content_hash_unchanged_when_absent() -> None:
     plain = compile_policy(doc(leaf("r", "x", "exists")))
     assert "input_schema" not in plain.canonical

@@ -681,8 +681,10 @@ class _Schema:
             node = target
         raise _SchemaError(f"$ref chain longer than {_MAX_REF_HOPS} references")
 
-    def alternatives(self, node: Any) -> list[Any]:
+    def alternatives(self, node: Any, depth: int = 0) -> list[Any]:
         """``node`` and the branches of its anyOf/oneOf/allOf, references resolved."""
+        if depth > _MAX_REF_HOPS:
+            raise _SchemaError(f"anyOf/oneOf/allOf nested deeper than {_MAX_REF_HOPS} levels")
         node = self.resolve(node)
         found = [node]
         if isinstance(node, Mapping):
@@ -693,7 +695,7 @@ class _Schema:
                 if not isinstance(branches, list):
                     raise _SchemaError(f"{keyword} must be a list of schemas")
                 for branch in branches:
-                    found.extend(self.alternatives(branch))
+                    found.extend(self.alternatives(branch, depth + 1))
                     if len(found) > _MAX_CANDIDATES:
                         raise _SchemaError(f"more than {_MAX_CANDIDATES} alternatives to follow")
         return found
