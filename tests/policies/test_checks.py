@@ -238,6 +238,15 @@ def test_duplicate_rule_is_a_warning_when_siblings_test_the_same_thing() -> None
     assert codes(doc(*rules)) == [("warning", "duplicate-rule", "b")]
 
 
+def test_no_duplicate_when_long_numbers_differ_in_their_last_digit() -> None:
+    big = 10**40
+    rules = [leaf("a", "x", "ne", big), leaf("b", "x", "ne", big + 1)]
+    assert codes(doc(*rules)) == []
+    assert codes(doc(leaf("a", "x", "ne", big), leaf("b", "x", "ne", Decimal(big)))) == [
+        ("warning", "duplicate-rule", "b")
+    ]
+
+
 def test_no_duplicate_when_the_same_test_is_in_different_groups() -> None:
     one = {"name": "one", "any": [leaf("a", "x", "eq", 1), leaf("b", "y", "eq", 1)]}
     two = {"name": "two", "any": [leaf("c", "x", "eq", 1), leaf("d", "z", "eq", 1)]}
@@ -446,6 +455,12 @@ def test_input_schema_leaves_the_content_hash_unchanged_when_absent() -> None:
 
 
 # --- registration ---------------------------------------------------------------------------------
+
+
+def test_register_refuses_a_between_with_bounds_reversed_naming_the_rule() -> None:
+    with pytest.raises(PolicyDefinitionError) as caught:
+        PolicyEngine().register_policy(doc(leaf("band", "x", "between", [10, 1])))
+    assert caught.value.rule_name == "band"
 
 
 def test_register_refuses_a_document_with_an_error_naming_the_rule() -> None:

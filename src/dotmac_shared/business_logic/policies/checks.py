@@ -1225,12 +1225,27 @@ def _value_identity(value: Any) -> Any:
         return (type(value).__name__, value)
     if isinstance(value, int | float | Decimal):
         number = _exact(value)
-        return ("number", number.normalize() if number is not None else repr(value))
+        return ("number", _digits(number) if number is not None else repr(value))
     if isinstance(value, list | tuple):
         return ("list", tuple(_value_identity(item) for item in value))
     if isinstance(value, Mapping):
         return ("map", tuple(sorted((str(k), _value_identity(v)) for k, v in value.items())))
     return (type(value).__name__, repr(value))
+
+
+def _digits(number: Decimal) -> tuple[int, tuple[int, ...], int]:
+    """Sign, digits and exponent of ``number`` without trailing zeros.
+
+    Exact, unlike ``Decimal.normalize``, which rounds to the context's precision.
+    """
+    if not number:
+        return (0, (), 0)
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite: _exact returns finite numbers only
+    end = len(digits)
+    while digits[end - 1] == 0:
+        end -= 1
+    return (sign, digits[:end], exponent + len(digits) - end)
 
 
 def _rule_identity(rule: RuleDocument) -> Any:
