@@ -529,6 +529,24 @@ def test_check_policy_refuses_what_is_not_a_document() -> None:
         check_policy(["not", "a", "document"])  # type: ignore[arg-type]
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("operator", "group"), [("not_in", None), ("not_in", "all"), ("in", "any")]
+)
+def test_checks_finish_when_a_document_is_at_the_limits_on_one_field(
+    operator: str, group: str | None
+) -> None:
+    # 2,000 rules of 40 values on one field: per-field sets are widened past a bound and the
+    # search for shadowed rules stops at a budget, so the checks stay far below the timeout.
+    rules = [
+        leaf(f"r{index}", "x", operator, list(range(index * 40, index * 40 + 40)))
+        for index in range(1_999)
+    ]
+    document = doc(*rules) if group is None else doc({"name": "g", group: rules})
+    findings = check_policy(document)
+    assert all(finding.code in CHECK_CODES for finding in findings)
+
+
 # --- soundness against the evaluator -----------------------------------------------------------
 
 _NUMBERS = [-2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3]
