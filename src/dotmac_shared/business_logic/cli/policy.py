@@ -1,10 +1,10 @@
-"""``dotmac-bl policy``: list, show, diff, evaluate and test policies."""
+"""``dotmac-bl policy``: list, show, diff, check, evaluate and test policies."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,8 +15,9 @@ from dotmac_shared.business_logic.cli.output import (
     format_value,
     handle_errors,
     load_mapping_file,
+    one_line,
 )
-from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyDefinitionError
 from dotmac_shared.business_logic.policies.compiler import Policy
 from dotmac_shared.business_logic.policies.coverage import (
     CoverageReport,
@@ -29,7 +30,11 @@ from dotmac_shared.business_logic.policies.eligibility import (
     shipped_policy_names,
 )
 from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.registry import load_policy_directory
+from dotmac_shared.business_logic.policies.registry import (
+    POLICY_FILE_SUFFIXES,
+    load_policy_directory,
+    load_policy_file,
+)
 from dotmac_shared.business_logic.policies.results import (
     PolicyContext,
     PolicyDecision,
@@ -41,7 +46,8 @@ from dotmac_shared.business_logic.policies.testing import run_policy_test_cases,
 __all__ = ["build_engine", "policy_app"]
 
 policy_app = typer.Typer(
-    no_args_is_help=True, help="Policies: list, show, diff, evaluate, run their test cases."
+    no_args_is_help=True,
+    help="Policies: list, show, diff, check, evaluate, run their test cases.",
 )
 
 PolicyDirs = Annotated[
@@ -151,6 +157,104 @@ def diff_policy(
         typer.echo(f"{name}: versions {from_version} and {to_version} have the same content")
         return
     typer.echo(diff, nl=not diff.endswith("\n"))
+
+
+def _policy_files(paths: list[Path]) -> list[Path]:
+    """The policy files named, and those directly in the folders named (sorted by name)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                entry
+                for entry in sorted(path.iterdir())
+                if entry.suffix.lower() in POLICY_FILE_SUFFIXES and entry.is_file()
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InvalidInputError(f"{path}: no such file or folder", field="path")
+    if not files:
+        shown = ", ".join(str(path) for path in paths)
+        raise InvalidInputError(f"no policy files (.yaml, .yml, .json) in {shown}", field="path")
+    return files
+
+
+def _check_file(file: Path) -> dict[str, Any]:
+    """One file's report: its policy and findings (an invalid document is one error)."""
+    try:
+        policy = load_policy_file(file)
+    except PolicyDefinitionError as exc:
+        invalid = {
+            "severity": "error",
+            "code": "invalid-document",
+            "policy": exc.policy_name,
+            "version": None,
+            "rule": exc.rule_name,
+            "location": exc.location or "document",
+            "message": one_line(exc.message),
+        }
+        return {
+            "file": str(file),
+            "policy": exc.policy_name,
+            "version": None,
+            "findings": [invalid],
+        }
+    return {
+        "file": str(file),
+        "policy": policy.name,
+        "version": policy.version,
+        "findings": [finding.to_dict() for finding in policy.findings],
+    }
+
+
+@policy_app.command("check")
+def check_policies(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="PATH...", help="Policy files, or folders of policy files."),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Statically check policy documents; exit code 1 if any has an error.
+
+    Finds rules that can never pass or always pass, unreachable thresholds, duplicate
+    and shadowed rules, and, against a document's input_schema, unknown fields and
+    operators that cannot apply to a field's type. Warnings alone exit with 0.
+    """
+    with handle_errors():
+        reports = [_check_file(file) for file in _policy_files(paths)]
+    counts = {"error": 0, "warning": 0}
+    for report in reports:
+        for finding in report["findings"]:
+            counts[finding["severity"]] += 1
+    if as_json:
+        summary = {"files": reports, "errors": counts["error"], "warnings": counts["warning"]}
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            label = f"{report['policy']}@{report['version']}" if report["version"] else "invalid"
+            title = f"{report['file']} ({label})"
+            if not report["findings"]:
+                console.print(f"[green]ok[/] {escape(title)}: no findings", soft_wrap=True)
+                continue
+            table = Table(title=escape(title))
+            for column in ("severity", "code", "rule", "location", "message"):
+                table.add_column(column, overflow="fold")
+            for finding in report["findings"]:
+                style = "bold red" if finding["severity"] == "error" else "yellow"
+                table.add_row(
+                    f"[{style}]{finding['severity']}[/]",
+                    escape(finding["code"]),
+                    escape(finding["rule"] or "-"),
+                    escape(finding["location"]),
+                    escape(finding["message"]),
+                )
+            console.print(table)
+        console.print(
+            f"{len(reports)} files checked: {counts['error']} errors, {counts['warning']} warnings"
+        )
+    if counts["error"]:
+        raise typer.Exit(1)
 
 
 def _rule_rows(table: Table, rule: RuleResult, depth: int = 0) -> None:

@@ -9,6 +9,7 @@ registration and evaluated in microseconds::
     result.decision  # PolicyDecision.ALLOW
 """
 
+from dotmac_shared.business_logic.policies.checks import Finding, Severity, check_policy
 from dotmac_shared.business_logic.policies.commissions import (
     CommissionBatchResult,
     CommissionLine,
@@ -72,6 +73,7 @@ __all__ = [
     "CommissionTransaction",
     "CoverageReport",
     "FieldPath",
+    "Finding",
     "InMemoryRateLimiter",
     "LicensingEngine",
     "OPERATORS",
@@ -93,9 +95,11 @@ __all__ = [
     "RuleDocument",
     "RuleResult",
     "RuleSeen",
+    "Severity",
     "TestCaseOutcome",
     "assert_policy_test_cases",
     "calculate_commissions",
+    "check_policy",
     "compile_policy",
     "load_commission_rates",
     "load_policy_directory",

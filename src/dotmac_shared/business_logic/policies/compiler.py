@@ -24,6 +24,7 @@ and builds nothing.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ import yaml
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyDefinitionError
 from dotmac_shared.business_logic.observability.telemetry import POLICY_EVALUATION_DURATION
+from dotmac_shared.business_logic.policies.checks import Finding, Severity, check_policy
 from dotmac_shared.business_logic.policies.document import (
     PolicyDocument,
     PolicyTestCase,
@@ -854,6 +856,19 @@ class Policy:
         )
         clone._compile_entries()  # results must name the clone (its tenant), not self
         return clone
+
+    @functools.cached_property
+    def findings(self) -> tuple[Finding, ...]:
+        """What the static checks find in the document (errors first); see :mod:`.checks`.
+
+        The registry refuses a policy with any error; warnings are in :attr:`warnings`.
+        """
+        return tuple(check_policy(self.document))
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        """The static checks' warnings (duplicate, shadowed, always-passing rules, ...)."""
+        return tuple(finding for finding in self.findings if finding.severity is Severity.WARNING)
 
     def canonical_yaml(self) -> str:
         """The canonical document as YAML (what :meth:`PolicyRegistry.diff` compares)."""

@@ -328,6 +328,10 @@ class PolicyDocument(BaseModel):
     threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     parameters: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    input_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="JSON Schema of the input: rule fields and their types are checked against it",
+    )
     rules: list[RuleDocument] = Field(min_length=1, max_length=MAX_RULES)
     test_cases: list[PolicyTestCase] = Field(default_factory=list)
 
@@ -407,7 +411,9 @@ class PolicyDocument(BaseModel):
 
     def canonical(self) -> dict[str, Any]:
         """The JSON-friendly canonical form used for the content hash and diffs."""
-        return self.model_dump(mode="json", by_alias=True)
+        # Without a schema the form (and so the hash) is what it was before input_schema.
+        unset = {"input_schema"} if self.input_schema is None else None
+        return self.model_dump(mode="json", by_alias=True, exclude=unset)
 
 
 def iter_rules(

@@ -28,6 +28,7 @@ from typing import Any, Final
 import yaml
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError, PolicyNotFoundError
+from dotmac_shared.business_logic.policies.checks import raise_for_errors
 from dotmac_shared.business_logic.policies.compiler import Policy
 from dotmac_shared.business_logic.policies.document import (
     MAX_DOCUMENT_DEPTH,
@@ -224,12 +225,15 @@ class PolicyRegistry:
         """Register several versions at once: all of them or, on any error, none.
 
         Raises:
-            PolicyDefinitionError: Any invalid document or conflicting version.
+            PolicyDefinitionError: Any invalid document or conflicting version, or a
+                static check's error (see :func:`.checks.check_policy`), naming the rule.
         """
         compiled = [
             (item if isinstance(item, Policy) else Policy.compile(item)).for_tenant(tenant_id)
             for item in policies
         ]
+        for policy in compiled:  # static checks: a document with an error is refused
+            raise_for_errors(policy.findings)
         with self._lock:
             staged: dict[tuple[str | None, str], dict[str, Policy]] = {}
             registered: builtins.list[Policy] = []
