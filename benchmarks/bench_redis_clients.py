@@ -22,12 +22,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as redis_async
 
 # Importing it defines its ``Noop`` operation ("bench_noop"), which the store cases run.
-from benchmarks.bench_idempotency import powertools_us
+from benchmarks.bench_idempotency import glide_client, powertools_us
 from benchmarks.support import REDIS_URL, per_call_us, print_table
 from dotmac_shared.business_logic.idempotency import (
     IdempotencyKey,
@@ -40,17 +39,6 @@ WIDTH = 50
 #: Rounds of every case, alternated between clients; each figure is its best round (the
 #: machine is shared: the best of many short rounds is the figure least moved by others).
 ROUNDS = 8
-
-
-async def _glide() -> Any:
-    from glide import GlideClient, GlideClientConfiguration, NodeAddress
-
-    url = urlsplit(REDIS_URL)
-    db = int(url.path.strip("/") or 0)
-    config = GlideClientConfiguration(
-        [NodeAddress(url.hostname or "127.0.0.1", url.port or 6379)], database_id=db
-    )
-    return await GlideClient.create(config)
 
 
 def _clients() -> dict[str, Callable[[], Awaitable[Any]]]:
@@ -72,18 +60,12 @@ def _clients() -> dict[str, Callable[[], Awaitable[Any]]]:
             )
         )
 
-    async def before() -> Any:
-        from dotmac_shared.business_logic.persistence import RedisConnection
-
-        return RedisConnection.from_url(REDIS_URL)
-
     return {
-        "RedisConnection (before)": before,
         "redis-py pool": pool,
         "redis-py pool, RESP3": resp3,
         "redis-py single connection": single,
         "redis-py blocking pool (10)": blocking,
-        "valkey-glide": _glide,
+        "valkey-glide": glide_client,
     }
 
 

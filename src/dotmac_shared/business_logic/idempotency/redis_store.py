@@ -8,11 +8,11 @@ the key is free and otherwise returns what holds it, atomically, in one round tr
 Conditional writes are Lua scripts that compare the token at the head of the stored value
 with the one the caller last saw.
 
-The client is a ``redis.asyncio.Redis`` or a :class:`RedisConnection`; the store uses only
-``set``, ``get`` and ``execute_command``, which both have alike. Whatever either raises
-(redis-py's ``RedisError`` tree, which :class:`RedisConnection` raises too, or a socket's
-``OSError``) leaves the store as a :class:`PersistenceError` with the original chained: one
-translation, in ``_translated``.
+The client is the user's ``redis.asyncio.Redis`` or valkey-glide ``GlideClient``, reached
+only through :func:`~dotmac_shared.business_logic.persistence.redis_scripts.commands_of`.
+Whatever either raises (redis-py's ``RedisError`` tree or a socket's ``OSError``; glide's
+``GlideError`` tree) leaves the store as a :class:`PersistenceError` with the original
+chained: one translation, in ``_translated``.
 
 A server that keeps nothing across a restart (no AOF, no RDB snapshots) forgets every record
 when it restarts, and every retry after that runs its operation again. The store asks the
@@ -152,8 +152,8 @@ def _translated(redis: RedisCommands, action: str) -> Iterator[None]:
 def _config_value(reply: Any) -> str:
     """The value of a one-parameter ``CONFIG GET`` reply, as either client returns it.
 
-    redis-py turns the reply into a mapping; :class:`RedisConnection` returns the flat
-    ``[name, value]`` list. An unknown parameter gives an empty reply: ``""``.
+    Both clients turn the reply into a mapping (RESP2 by a reply callback, RESP3 as sent);
+    a flat ``[name, value]`` list is read too. An unknown parameter gives an empty reply: ``""``.
     """
     values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1::2]
     if not values:
@@ -166,8 +166,9 @@ class RedisIdempotencyStore:
     """Idempotency records in Redis, shared by every process that uses the same server.
 
     Args:
-        client: A :class:`RedisConnection` (one pipelined connection: the faster choice),
-            or a ``redis.asyncio.Redis`` client. The caller closes it.
+        client: A ``redis.asyncio.Redis``, or a valkey-glide ``GlideClient`` (one
+            multiplexed connection for every caller: the faster choice with many calls in
+            flight; ``benchmarks/bench_redis_clients.py``). The caller closes it.
         prefix: Namespace of the keys this store writes.
         clock: Source of time for the keys' TTLs, which run to the record's expiry (or its
             lease's end, if later) as the clock tells it; the manager's clock, in practice.

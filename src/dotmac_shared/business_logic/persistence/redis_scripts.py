@@ -13,6 +13,7 @@ itself in ``invoke_script``.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +34,13 @@ RedisClient: TypeAlias = "redis_async.Redis | GlideClient"
 Arg: TypeAlias = str | bytes | int
 
 
+#: Each script's ``glide.Script`` by digest, made on first use on a glide client (glide keeps
+#: the text while it lives, to send it again to a server that lacks it). A ``glide.Script``
+#: frees itself when collected, which fails with a printed traceback once the interpreter
+#: has begun tearing modules down: so they are freed at exit, before that.
+_GLIDE_SCRIPTS: dict[str, Any] = {}
+
+
 class LuaScript:
     """A Lua script, run as ``await commands.run(script, keys, args)``; returns its reply.
 
@@ -43,15 +51,6 @@ class LuaScript:
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
-        self._glide_script: Any = None
-
-    def glide_script(self) -> Any:
-        """This script as a ``glide.Script``, made once (glide keeps it until it is freed)."""
-        if self._glide_script is None:
-            from glide import Script
-
-            self._glide_script = Script(self.text)  # type: ignore[no-untyped-call]
-        return self._glide_script
 
     async def __call__(self, client: RedisClient, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run the script on ``keys`` with ``args`` on ``client``."""
@@ -65,7 +64,13 @@ class RedisCommands(Protocol):
     errors: tuple[type[BaseException], ...]
 
     async def command(self, *args: Arg) -> Any:
-        """Send one command; return its reply (bytes for strings, ``None`` for nil)."""
+        """Send one command; return its reply as the client gives it.
+
+        Strings are bytes, integers ints and nil ``None`` on both clients; otherwise
+        redis-py applies its reply callbacks (``PING`` gives ``True``) and glide gives a
+        status reply (``OK``) as ``str``. A script's reply is not touched by either
+        callback, but a status reply it returns is ``str`` on glide.
+        """
         ...
 
     async def claim(self, name: str, value: str, ttl_ms: int) -> bytes | None:
@@ -140,7 +145,12 @@ class _Glide:
         return cast("bytes | None", found)
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        return await self._client.invoke_script(script.glide_script(), list(keys), _encodable(args))
+        compiled = _GLIDE_SCRIPTS.get(script.sha)
+        if compiled is None:
+            if not _GLIDE_SCRIPTS:
+                atexit.register(_GLIDE_SCRIPTS.clear)
+            compiled = _GLIDE_SCRIPTS[script.sha] = self._glide.Script(script.text)  # type: ignore[no-untyped-call]
+        return await self._client.invoke_script(compiled, list(keys), _encodable(args))
 
     def refused(self, error: BaseException) -> bool:
         return isinstance(error, self._glide.RequestError) and not isinstance(
@@ -154,9 +164,7 @@ def commands_of(client: RedisClient) -> RedisCommands:
     Raises:
         InvalidInputError: ``client`` is neither.
     """
-    from dotmac_shared.business_logic.persistence.redis_connection import RedisConnection
-
-    if isinstance(client, redis_async.Redis | RedisConnection):  # BEFORE/AFTER BENCH ONLY
+    if isinstance(client, redis_async.Redis):
         return _RedisPy(client)
     # glide is an optional extra: a client of it can only exist if it is installed.
     glide = sys.modules.get("glide")
