@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from redis import asyncio as redis_async
 
 from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.exceptions import PersistenceError
@@ -25,8 +24,8 @@ from dotmac_shared.business_logic.idempotency import (
     StoredRecord,
 )
 from dotmac_shared.business_logic.idempotency.redis_store import _record, _value
-from dotmac_shared.business_logic.persistence import RedisConnection
-from tests.support.services import REDIS_CLIENTS, fresh_redis_store
+from dotmac_shared.business_logic.persistence.redis_scripts import commands_of
+from tests.support.services import REDIS_CLIENTS, fresh_redis_store, redis_client_of
 from tests.support.throwaway_redis import throwaway_redis
 
 # Records are written relative to today (the store's clock): a fixed date would expire.
@@ -63,12 +62,6 @@ def claim(owner: str, *, attempts: int = 1, key: str = "k") -> StoredRecord:
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisIdempotencyStore]:
     async with fresh_redis_store(request.param) as redis_store:
         yield RedisIdempotencyStore(redis_store._client, prefix=redis_store._prefix, clock=CLOCK)
-
-
-def client_of(kind: str, url: str) -> RedisConnection | redis_async.Redis:
-    return (
-        RedisConnection.from_url(url) if kind == "redis-connection" else redis_async.from_url(url)
-    )
 
 
 # Any aware time, to the microsecond: the store writes times as integer microseconds.
@@ -109,7 +102,7 @@ def test_record_reads_back_as_written_when_values_are_arbitrary(owner, result, e
 )
 async def test_reading_a_record_in_another_format_is_a_persistence_error_when_found(store, stored):
     key = uuid.uuid4().hex
-    await store._client.set(store._name("t", key), stored)
+    await commands_of(store._client).command("SET", store._name("t", key), stored)
     with pytest.raises(PersistenceError, match=f"record of key '{key}'.*not in the format"):
         await store.get("t", key)
     with pytest.raises(PersistenceError, match="not in the format"):
@@ -146,11 +139,11 @@ async def test_ttl_runs_from_the_store_clock_when_it_is_not_the_wall_clock(store
         created_at=clock.now(),
     )
     assert await behind.insert_or_get(held) is None
-    ttl_ms = await store._client.execute_command("PTTL", behind._name("t", key))
+    ttl_ms = await commands_of(store._client).command("PTTL", behind._name("t", key))
     assert 3_590_000 < ttl_ms <= 3_600_000
     clock.advance(minutes=30)  # renewed half an hour later by the clock: 30 minutes left
     assert await behind.renew(held, clock.now() + dt.timedelta(seconds=30))
-    ttl_ms = await store._client.execute_command("PTTL", behind._name("t", key))
+    ttl_ms = await commands_of(store._client).command("PTTL", behind._name("t", key))
     assert 1_790_000 < ttl_ms <= 1_800_000
 
 
@@ -162,8 +155,7 @@ async def test_store_warns_once_when_the_server_keeps_nothing_across_a_restart(
     tmp_path: Path, caplog, client_kind, persistence, warned
 ):
     with throwaway_redis(tmp_path, persistence=persistence) as server:
-        client = client_of(client_kind, server.url)
-        try:
+        async with redis_client_of(client_kind, server.url) as client:
             store = RedisIdempotencyStore(client)
             with caplog.at_level(logging.WARNING):
                 for n in range(3):  # the first call asks; the others do not ask again
@@ -171,8 +163,6 @@ async def test_store_warns_once_when_the_server_keeps_nothing_across_a_restart(
             warnings = [r for r in caplog.records if "keeps no data across a restart" in r.message]
             assert len(warnings) == (1 if warned else 0)
             assert await store.check_persistence() is (not warned)
-        finally:
-            await client.aclose()
 
 
 @pytest.mark.parametrize("client_kind", REDIS_CLIENTS)
@@ -181,8 +171,7 @@ async def test_store_says_so_and_carries_on_when_config_is_not_permitted(
 ):
     renamed = ["--rename-command", "CONFIG", ""]
     with throwaway_redis(tmp_path, extra_args=renamed) as server:
-        client = client_of(client_kind, server.url)
-        try:
+        async with redis_client_of(client_kind, server.url) as client:
             store = RedisIdempotencyStore(client)
             with caplog.at_level(logging.INFO):
                 assert await store.insert_or_get(claim("w")) is None
@@ -190,5 +179,3 @@ async def test_store_says_so_and_carries_on_when_config_is_not_permitted(
             assert "CONFIG GET was refused" in caplog.text
             assert "keeps no data" not in caplog.text
             assert await store.check_persistence() is None
-        finally:
-            await client.aclose()

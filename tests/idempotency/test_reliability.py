@@ -1,6 +1,6 @@
 """Real processes race for one key, and a holder really dies (SIGKILL) mid-operation.
 
-Each runs with the SQL store and with the Redis store on a :class:`RedisConnection` (the
+Each runs with the SQL store and with the Redis store on a valkey-glide client (the
 operation's effects are counted in the SQL database either way). On Redis, each process's
 50 callers share that one pipelined connection.
 """
@@ -25,9 +25,9 @@ from dotmac_shared.business_logic.idempotency import (
     IdempotencyManager,
     RedisIdempotencyStore,
 )
-from dotmac_shared.business_logic.persistence import RedisConnection, engine_of
+from dotmac_shared.business_logic.persistence import engine_of
 from tests.idempotency.operations import EFFECTS_DDL, RecordEffect
-from tests.support.services import REDIS_URL, autoincrement_clause, fresh_redis_prefix
+from tests.support.services import autoincrement_clause, fresh_redis_prefix, redis_client_of
 
 pytestmark = pytest.mark.reliability
 
@@ -35,7 +35,7 @@ PROCESSES = 4
 TASKS = 50
 
 
-@pytest.fixture(params=["sql", "redis-connection"])
+@pytest.fixture(params=["sql", "redis/valkey-glide"])
 async def redis_prefix(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
     """``None`` for the SQL store; else the key prefix of a Redis store, emptied afterwards."""
     if request.param == "sql":
@@ -49,12 +49,12 @@ async def redis_prefix(request: pytest.FixtureRequest) -> AsyncIterator[str | No
 async def manager_on(
     factory, redis_prefix: str | None, clock: Clock = SYSTEM_CLOCK
 ) -> AsyncIterator[IdempotencyManager]:
-    """A manager on the SQL store, or on a Redis store over one :class:`RedisConnection`."""
+    """A manager on the SQL store, or on a Redis store over one valkey-glide client."""
     if redis_prefix is None:
         yield IdempotencyManager(factory, clock=clock)
         return
-    async with RedisConnection.from_url(REDIS_URL) as connection:
-        store = RedisIdempotencyStore(connection, prefix=redis_prefix, clock=clock)
+    async with redis_client_of("valkey-glide") as client:
+        store = RedisIdempotencyStore(client, prefix=redis_prefix, clock=clock)
         yield IdempotencyManager(factory, store=store, clock=clock)
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as redis_async
 from sqlalchemy.engine import make_url
 
 from dotmac_shared.business_logic import (
@@ -39,12 +38,13 @@ from dotmac_shared.business_logic.idempotency import (
     SqlIdempotencyStore,
     StoredRecord,
 )
-from dotmac_shared.business_logic.persistence import RedisConnection, engine_of
+from dotmac_shared.business_logic.persistence import engine_of
 from tests.idempotency.operations import CALLS
 from tests.support.services import (
     REDIS_CLIENTS,
     create_postgres_database,
     drop_postgres_database,
+    redis_client_of,
     sqlite_url,
 )
 from tests.support.throwaway_postgres_idem import ThrowawayPostgres, throwaway_postgres
@@ -178,25 +178,16 @@ async def test_sql_store_raises_persistence_error_when_its_database_fails_under_
     assert CALLS[data["id"]] == 0
 
 
-def redis_client(kind: str, url: str) -> RedisConnection | redis_async.Redis:
-    if kind == "redis-connection":
-        return RedisConnection.from_url(url, timeout=2, connect_timeout=2)
-    return redis_async.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
 @pytest.mark.parametrize("client_kind", REDIS_CLIENTS)
 async def test_redis_store_raises_persistence_error_when_its_server_is_stopped(
     tmp_path: Path, client_kind: str
 ):
     with throwaway_redis(tmp_path) as server:
-        client = redis_client(client_kind, server.url)
-        try:
+        async with redis_client_of(client_kind, server.url, timeout=2) as client:
             store = RedisIdempotencyStore(client)
             assert await store.insert_or_get(claim("before")) is None  # connected now
             server.stop()
             await every_primitive_fails_with_persistence_error(store)
-        finally:
-            await client.aclose()
 
 
 # -- a result that ran is not lost ----------------------------------------------------------
@@ -262,12 +253,11 @@ async def restartable(kind: str, tmp_path: Path) -> AsyncIterator[Restartable]:
         return
     # Appended to its file at every write: a restart brings the claim back.
     with throwaway_redis(tmp_path, persistence="aof") as redis_server:
-        client = redis_client(kind.removeprefix("redis/"), redis_server.url)
-        try:
+        async with redis_client_of(
+            kind.removeprefix("redis/"), redis_server.url, timeout=2
+        ) as client:
             store = RedisIdempotencyStore(client)
             yield Restartable(IdempotencyManager(store=store), redis_server)
-        finally:
-            await client.aclose()
 
 
 STORE_KINDS = ["postgresql", *(f"redis/{client}" for client in REDIS_CLIENTS)]

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -19,7 +20,8 @@ import redis.asyncio as redis_async
 from sqlalchemy.engine import make_url
 
 from dotmac_shared.business_logic.idempotency import RedisIdempotencyStore
-from dotmac_shared.business_logic.persistence import RedisConnection, engine_of
+from dotmac_shared.business_logic.persistence import engine_of
+from dotmac_shared.business_logic.persistence.redis_scripts import RedisClient
 
 #: Admin URL of the PostgreSQL server; each test gets its own database on it.
 POSTGRES_URL = os.environ.get(
@@ -90,8 +92,9 @@ async def redis_client() -> redis_async.Redis:
     return client
 
 
-#: The clients a Redis store runs on: redis-py's pooled client and our pipelined connection.
-REDIS_CLIENTS = ["redis-py", "redis-connection"]
+#: The clients a Redis store runs on: redis-py's pooled client and valkey-glide's client
+#: (one multiplexed connection).
+REDIS_CLIENTS = ["redis-py", "valkey-glide"]
 
 
 @contextlib.asynccontextmanager
@@ -107,22 +110,51 @@ async def fresh_redis_prefix() -> AsyncIterator[str]:
         await client.aclose()
 
 
-def redis_client_of(client_kind: str) -> RedisConnection | redis_async.Redis:
-    """A client of the test Redis of ``client_kind`` (one of :data:`REDIS_CLIENTS`)."""
-    if client_kind == "redis-connection":
-        return RedisConnection.from_url(REDIS_URL)
-    return redis_async.Redis.from_url(REDIS_URL)
+async def glide_client(url: str = REDIS_URL, *, timeout: float | None = None) -> Any:
+    """A valkey-glide client of the Redis at ``url`` (``redis://host:port/db``).
+
+    It connects on its first command, as redis-py's does, so that an unreachable server
+    fails the command rather than the client's creation. ``timeout`` is the request timeout.
+    """
+    from glide import GlideClient, GlideClientConfiguration, NodeAddress
+
+    parts = urlsplit(url)
+    config = GlideClientConfiguration(
+        [NodeAddress(parts.hostname or "127.0.0.1", parts.port or 6379)],
+        database_id=int(parts.path.strip("/") or 0),
+        request_timeout=None if timeout is None else int(timeout * 1000),
+        lazy_connect=True,
+    )
+    return await GlideClient.create(config)
+
+
+@contextlib.asynccontextmanager
+async def redis_client_of(
+    client_kind: str, url: str = REDIS_URL, *, timeout: float | None = None
+) -> AsyncIterator[RedisClient]:
+    """A client of ``client_kind`` (one of :data:`REDIS_CLIENTS`) of the Redis at ``url``.
+
+    ``timeout`` bounds each command (and connecting); the client is closed afterwards.
+    """
+    if client_kind == "valkey-glide":
+        glide = await glide_client(url, timeout=timeout)
+        try:
+            yield glide
+        finally:
+            await glide.close()
+        return
+    client = redis_async.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @contextlib.asynccontextmanager
 async def fresh_redis_store(client_kind: str = "redis-py") -> AsyncIterator[RedisIdempotencyStore]:
     """A Redis store on ``client_kind`` under a fresh prefix (:func:`fresh_redis_prefix`)."""
-    async with fresh_redis_prefix() as prefix:
-        client = redis_client_of(client_kind)
-        try:
-            yield RedisIdempotencyStore(client, prefix=prefix)
-        finally:
-            await client.aclose()
+    async with fresh_redis_prefix() as prefix, redis_client_of(client_kind) as client:
+        yield RedisIdempotencyStore(client, prefix=prefix)
 
 
 def autoincrement_clause(factory: Any) -> str:

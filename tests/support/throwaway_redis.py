@@ -4,7 +4,7 @@ The shared test Redis is never stopped; faults are caused on one of these instea
 
 Example:
     >>> with throwaway_redis(tmp_path) as server:  # doctest: +SKIP
-    ...     client = RedisConnection.from_url(server.url)
+    ...     client = redis.asyncio.Redis.from_url(server.url)
     ...     server.stop()  # the next command fails: the server is gone
 """
 

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
-from dotmac_shared.business_logic.persistence import RedisConnection
 from dotmac_shared.business_logic.policies.rate_limit import (
     InMemoryRateLimiter,
     RateLimiter,
@@ -42,12 +41,8 @@ class FakeClock:
 
 @pytest.fixture(params=REDIS_CLIENTS)
 async def redis_limiter(request: pytest.FixtureRequest) -> AsyncIterator[RedisRateLimiter]:
-    async with fresh_redis_prefix() as prefix:
-        client = redis_client_of(request.param)
-        try:
-            yield RedisRateLimiter(client, prefix=prefix)
-        finally:
-            await client.aclose()
+    async with fresh_redis_prefix() as prefix, redis_client_of(request.param) as client:
+        yield RedisRateLimiter(client, prefix=prefix)
 
 
 # --- in memory ----------------------------------------------------------------------------
@@ -278,16 +273,9 @@ async def test_two_processes_share_one_limit_when_using_the_same_redis(
 @pytest.mark.parametrize("client_kind", REDIS_CLIENTS)
 async def test_redis_limiter_raises_persistence_error_when_redis_is_unreachable(client_kind):
     url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    client = (
-        RedisConnection.from_url(url, connect_timeout=1)
-        if client_kind == "redis-connection"
-        else redis_async.Redis.from_url(url, socket_connect_timeout=1)
-    )
-    limiter = RedisRateLimiter(client)
-    try:
+    async with redis_client_of(client_kind, url, timeout=1) as client:
+        limiter = RedisRateLimiter(client)
         with pytest.raises(PersistenceError, match="could not count calls against 't'"):
             await limiter.hit("t", limit=1, window_seconds=60)
         with pytest.raises(PersistenceError, match="could not reset 't'"):
             await limiter.reset("t")
-    finally:
-        await client.aclose()

@@ -8,11 +8,11 @@ the key is free and otherwise returns what holds it, atomically, in one round tr
 Conditional writes are Lua scripts that compare the token at the head of the stored value
 with the one the caller last saw.
 
-The client is a ``redis.asyncio.Redis`` or a :class:`RedisConnection`; the store uses only
-``set``, ``get`` and ``execute_command``, which both have alike. Whatever either raises
-(redis-py's ``RedisError`` tree, which :class:`RedisConnection` raises too, or a socket's
-``OSError``) leaves the store as a :class:`PersistenceError` with the original chained: one
-translation, in ``_translated``.
+The client is the user's ``redis.asyncio.Redis`` or valkey-glide ``GlideClient``, reached
+only through :func:`~dotmac_shared.business_logic.persistence.redis_scripts.commands_of`.
+Whatever either raises (redis-py's ``RedisError`` tree or a socket's ``OSError``; glide's
+``GlideError`` tree) leaves the store as a :class:`PersistenceError` with the original
+chained: one translation, in ``_translated``.
 
 A server that keeps nothing across a restart (no AOF, no RDB snapshots) forgets every record
 when it restarts, and every retry after that runs its operation again. The store asks the
@@ -29,13 +29,16 @@ from collections.abc import Awaitable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
-
 from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
 from dotmac_shared.business_logic.observability.log import get_logger
-from dotmac_shared.business_logic.persistence.redis_scripts import LuaScript, RedisClient
+from dotmac_shared.business_logic.persistence.redis_scripts import (
+    LuaScript,
+    RedisClient,
+    RedisCommands,
+    commands_of,
+)
 
 __all__ = ["RedisIdempotencyStore"]
 
@@ -135,11 +138,11 @@ def _ttl_ms(record: StoredRecord, now: dt.datetime) -> int:
 
 
 @contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """Raise any client or socket error inside as a :class:`PersistenceError`."""
+def _translated(redis: RedisCommands, action: str) -> Iterator[None]:
+    """Raise any error of the client inside as a :class:`PersistenceError`."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except redis.errors as exc:
         raise PersistenceError(
             f"idempotency store could not {action}: {type(exc).__name__}: {exc}",
             operation=f"idempotency.{action}",
@@ -149,8 +152,8 @@ def _translated(action: str) -> Iterator[None]:
 def _config_value(reply: Any) -> str:
     """The value of a one-parameter ``CONFIG GET`` reply, as either client returns it.
 
-    redis-py turns the reply into a mapping; :class:`RedisConnection` returns the flat
-    ``[name, value]`` list. An unknown parameter gives an empty reply: ``""``.
+    Both clients turn the reply into a mapping (RESP2 by a reply callback, RESP3 as sent);
+    a flat ``[name, value]`` list is read too. An unknown parameter gives an empty reply: ``""``.
     """
     values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1::2]
     if not values:
@@ -163,8 +166,9 @@ class RedisIdempotencyStore:
     """Idempotency records in Redis, shared by every process that uses the same server.
 
     Args:
-        client: A :class:`RedisConnection` (one pipelined connection: the faster choice),
-            or a ``redis.asyncio.Redis`` client. The caller closes it.
+        client: A ``redis.asyncio.Redis``, or a valkey-glide ``GlideClient`` (one
+            multiplexed connection for every caller: the faster choice with many calls in
+            flight; ``benchmarks/bench_redis_clients.py``). The caller closes it.
         prefix: Namespace of the keys this store writes.
         clock: Source of time for the keys' TTLs, which run to the record's expiry (or its
             lease's end, if later) as the clock tells it; the manager's clock, in practice.
@@ -182,6 +186,7 @@ class RedisIdempotencyStore:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._client = client
+        self._redis = commands_of(client)
         self._prefix = prefix
         self._clock = clock
         # Whether the server's persistence was asked about (or is being asked about): once
@@ -206,14 +211,15 @@ class RedisIdempotencyStore:
         """
         self._persistence_checked = True
         try:
-            with _translated("check persistence"):
-                # Both at once: one round trip on a RedisConnection, which pipelines them.
+            with _translated(self._redis, "check persistence"):
+                # Both at once: one round trip on a multiplexed client, which pipelines them.
                 replies = await asyncio.gather(
-                    self._client.execute_command("CONFIG", "GET", "appendonly"),
-                    self._client.execute_command("CONFIG", "GET", "save"),
+                    self._redis.command("CONFIG", "GET", "appendonly"),
+                    self._redis.command("CONFIG", "GET", "save"),
                 )
         except PersistenceError as exc:
-            if isinstance(exc.__cause__, ResponseError):  # NOPERM, or CONFIG renamed/disabled
+            if exc.__cause__ is not None and self._redis.refused(exc.__cause__):
+                # NOPERM, or CONFIG renamed/disabled
                 _log.info(
                     "cannot tell whether Redis keeps idempotency records across a restart: "
                     "CONFIG GET was refused (%s)",
@@ -251,14 +257,14 @@ class RedisIdempotencyStore:
                 if isinstance(command, Coroutine):
                     command.close()
                 raise
-        with _translated(action):
+        with _translated(self._redis, action):
             return await command
 
     async def _swap(self, action: str, token: str, record: StoredRecord) -> bool:
         """Write ``record`` if the stored value still starts with ``token``."""
         name = self._name(record.tenant_id, record.key)
         ttl = _ttl_ms(record, self._clock.now())
-        swapped = _REPLACE(self._client, [name], [token, _value(record), ttl])
+        swapped = self._redis.run(_REPLACE, [name], [token, _value(record), ttl])
         return bool(await self._call(action, swapped))
 
     async def insert_or_get(self, record: StoredRecord) -> StoredRecord | None:
@@ -266,9 +272,7 @@ class RedisIdempotencyStore:
         name = self._name(record.tenant_id, record.key)
         found = await self._call(
             "claim",
-            self._client.set(
-                name, _value(record), nx=True, px=_ttl_ms(record, self._clock.now()), get=True
-            ),
+            self._redis.claim(name, _value(record), _ttl_ms(record, self._clock.now())),
         )
         return None if found is None else _record(found, record.tenant_id, record.key)
 
@@ -291,12 +295,12 @@ class RedisIdempotencyStore:
     async def release(self, record: StoredRecord) -> bool:
         """Delete the claim if ``record``'s holder still holds it."""
         name = self._name(record.tenant_id, record.key)
-        deleted = _DELETE(self._client, [name], [_token(record)])
+        deleted = self._redis.run(_DELETE, [name], [_token(record)])
         return bool(await self._call("release the claim", deleted))
 
     async def get(self, tenant_id: str, key: str) -> StoredRecord | None:
         """Return the record under ``(tenant_id, key)``, or ``None``."""
-        found = await self._call("read", self._client.get(self._name(tenant_id, key)))
+        found = await self._call("read", self._redis.command("GET", self._name(tenant_id, key)))
         return None if found is None else _record(found, tenant_id, key)
 
     async def purge_expired(self, now: dt.datetime, *, batch_size: int = 1000) -> int:

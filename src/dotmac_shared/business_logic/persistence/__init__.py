@@ -5,7 +5,6 @@ from dotmac_shared.business_logic.persistence.migrate import (
     head_revision,
     upgrade_database,
 )
-from dotmac_shared.business_logic.persistence.redis_connection import RedisConnection
 from dotmac_shared.business_logic.persistence.session import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE_URL,
@@ -21,7 +20,6 @@ from dotmac_shared.business_logic.persistence.session import (
 __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
-    "RedisConnection",
     "autocommit",
     "create_engine",
     "create_session_factory",

@@ -26,10 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from redis.exceptions import RedisError
-
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
-from dotmac_shared.business_logic.persistence.redis_scripts import LuaScript, RedisClient
+from dotmac_shared.business_logic.persistence.redis_scripts import (
+    LuaScript,
+    RedisClient,
+    commands_of,
+)
 
 __all__ = [
     "API_CALLS_LIMIT",
@@ -255,7 +257,7 @@ return {0, count, retry}
 """)
 
 
-def _unreachable(action: str, key: str, exc: RedisError) -> PersistenceError:
+def _unreachable(action: str, key: str, exc: BaseException) -> PersistenceError:
     return PersistenceError(
         f"rate limiter could not {action} {key!r}: {exc}", operation="rate_limit"
     )
@@ -265,8 +267,8 @@ class RedisRateLimiter:
     """A sliding window log per key in Redis, shared by every process using the same Redis.
 
     Args:
-        client: A :class:`~dotmac_shared.business_logic.persistence.RedisConnection` (one
-            pipelined connection), or a ``redis.asyncio.Redis`` client. The caller closes it.
+        client: A ``redis.asyncio.Redis`` or a valkey-glide ``GlideClient``. The caller
+            closes it.
         prefix: Namespace of the keys this limiter writes.
 
     Each key is a sorted set of call timestamps; one Lua script trims the window, counts,
@@ -275,6 +277,7 @@ class RedisRateLimiter:
 
     def __init__(self, client: RedisClient, *, prefix: str = "dotmac:ratelimit:") -> None:
         self._client = client
+        self._redis = commands_of(client)
         self._prefix = prefix
 
     def redis_key(self, key: str) -> str:
@@ -293,12 +296,12 @@ class RedisRateLimiter:
     ) -> RateLimitResult:
         window_us = max(int(window_seconds * 1_000_000), 1)
         try:
-            raw = await _SLIDING_WINDOW(
-                self._client,
+            raw = await self._redis.run(
+                _SLIDING_WINDOW,
                 [self.redis_key(key)],
                 [limit, window_us, cost, uuid.uuid4().hex, 1 if record else 0],
             )
-        except RedisError as exc:
+        except self._redis.errors as exc:
             raise _unreachable("count calls against", key, exc) from exc
         allowed, count, retry_us = (int(v) for v in raw)
         return RateLimitResult(
@@ -349,6 +352,6 @@ class RedisRateLimiter:
     async def reset(self, key: str) -> None:
         """Forget every call counted against ``key``."""
         try:
-            await self._client.execute_command("DEL", self.redis_key(key))
-        except RedisError as exc:
+            await self._redis.command("DEL", self.redis_key(key))
+        except self._redis.errors as exc:
             raise _unreachable("reset", key, exc) from exc
