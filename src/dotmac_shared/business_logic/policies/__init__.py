@@ -21,6 +21,15 @@ from dotmac_shared.business_logic.policies.commissions import (
     save_commission_rate,
 )
 from dotmac_shared.business_logic.policies.compiler import Policy, compile_policy
+from dotmac_shared.business_logic.policies.decision_log import (
+    REDACTED,
+    BufferedDecisionRecorder,
+    DecisionRecord,
+    DecisionRecorder,
+    JsonLinesDecisionRecorder,
+    compile_redaction,
+)
+from dotmac_shared.business_logic.policies.decision_log_sql import SqlDecisionRecorder
 from dotmac_shared.business_logic.policies.document import (
     PolicyDocument,
     PolicyTestCase,
@@ -30,6 +39,14 @@ from dotmac_shared.business_logic.policies.document import (
 )
 from dotmac_shared.business_logic.policies.eligibility import PlanEligibilityEngine
 from dotmac_shared.business_logic.policies.engine import PolicyEngine
+from dotmac_shared.business_logic.policies.impact import (
+    ImpactReport,
+    InputProblem,
+    ReplayInput,
+    RuleImpact,
+    analyze_impact,
+    parse_input_lines,
+)
 from dotmac_shared.business_logic.policies.licensing import LicensingEngine
 from dotmac_shared.business_logic.policies.operators import OPERATORS
 from dotmac_shared.business_logic.policies.paths import FieldPath, parse_path
@@ -57,13 +74,19 @@ from dotmac_shared.business_logic.policies.testing import (
 )
 
 __all__ = [
+    "BufferedDecisionRecorder",
     "CommissionBatchResult",
     "CommissionLine",
     "CommissionRates",
     "CommissionRulesEngine",
     "CommissionTransaction",
+    "DecisionRecord",
+    "DecisionRecorder",
     "FieldPath",
+    "ImpactReport",
     "InMemoryRateLimiter",
+    "InputProblem",
+    "JsonLinesDecisionRecorder",
     "LicensingEngine",
     "OPERATORS",
     "PartnerPayout",
@@ -76,18 +99,25 @@ __all__ = [
     "PolicyRegistry",
     "PolicyResult",
     "PolicyTestCase",
+    "REDACTED",
     "RateLimitResult",
     "RateLimiter",
     "RedisRateLimiter",
+    "ReplayInput",
     "RuleDocument",
+    "RuleImpact",
     "RuleResult",
+    "SqlDecisionRecorder",
     "TestCaseOutcome",
+    "analyze_impact",
     "assert_policy_test_cases",
     "calculate_commissions",
     "compile_policy",
+    "compile_redaction",
     "load_commission_rates",
     "load_policy_directory",
     "load_policy_file",
+    "parse_input_lines",
     "parse_path",
     "parse_policy_document",
     "policy_json_schema",
