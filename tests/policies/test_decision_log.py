@@ -341,3 +341,22 @@ def test_jsonl_lines_stay_writable_when_an_input_holds_a_lone_surrogate(tmp_path
         engine_with(log).evaluate(NAME, {**customer(), "note": "bad \ud800 text"})
     (line,) = _lines(path)
     assert line["input"]["note"] == "bad \ud800 text"
+
+
+class ExplodingMapping(dict):
+    """A dict whose copy raises: what a hostile mapping type can do to a redacting log."""
+
+    def __iter__(self):
+        raise RuntimeError("no copies")
+
+    def keys(self):
+        raise RuntimeError("no copies")
+
+
+def test_decision_stands_and_record_says_why_when_the_input_cannot_be_copied():
+    recorder = BufferedDecisionRecorder(redact=["card.number"])
+    engine = engine_with(recorder)
+    data = ExplodingMapping(customer())
+    assert engine.evaluate(NAME, data).decision is PolicyDecision.ALLOW
+    (record,) = recorder.take()
+    assert record.input == {"[UNRECORDABLE]": "RuntimeError: no copies"}

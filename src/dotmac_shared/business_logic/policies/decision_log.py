@@ -384,9 +384,14 @@ class BufferedDecisionRecorder:
         attributes = (
             _snapshot(context.attributes) if context is not None and context.attributes else None
         )
-        buffer.append(
-            (result, _snapshot(self._redact(data)), context, attributes, self._clock.now())
-        )
+        try:
+            snapshot = _snapshot(self._redact(data))
+        except Exception as exc:  # noqa: BLE001 - see below
+            # A mapping type whose own methods raise while being copied (the decision, made
+            # on the same object, already stands): the record says why its input is missing
+            # rather than the caller's decision failing because of the log.
+            snapshot = {_UNRECORDABLE: f"{type(exc).__name__}: {exc}"[:200]}
+        buffer.append((result, snapshot, context, attributes, self._clock.now()))
         if len(buffer) == self.batch_size:
             self._batch_ready()
 

@@ -152,8 +152,9 @@ class PolicyEngine:
                 context = _coerce_context(context)
             policy = self.get_policy(policy_name, context, version=version)
         result = policy.run_evaluate(data, context)  # records the duration metric
-        if self.recorder is not None:
-            self.recorder.record(result, data)
+        recorder = self.recorder  # read once: another thread may unset it meanwhile
+        if recorder is not None:
+            recorder.record(result, data)
         return result
 
     def is_allowed(
