@@ -69,7 +69,7 @@ def recording_costs(engine: PolicyEngine) -> list[list[str]]:
 
     def measure(label: str, fn: Callable[[], object], n: int) -> tuple[str, float]:
         best = float("inf")
-        for _ in range(5):
+        for _ in range(15):
             # Empty the buffer between runs, as the background writer would.
             recorder.take()
             best = min(best, sync_per_call_us(fn, n, repeat=1))
@@ -77,15 +77,15 @@ def recording_costs(engine: PolicyEngine) -> list[list[str]]:
 
     engine.recorder = None
     plain = [
-        measure("is_allowed, no recorder", lambda: engine.is_allowed(NAME, CUSTOMER), 100_000),
-        measure("evaluate, no recorder", lambda: engine.evaluate(NAME, CUSTOMER, CONTEXT), 50_000),
-        measure("evaluate DENY, no recorder", lambda: engine.evaluate(NAME, failing), 50_000),
+        measure("is_allowed, no recorder", lambda: engine.is_allowed(NAME, CUSTOMER), 20_000),
+        measure("evaluate, no recorder", lambda: engine.evaluate(NAME, CUSTOMER, CONTEXT), 10_000),
+        measure("evaluate DENY, no recorder", lambda: engine.evaluate(NAME, failing), 10_000),
     ]
     engine.recorder = recorder
     recorded = [
-        measure("is_allowed, recorded", lambda: engine.is_allowed(NAME, CUSTOMER), 10_000),
-        measure("evaluate, recorded", lambda: engine.evaluate(NAME, CUSTOMER, CONTEXT), 10_000),
-        measure("evaluate DENY, recorded", lambda: engine.evaluate(NAME, failing), 10_000),
+        measure("is_allowed, recorded", lambda: engine.is_allowed(NAME, CUSTOMER), 5_000),
+        measure("evaluate, recorded", lambda: engine.evaluate(NAME, CUSTOMER, CONTEXT), 5_000),
+        measure("evaluate DENY, recorded", lambda: engine.evaluate(NAME, failing), 5_000),
     ]
     engine.recorder = None
     recorder.take()
@@ -118,7 +118,7 @@ def main() -> None:
     os.environ["RUST_LIB_BACKTRACE"] = "0"  # zen raises on a missing credit score
     engine = two_versions()
     print_table(
-        "Recording cost per decision (best of 5; buffering recorder redacting one path, "
+        "Recording cost per decision (best of 15; buffering recorder redacting one path, "
         "drained between runs; the batched write is not included)",
         ["call", "µs/decision", "recording adds"],
         recording_costs(engine),
