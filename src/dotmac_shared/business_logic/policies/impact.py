@@ -160,7 +160,7 @@ class ImpactReport:
 
 #: Inputs decided per round: long enough that per-item work runs in C (``map``), short
 #: enough that memory stays flat whatever the number of inputs.
-CHUNK: Final = 8192
+CHUNK: Final = 2048
 
 DecideAll = Callable[[list[Any], list[PolicyContext | None] | None], list[PolicyDecision]]
 
