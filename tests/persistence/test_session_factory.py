@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "billing_runs",
     "commission_configurations",
     "customers",
+    "dotmac_policy_decisions",
     "gateway_ledger",
     "idempotency_records",
     "invoice_lines",

@@ -442,3 +442,118 @@ def test_policies(
             )
     if failed or below:
         raise typer.Exit(1)
+
+
+@policy_app.command("impact")
+def impact_policy(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The policy name.")],
+    from_version: Annotated[str, typer.Option("--from", help="The version in force.")],
+    to_version: Annotated[str, typer.Option("--to", help="The candidate version.")],
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="DIR",
+            help="A folder of policy files loaded beside the shipped policies (e.g. the new "
+            "version).",
+        ),
+    ] = None,
+    decisions: Annotated[
+        Path | None,
+        typer.Option(
+            "--decisions",
+            help="A JSON Lines decision log: replay its inputs and contexts as recorded "
+            "(redacted fields stay redacted).",
+            dir_okay=False,
+        ),
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--inputs", help="A JSON Lines file, one input object a line.", dir_okay=False
+        ),
+    ] = None,
+    no_shipped: NoShipped = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Replay inputs through two versions of a policy: which decisions flip, and why."""
+    from dotmac_shared.business_logic.cli.output import err_console
+    from dotmac_shared.business_logic.policies.impact import parse_input_lines
+
+    with handle_errors():
+        if (decisions is None) == (inputs is None):
+            raise InvalidInputError(
+                "give exactly one of --decisions LOG or --inputs FILE", field="inputs"
+            )
+        source = decisions if decisions is not None else inputs
+        assert source is not None
+        engine = build_engine(
+            [directory] if directory is not None else None, shipped=not no_shipped, only=name
+        )
+        engine.get_policy(name, version=from_version)  # unknown versions: say so before reading
+        engine.get_policy(name, version=to_version)
+        try:
+            # Bytes: json.loads decodes each line, so a bad byte is that line's problem.
+            with source.open("rb") as handle:
+                report = engine.impact(
+                    name,
+                    from_version,
+                    to_version,
+                    parse_input_lines(handle, decisions=decisions is not None, policy_name=name),
+                )
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {source}: {exc}", field="inputs") from exc
+    if as_json:
+        data = report.to_dict()
+        data["source"] = {"kind": "decisions" if decisions else "inputs", "path": str(source)}
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    total, flipped = report.total, report.flipped
+    share = f" ({flipped / total:.2%})" if total else ""
+    console.print(
+        f"{escape(name)} {escape(from_version)} -> {escape(to_version)}: "
+        f"{flipped} of {total} decisions flip{share}",
+        soft_wrap=True,
+    )
+    if decisions is not None:
+        console.print(
+            "Inputs replayed as recorded: redacted fields stay redacted (rules reading them "
+            "see the marker).",
+            soft_wrap=True,
+        )
+    if report.transitions:
+        table = Table(title="Flips by direction")
+        table.add_column("direction")
+        table.add_column("count", justify="right")
+        for direction, count in report.transitions.items():
+            table.add_row(direction, str(count))
+        console.print(table)
+    if report.by_rule:
+        table = Table(title="Rules responsible")
+        for column in ("rule", "flips", "directions"):
+            table.add_column(column, justify="right" if column == "flips" else "left")
+        for rule, impact in report.by_rule.items():
+            directions = ", ".join(f"{key}: {value}" for key, value in impact.transitions.items())
+            table.add_row(escape(rule), str(impact.flipped), directions)
+        console.print(table)
+    if report.unattributed:
+        console.print(
+            f"{report.unattributed} flips with no rule changing (threshold, on_fail or window)"
+        )
+    for sample in report.samples:
+        console.print(
+            f"  sample line {sample.line}: {sample.from_decision.value} -> "
+            f"{sample.to_decision.value} (rules: {escape(', '.join(sample.rules) or '-')}) "
+            f"{escape(format_value(sample.to_dict()['input'], limit=120))}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if report.skipped:
+        console.print(f"{report.skipped} records of other policies skipped")
+    for problem in report.problems:
+        err_console.print(
+            f"[yellow]line {problem.line}[/]: {escape(problem.message)}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if report.problem_count > len(report.problems):
+        err_console.print(f"... {report.problem_count - len(report.problems)} more bad lines")

@@ -30,6 +30,15 @@ from dotmac_shared.business_logic.policies.coverage import (
     policy_coverage,
     run_policy_coverage,
 )
+from dotmac_shared.business_logic.policies.decision_log import (
+    REDACTED,
+    BufferedDecisionRecorder,
+    DecisionRecord,
+    DecisionRecorder,
+    JsonLinesDecisionRecorder,
+    compile_redaction,
+)
+from dotmac_shared.business_logic.policies.decision_log_sql import SqlDecisionRecorder
 from dotmac_shared.business_logic.policies.document import (
     PolicyDocument,
     PolicyTestCase,
@@ -39,6 +48,14 @@ from dotmac_shared.business_logic.policies.document import (
 )
 from dotmac_shared.business_logic.policies.eligibility import PlanEligibilityEngine
 from dotmac_shared.business_logic.policies.engine import PolicyEngine
+from dotmac_shared.business_logic.policies.impact import (
+    ImpactReport,
+    InputProblem,
+    ReplayInput,
+    RuleImpact,
+    analyze_impact,
+    parse_input_lines,
+)
 from dotmac_shared.business_logic.policies.licensing import LicensingEngine
 from dotmac_shared.business_logic.policies.operators import OPERATORS
 from dotmac_shared.business_logic.policies.paths import FieldPath, parse_path
@@ -66,15 +83,21 @@ from dotmac_shared.business_logic.policies.testing import (
 )
 
 __all__ = [
+    "BufferedDecisionRecorder",
     "CommissionBatchResult",
     "CommissionLine",
     "CommissionRates",
     "CommissionRulesEngine",
     "CommissionTransaction",
     "CoverageReport",
+    "DecisionRecord",
+    "DecisionRecorder",
     "FieldPath",
     "Finding",
+    "ImpactReport",
     "InMemoryRateLimiter",
+    "InputProblem",
+    "JsonLinesDecisionRecorder",
     "LicensingEngine",
     "OPERATORS",
     "PartnerPayout",
@@ -88,22 +111,29 @@ __all__ = [
     "PolicyRegistry",
     "PolicyResult",
     "PolicyTestCase",
+    "REDACTED",
     "RateLimitResult",
     "RateLimiter",
     "RedisRateLimiter",
+    "ReplayInput",
     "RuleCoverage",
     "RuleDocument",
+    "RuleImpact",
     "RuleResult",
     "RuleSeen",
     "Severity",
+    "SqlDecisionRecorder",
     "TestCaseOutcome",
+    "analyze_impact",
     "assert_policy_test_cases",
     "calculate_commissions",
     "check_policy",
     "compile_policy",
+    "compile_redaction",
     "load_commission_rates",
     "load_policy_directory",
     "load_policy_file",
+    "parse_input_lines",
     "parse_path",
     "parse_policy_document",
     "policy_coverage",

@@ -29,7 +29,14 @@ from typing import Any
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError, PolicyViolationError
 from dotmac_shared.business_logic.policies.compiler import Policy, _coerce_context
+from dotmac_shared.business_logic.policies.decision_log import DecisionRecorder
 from dotmac_shared.business_logic.policies.document import PolicyDocument
+from dotmac_shared.business_logic.policies.impact import (
+    ImpactReport,
+    InputProblem,
+    ReplayInput,
+    analyze_impact,
+)
 from dotmac_shared.business_logic.policies.registry import (
     POLICY_FILE_SUFFIXES,
     PolicyRegistry,
@@ -53,6 +60,9 @@ class PolicyEngine:
 
     Args:
         registry: Where policies live; a new empty :class:`PolicyRegistry` by default.
+        recorder: Where decisions are recorded (the decision log), e.g. a
+            :class:`~dotmac_shared.business_logic.policies.decision_log.JsonLinesDecisionRecorder`;
+            ``None`` (the default) records nothing at no cost. Settable later as ``recorder``.
 
     Example:
         >>> engine = PolicyEngine()
@@ -66,10 +76,13 @@ class PolicyEngine:
         True
     """
 
-    def __init__(self, registry: PolicyRegistry | None = None) -> None:
+    def __init__(
+        self, registry: PolicyRegistry | None = None, *, recorder: DecisionRecorder | None = None
+    ) -> None:
         # The one reference to the policy set in force: a reload replaces it whole, and each
         # evaluation reads it once, so no evaluation sees part of one set and part of another.
         self.registry = registry if registry is not None else PolicyRegistry()
+        self.recorder = recorder
         # Serialises writers: a registration racing a reload would land in the replaced set.
         self._write_lock = threading.RLock()
 
@@ -150,7 +163,11 @@ class PolicyEngine:
             if context is not None and type(context) is not PolicyContext:
                 context = _coerce_context(context)
             policy = _resolve(registry, policy_name, context, version)
-        return policy.run_evaluate(data, context)  # records the duration metric
+        result = policy.run_evaluate(data, context)  # records the duration metric
+        recorder = self.recorder  # read once: another thread may unset it meanwhile
+        if recorder is not None:
+            recorder.record(result, data)
+        return result
 
     def is_allowed(
         self,
@@ -170,10 +187,25 @@ class PolicyEngine:
         if version is None and (context is None or policy_name not in registry.overridden):
             policy = registry.global_latest.get(policy_name)
             if policy is not None:
-                return policy.check(data, context)
+                if self.recorder is None:
+                    return policy.check(data, context)
+                return self._recorded_check(policy, data, context)
         if context is not None and type(context) is not PolicyContext:
             context = _coerce_context(context)
-        return _resolve(registry, policy_name, context, version).check(data, context)
+        policy = _resolve(registry, policy_name, context, version)
+        if self.recorder is None:
+            return policy.check(data, context)
+        return self._recorded_check(policy, data, context)
+
+    def _recorded_check(
+        self, policy: Policy, data: Mapping[str, Any], context: PolicyContext | None
+    ) -> bool:
+        # A record names the failed rules, which the short-circuit check does not know.
+        result = policy.run_evaluate(data, context)
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.record(result, data)
+        return result.decision is _ALLOW
 
     def evaluate_many(
         self,
@@ -192,7 +224,15 @@ class PolicyEngine:
         if context is not None and type(context) is not PolicyContext:
             context = _coerce_context(context)
         evaluate = self.get_policy(policy_name, context, version=version).run_evaluate
-        return [evaluate(item, context) for item in items]
+        recorder = self.recorder
+        if recorder is None:
+            return [evaluate(item, context) for item in items]
+        results = []
+        for item in items:
+            result = evaluate(item, context)
+            recorder.record(result, item)
+            results.append(result)
+        return results
 
     def enforce(
         self,
@@ -245,6 +285,42 @@ class PolicyEngine:
                 "score": result.score,
             },
         )
+
+    def impact(
+        self,
+        policy_name: str,
+        from_version: str,
+        to_version: str,
+        inputs: Iterable[Mapping[str, Any] | ReplayInput | InputProblem | None],
+        *,
+        tenant_id: str | None = None,
+        sample_limit: int = 5,
+    ) -> ImpactReport:
+        """Replay inputs through two versions and report which decisions flip, and why.
+
+        Args:
+            policy_name: The policy.
+            from_version: The version in force.
+            to_version: The candidate version.
+            inputs: Input mappings, or :func:`~.impact.parse_input_lines` output (JSON
+                Lines of inputs or of decision-log records).
+            tenant_id: Compare this tenant's versions (falling back to the global ones).
+            sample_limit: Flipped inputs kept per direction.
+
+        Returns:
+            Totals, flips by direction and by responsible rule, samples, bad lines.
+
+        Raises:
+            PolicyNotFoundError: Unknown policy or version.
+
+        Example:
+            >>> report = engine.impact("demo", "1.0.0", "1.1.0", [{"age": 18}])  # doctest: +SKIP
+            >>> report.to_dict()["flipped"]  # doctest: +SKIP
+            1
+        """
+        old = self.registry.get(policy_name, from_version, tenant_id)
+        new = self.registry.get(policy_name, to_version, tenant_id)
+        return analyze_impact(old, new, inputs, sample_limit=sample_limit)
 
     # --- hot reload ---------------------------------------------------------------------------
 

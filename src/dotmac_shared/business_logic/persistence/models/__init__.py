@@ -17,6 +17,7 @@ from dotmac_shared.business_logic.persistence.models.customers import (
 )
 from dotmac_shared.business_logic.persistence.models.idempotency import IdempotencyRecord
 from dotmac_shared.business_logic.persistence.models.outbox import OutboxMessage
+from dotmac_shared.business_logic.persistence.models.policy_decisions import PolicyDecisionEntry
 from dotmac_shared.business_logic.persistence.models.resources import (
     NetworkConfiguration,
     Resource,
@@ -39,6 +40,7 @@ __all__ = [
     "NetworkConfiguration",
     "OutboxMessage",
     "Payment",
+    "PolicyDecisionEntry",
     "Resource",
     "ResourceAllocation",
     "ResourcePool",
