@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time as timing
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -425,6 +426,8 @@ def mutated_documents(draw: st.DrawFn) -> dict[str, Any]:
 
 
 INPUT_FIELDS = ["score", "code", "email", "tags", "x"]
+#: The issue's bound: no evaluation of an accepted hostile document may take longer.
+MAX_EVALUATION_SECONDS = 0.05
 hostile_inputs = st.dictionaries(st.sampled_from(INPUT_FIELDS), hostile_values, max_size=5)
 
 
@@ -443,8 +446,12 @@ def test_only_definition_errors_when_documents_hold_hostile_values(
     policy.canonical_yaml()
     context = PolicyContext(tenant_id="t", attributes={"region": "eu"})
     for data in [*inputs, *(case.input for case in policy.test_cases)]:
+        # CPU time of this thread: what a hostile document could burn, whatever the load.
+        started = timing.thread_time()
         result = policy.evaluate(data, context)
         assert policy.is_allowed(data, context) is (result.decision is PolicyDecision.ALLOW)
+        spent = timing.thread_time() - started
+        assert spent < MAX_EVALUATION_SECONDS, f"{spent:.3f} s of CPU for one evaluation"
         json.dumps(result.to_dict(), default=str)
 
 
