@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from dotmac_shared.business_logic.cli import app
 from tests.cli.helpers import one_error_line
-from tests.support.services import create_postgres_database, drop_postgres_database
+from tests.support.services import create_postgres_database, drop_postgres_database, free_port
 
 SECRET = "s3cret-Pa55"
 #: Commands that only read: they must not create a database.
@@ -32,13 +32,6 @@ READ_COMMANDS = [("saga", "list"), ("saga", "show"), ("billing", "report")]
 WRITE_COMMANDS = [("db", "upgrade"), ("idempotency", "purge"), ("worker",)]
 #: Options a command needs to end on its own instead of serving until stopped.
 FINITE = {("worker",): ["--once"], ("demo",): ["--customers", "0"]}
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound once to find it, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def last_full_month() -> str:

@@ -40,6 +40,7 @@ from dotmac_shared.business_logic.idempotency import (
 )
 from dotmac_shared.business_logic.persistence import engine_of
 from tests.idempotency.operations import CALLS
+from tests.support.postgres_server import PostgresServer
 from tests.support.services import (
     REDIS_CLIENTS,
     create_postgres_database,
@@ -47,7 +48,6 @@ from tests.support.services import (
     redis_client_of,
     sqlite_url,
 )
-from tests.support.throwaway_postgres_idem import ThrowawayPostgres, throwaway_postgres
 from tests.support.throwaway_redis import ThrowawayRedis, throwaway_redis
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(60)]
@@ -152,7 +152,7 @@ async def breakable_sql_store(
         finally:
             await engine_of(factory).dispose()
         return
-    with throwaway_postgres() as server:
+    with PostgresServer() as server:
         factory = create_session_factory(server.url)
         try:
             yield Broken(SqlIdempotencyStore(factory), server.stop)
@@ -238,13 +238,13 @@ class Restartable:
     """A manager on a store whose server the test can stop and start."""
 
     manager: IdempotencyManager
-    server: ThrowawayPostgres | ThrowawayRedis
+    server: PostgresServer | ThrowawayRedis
 
 
 @contextlib.asynccontextmanager
 async def restartable(kind: str, tmp_path: Path) -> AsyncIterator[Restartable]:
     if kind == "postgresql":
-        with throwaway_postgres() as pg:
+        with PostgresServer() as pg:
             factory = create_session_factory(pg.url)
             try:
                 yield Restartable(IdempotencyManager(factory), pg)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import traceback
 import uuid
 from collections.abc import Callable
@@ -22,16 +21,9 @@ from dotmac_shared.business_logic.persistence import (
     normalize_database_url,
     upgrade_database,
 )
-from tests.support.services import POSTGRES_URL
+from tests.support.services import POSTGRES_URL, free_port
 
 SECRET = "s3cret-Pa55"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound once to find it, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -16,7 +16,7 @@ from dotmac_shared.business_logic.sagas import (
     SqlSagaStore,
     StepRecord,
 )
-from tests.support.postgres_server import free_port
+from tests.support.services import free_port
 
 
 def unreachable_url(backend: str, tmp_path: Path) -> str:

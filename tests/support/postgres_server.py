@@ -14,29 +14,26 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 import pytest
 
-__all__ = ["PostgresServer", "free_port", "throwaway_postgres"]
+from tests.support.services import free_port, require
+
+__all__ = ["PostgresServer", "throwaway_postgres"]
 
 _USER = "postgres"
 _template: Path | None = None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(*command: str, timeout: float = 60) -> None:
@@ -65,8 +62,9 @@ def _initialised_template() -> Path:
     """An ``initdb``-ed cluster, made once per process and copied for each server."""
     global _template
     if _template is None:
-        if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-            pytest.skip("initdb/pg_ctl are not on PATH: no throwaway PostgreSQL server")
+        missing = [tool for tool in ("initdb", "pg_ctl") if shutil.which(tool) is None]
+        if missing:
+            require("a throwaway PostgreSQL server", FileNotFoundError(f"{missing} not on PATH"))
         root = _mkdtemp("dotmac-pg-template-")
         _as_postgres("initdb", "-D", str(root / "data"), "-U", _USER, "-A", "trust", "-E", "UTF8")
         _template = root / "data"
@@ -95,10 +93,25 @@ class PostgresServer:
         if not self.data.exists():
             shutil.copytree(_initialised_template(), self.data, symlinks=True)
             _chown(self.data)
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data}"
+        # fsync=off only skips flushing to disk, which a stopped process does not need;
+        # synchronous_commit stays on, so an immediate stop (a crash) loses no commit.
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} "
+            "-c fsync=off -c full_page_writes=off"
+        )
         log = str(self._root / "server.log")
         _as_postgres("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
         self._running = True
+        deadline = time.monotonic() + 10
+        while True:  # -w waits for the socket file; make sure TCP accepts too
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL on port {self.port} did not start")
+            time.sleep(0.05)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``fast``: connections are closed; ``immediate``: a crash)."""

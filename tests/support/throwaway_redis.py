@@ -20,17 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import free_port
+
 __all__ = ["ThrowawayRedis", "free_port", "throwaway_redis"]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class ThrowawayRedis:
