@@ -5,7 +5,9 @@ SQLAlchemy's connection, cursor and result objects around it cost as much CPU as
 trip itself. Here the statement still comes from SQLAlchemy (a Core statement compiled once
 for the engine's dialect, or SQL written for it) and values are still converted by the
 column types' own processors; only the per-call machinery is skipped. Everything else in
-the library uses SQLAlchemy normally.
+the library uses SQLAlchemy normally. On PostgreSQL the statement runs on a pooled asyncpg
+connection; on SQLite on the standard ``sqlite3`` driver of the engine's SQLite lane
+(:mod:`~dotmac_shared.business_logic.persistence.sqlite_driver`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
+from dotmac_shared.business_logic.persistence.sqlite_driver import run_read
 
 __all__ = ["CompiledSelect", "DRIVER_ERRORS", "driver_connection", "pooled_driver_connection"]
 
@@ -38,6 +40,8 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
 @contextlib.asynccontextmanager
 async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     """Check out a pooled connection and yield its driver connection (asyncpg or aiosqlite).
+
+    ``driver_connection`` is SQLAlchemy's public accessor of the driver's own connection.
 
     Use it for one statement or one transaction, with no ``await`` of anything else inside.
     If the body fails or is interrupted the connection's state is unknown (it may be inside
@@ -122,18 +126,20 @@ class CompiledSelect:
             for name, process in zip(self._binds, self._bind_processors, strict=True)
         ]
         try:
-            async with driver_connection(self._engine) as raw:
-                if self._postgres:
+            if self._postgres:
+                async with driver_connection(self._engine) as raw:
                     if self._processors is None:
                         prepared = await raw.prepare(self._sql)
                         oids = [attribute.type.oid for attribute in prepared.get_attributes()]
                         self._processors = self._processors_for(oids)
                     rows = await raw.fetch(self._sql, *values)
-                else:
-                    sql = self._sql
-                    rows = await run_in_thread(
-                        raw, lambda: raw._conn.execute(sql, values).fetchall()
-                    )
+            else:
+                # The standard sqlite3 driver of the engine's SQLite lane: on the event
+                # loop's thread when nothing would wait (a key lookup), else one trip.
+                sql = self._sql
+                rows = await run_read(
+                    self._engine, lambda connection: connection.execute(sql, values).fetchall()
+                )
         except DRIVER_ERRORS as exc:
             raise DBAPIError.instance(self._sql, values, exc, Exception) from exc
         assert self._processors is not None
