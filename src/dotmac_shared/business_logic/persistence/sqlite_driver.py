@@ -315,6 +315,9 @@ def sqlite_lane(engine: AsyncEngine) -> SqliteLane:
         )
     sync_engine = engine.sync_engine
     pool = sync_engine.pool
+    lane = _LANES.get(pool)
+    if lane is not None:
+        return lane
     with _LANES_LOCK:
         lane = _LANES.get(pool)
         if lane is None:
