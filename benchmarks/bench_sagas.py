@@ -201,11 +201,17 @@ class _Counter:
 
         sync = engine.sync_engine
         if engine.dialect.name == "sqlite":
+            from dotmac_shared.business_logic.persistence.sqlite_driver import sqlite_lane
 
             def on_connect(dbapi_connection: Any, _record: Any) -> None:
                 dbapi_connection.run_async(lambda raw: raw.set_trace_callback(self._trace))
 
+            def on_lane_connect(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.set_trace_callback(self._trace)
+
             event.listen(sync, "connect", on_connect)
+            # The saga store's writes run on the engine's SQLite lane (sqlite3 connections).
+            event.listen(sqlite_lane(engine).engine, "connect", on_lane_connect)
         else:
             # At asyncpg's two entry points: SQLAlchemy runs prepared statements, and the
             # saga store's writes call Connection.fetch on the driver connection directly.
@@ -236,7 +242,7 @@ class _Counter:
             cls.fetch = fetch
         self._patched.clear()
 
-    def _trace(self, sql: str) -> None:  # runs on aiosqlite's thread
+    def _trace(self, sql: str) -> None:  # runs on whichever thread ran the statement
         head = sql.lstrip()[:8].upper()
         with self._lock:
             if head.startswith("COMMIT"):

@@ -23,7 +23,9 @@ from dotmac_shared.business_logic.persistence.driver import (
     driver_connection,
     pooled_driver_connection,
 )
+from dotmac_shared.business_logic.persistence.sqlite_driver import SqliteLane
 from dotmac_shared.business_logic.persistence.types import JSONDocument, Money, UTCDateTime
+from tests.support.services import sqlite_url
 
 _META = MetaData()
 _ROWS = Table(
@@ -164,3 +166,25 @@ async def test_parameters_are_bound_as_sqlalchemy_binds_them_when_they_need_proc
 async def test_missing_parameter_is_a_clear_error_when_a_bind_is_not_given(engine):
     with pytest.raises(InvalidInputError, match="w_id"):
         await CompiledSelect(engine, _BY_ID).all(id=1)
+
+
+async def test_select_runs_on_the_event_loop_thread_when_sqlite_is_idle(tmp_path, monkeypatch):
+    # An idempotent replay on SQLite: no trip to a worker thread (nor to aiosqlite's).
+    engine = create_engine(sqlite_url(tmp_path))
+    trips: list[Any] = []
+    original = SqliteLane.in_thread
+
+    async def counted(self: SqliteLane, work: Any) -> Any:
+        trips.append(work)
+        return await original(self, work)
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_META.create_all)
+            await conn.execute(_ROWS.insert().values(id=1, name="one"))
+        monkeypatch.setattr(SqliteLane, "in_thread", counted)
+        select_by_id = CompiledSelect(engine, _BY_ID)
+        assert [row["name"] for row in await select_by_id.all(w_id=1)] == ["one"]
+        assert trips == []
+    finally:
+        await engine.dispose()

@@ -74,12 +74,14 @@ class CliState:
     Attributes:
         debug: Show tracebacks instead of one-line errors.
         log_json: Logging is configured to write JSON lines to stderr.
+        log_handler: The JSON handler added to the root logger, removed when it ends.
+        saved_root_level: The root logger's level before, restored when it ends.
     """
 
     debug: bool = False
     log_json: bool = False
-    _handler: logging.Handler | None = field(default=None, repr=False)
-    _root_level: int = field(default=logging.WARNING, repr=False)
+    log_handler: logging.Handler | None = field(default=None, repr=False)
+    saved_root_level: int = field(default=logging.WARNING, repr=False)
 
 
 #: The state of the current invocation; the root callback replaces its fields each time.
@@ -182,20 +184,20 @@ def configure_logging(*, log_json: bool, debug: bool) -> None:
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
-    state._handler, state._root_level = handler, root.level
+    state.log_handler, state.saved_root_level = handler, root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def reset_logging() -> None:
     """Undo :func:`configure_logging` (called when the invocation ends)."""
-    handler = state._handler
+    handler = state.log_handler
     if handler is not None:
         root = logging.getLogger()
         root.removeHandler(handler)
-        root.setLevel(state._root_level)
+        root.setLevel(state.saved_root_level)
         handler.close()
-        state._handler = None
+        state.log_handler = None
 
 
 def load_mapping_file(path: Path, *, what: str = "input") -> dict[str, Any]:

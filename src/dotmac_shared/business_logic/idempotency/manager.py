@@ -135,6 +135,11 @@ class IdempotencyManager:
         self.raise_on_failure = raise_on_failure
         self._leases = _Leases(self)
 
+    @property
+    def clock(self) -> Clock:
+        """The clock that dates claims, leases and expiries."""
+        return self._clock
+
     async def execute_idempotent(
         self,
         idempotency_key: IdempotencyKey | str,
@@ -664,7 +669,7 @@ class _Leases:
         assert self._loop is not None
         # The stored lease runs from when the renewal was sent, at the latest.
         sent = self._loop.time()
-        expires = self._manager._clock.now() + dt.timedelta(seconds=held.seconds)
+        expires = self._manager.clock.now() + dt.timedelta(seconds=held.seconds)
         try:
             renewed = await self._manager.store.renew(held.record, expires)
         except PersistenceError as exc:  # the store is unreachable: try again next time

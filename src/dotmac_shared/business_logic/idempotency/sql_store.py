@@ -8,28 +8,25 @@ and conditional ``UPDATE``/``DELETE`` statements carry the fencing token. A repl
 Whatever the drivers or the network raise (SQLAlchemy's errors, asyncpg's ``PostgresError``,
 ``InterfaceError`` and ``InternalClientError``, ``sqlite3`` errors, a refused or reset
 socket) leaves the store as a :class:`PersistenceError` naming the action, with the
-original chained as ``__cause__``: one translation, in ``_translated``.
+original chained as ``__cause__``: ``persistence.driver.persistence_errors``, the one
+translation every SQL store uses.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import asyncpg
-from asyncpg.exceptions import InternalClientError
 from sqlalchemy import Table, and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
-from dotmac_shared.business_logic.persistence.driver import CompiledSelect
+from dotmac_shared.business_logic.persistence.driver import CompiledSelect, persistence_errors
 from dotmac_shared.business_logic.persistence.models import IdempotencyRecord
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 
@@ -101,36 +98,6 @@ def _where(record: StoredRecord) -> dict[str, Any]:
     }
 
 
-#: What may cross the store's boundary from below: SQLAlchemy's own errors, the drivers'
-#: (a statement on the driver connection, or a connect the pool does not wrap) and the
-#: socket's (``ConnectionRefusedError``, ``ConnectionResetError``, ``TimeoutError``).
-_STORE_ERRORS: tuple[type[Exception], ...] = (
-    SQLAlchemyError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    InternalClientError,
-    sqlite3.Error,
-    OSError,
-)
-
-
-@contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """Raise any driver or network error inside as a :class:`PersistenceError`."""
-    try:
-        yield
-    except _STORE_ERRORS as exc:
-        # SQLAlchemy's message carries the statement and its parameters (a stored result
-        # may hold customer data): name the driver's error instead, its first line only.
-        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        detail = str(cause).splitlines()[0] if str(cause) else ""
-        raise PersistenceError(
-            f"idempotency store could not {action}: {type(cause).__name__}"
-            + (f": {detail}" if detail else ""),
-            operation=f"idempotency.{action}",
-        ) from exc
-
-
 class SqlIdempotencyStore:
     """Idempotency records in the ``idempotency_records`` table.
 
@@ -168,14 +135,14 @@ class SqlIdempotencyStore:
 
     @asynccontextmanager
     async def _connection(self, action: str) -> AsyncIterator[AsyncConnection]:
-        with _translated(action):
+        with persistence_errors(f"idempotency.{action}", self._engine.url):
             async with self._engine.connect() as conn:
                 yield conn
 
     async def get(self, tenant_id: str, key: str) -> StoredRecord | None:
         """Return the record under ``(tenant_id, key)``, expired or not."""
         # The replay path: one SELECT on the driver connection (see persistence.driver).
-        with _translated("read"):
+        with persistence_errors("idempotency.read", self._engine.url):
             rows = await self._select.all(w_tenant=tenant_id, w_key=key)
         return _row_to_record(rows[0]) if rows else None
 

@@ -5,7 +5,9 @@ SQLAlchemy's connection, cursor and result objects around it cost as much CPU as
 trip itself. Here the statement still comes from SQLAlchemy (a Core statement compiled once
 for the engine's dialect, or SQL written for it) and values are still converted by the
 column types' own processors; only the per-call machinery is skipped. Everything else in
-the library uses SQLAlchemy normally.
+the library uses SQLAlchemy normally. On PostgreSQL the statement runs on a pooled asyncpg
+connection; on SQLite on the standard ``sqlite3`` driver of the engine's SQLite lane
+(:mod:`~dotmac_shared.business_logic.persistence.sqlite_driver`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Select
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
-from dotmac_shared.business_logic.persistence.sqlite_driver import run_in_thread
+from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.persistence.session import database_error
+from dotmac_shared.business_logic.persistence.sqlite_driver import run_read
 
 __all__ = [
     "DATABASE_ERRORS",
@@ -52,14 +56,6 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.InternalClientError,
     *DRIVER_ERRORS,
 )
-
-
-def _reason(exc: BaseException) -> str:
-    """The driver's own error in one line (a ``DBAPIError``'s text also holds SQL and values)."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 #: Driver errors that mean the connection (or the server) went away, not that the statement
@@ -93,33 +89,34 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def persistence_errors(operation: str) -> Iterator[None]:
+def persistence_errors(operation: str, url: str | URL) -> Iterator[None]:
     """Re-raise any of :data:`DATABASE_ERRORS` raised inside as :class:`PersistenceError`.
 
     The one translation at a store's boundary: callers see one error type whatever the
-    database, the driver or the network did, with the original as ``__cause__``.
+    database, the driver or the network did, with the original as ``__cause__``. The
+    message names the database (password masked) and the driver's own error on one line,
+    never SQLAlchemy's echo of the statement and its values (which may hold customer data).
     Cancellation and the framework's own errors pass through untouched.
 
     Args:
         operation: What was being done, e.g. ``"saga.save"`` (the error's ``operation``).
+        url: The database, named in the message (password masked).
 
     Example:
-        >>> with persistence_errors("demo"):  # doctest: +SKIP
+        >>> with persistence_errors("demo", engine.url):  # doctest: +SKIP
         ...     await conn.execute(statement)
     """
     try:
         yield
     except DATABASE_ERRORS as exc:
-        raise PersistenceError(
-            f"database error during {operation}: {_reason(exc)}",
-            operation=operation,
-            metadata={"error_type": type(exc).__name__},
-        ) from exc
+        raise database_error(url, exc, doing="use", operation=operation) from exc
 
 
 @contextlib.asynccontextmanager
 async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     """Check out a pooled connection and yield its driver connection (asyncpg or aiosqlite).
+
+    ``driver_connection`` is SQLAlchemy's public accessor of the driver's own connection.
 
     Use it for one statement or one transaction, with no ``await`` of anything else inside.
     If the body fails or is interrupted the connection's state is unknown (it may be inside
@@ -204,18 +201,20 @@ class CompiledSelect:
             for name, process in zip(self._binds, self._bind_processors, strict=True)
         ]
         try:
-            async with driver_connection(self._engine) as raw:
-                if self._postgres:
+            if self._postgres:
+                async with driver_connection(self._engine) as raw:
                     if self._processors is None:
                         prepared = await raw.prepare(self._sql)
                         oids = [attribute.type.oid for attribute in prepared.get_attributes()]
                         self._processors = self._processors_for(oids)
                     rows = await raw.fetch(self._sql, *values)
-                else:
-                    sql = self._sql
-                    rows = await run_in_thread(
-                        raw, lambda: raw._conn.execute(sql, values).fetchall()
-                    )
+            else:
+                # The standard sqlite3 driver of the engine's SQLite lane: on the event
+                # loop's thread when nothing would wait (a key lookup), else one trip.
+                sql = self._sql
+                rows = await run_read(
+                    self._engine, lambda connection: connection.execute(sql, values).fetchall()
+                )
         except DRIVER_ERRORS as exc:
             raise DBAPIError.instance(self._sql, values, exc, Exception) from exc
         assert self._processors is not None

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dotmac_shared.business_logic.exceptions import PersistenceError
+from dotmac_shared.business_logic.persistence.driver import DRIVER_ERRORS
 from dotmac_shared.business_logic.persistence.session import create_engine, database_error
 
 __all__ = ["VERSION_TABLE", "current_revision", "head_revision", "upgrade_database"]
@@ -55,14 +56,19 @@ def _current(connection: Connection) -> str | None:
     return ctx.get_current_revision()
 
 
+#: What opening a connection may raise: SQLAlchemy's errors and the drivers' own.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, *DRIVER_ERRORS)
+
+
 @asynccontextmanager
 async def _connected(engine: AsyncEngine, operation: str) -> AsyncIterator[AsyncConnection]:
     """A connection of ``engine``; failing to open one is a :class:`PersistenceError`."""
     try:
         conn = await engine.connect()
-    except (SQLAlchemyError, OSError) as exc:
-        # OSError: asyncpg's refused, reset or timed-out sockets and unknown host names
-        # reach us untranslated by SQLAlchemy.
+    except _CONNECT_ERRORS as exc:
+        # Driver errors: asyncpg's refused, reset or timed-out sockets and unknown host
+        # names reach us untranslated by SQLAlchemy, and so (before SQLAlchemy 2.1) does
+        # what the server answers at connect, such as a database that does not exist.
         raise database_error(engine.url, exc, operation=operation) from exc
     try:
         yield conn

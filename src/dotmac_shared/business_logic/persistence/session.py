@@ -8,6 +8,7 @@ driver, and SQLite is set up for concurrent use (WAL, foreign keys, a busy timeo
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
-from dotmac_shared.business_logic.persistence.sqlite_driver import OneTripAiosqliteDbapi
+from dotmac_shared.business_logic.persistence.sqlite_driver import configure_sqlite_connection
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -45,7 +47,6 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///dotmac_business_logic.db"
 #: Execution option of :func:`autocommit` on SQLite: run without ``BEGIN IMMEDIATE``.
 _SQLITE_AUTOCOMMIT = "dotmac_sqlite_autocommit"
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-_SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Stands in for a password given as a query parameter while the URL is rendered.
 _MASK_TOKEN = "DOTMACMASKEDPASSWORD"
 
@@ -195,23 +196,32 @@ def sqlite_file(url: str | URL | None = None) -> Path | None:
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """Make every SQLite connection WAL, foreign-key checked, patient and IMMEDIATE."""
 
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _on_do_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+        # Open the file with the plain sqlite3 driver first: a database that cannot be
+        # opened fails here, before aiosqlite starts a thread for it. (aiosqlite stops that
+        # thread without waiting for it; when the event loop closes at once, as a failed CLI
+        # command's does, the thread's late answer printed "Event loop is closed".)
+        options = {k: v for k, v in cparams.items() if k != "iter_chunk_size"}
+        sqlite3.connect(*cargs, **options).close()
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Autocommit at the driver level (sqlite_driver keeps it so); "begin" below issues
-        # the BEGIN.
+        # Autocommit at the driver level: "begin" below issues the BEGIN.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        configure_sqlite_connection(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a reader that later writes cannot
         # deadlock against another writer (SQLITE_BUSY mid-transaction), it waits instead.
         # An autocommit connection (single-statement reads and claims) gets no BEGIN at all.
+        dbapi_connection = conn.connection.dbapi_connection
+        if dbapi_connection.isolation_level is not None:
+            # SQLAlchemy resets a connection that ran with isolation_level=AUTOCOMMIT to
+            # the driver's "" (an implicit DEFERRED BEGIN before a write, which nobody would
+            # commit on an autocommit connection): back to driver-level autocommit.
+            dbapi_connection.isolation_level = None
         options = conn.get_execution_options()
         if options.get(_SQLITE_AUTOCOMMIT) or options.get("isolation_level") == "AUTOCOMMIT":
             return
@@ -228,9 +238,10 @@ def create_engine(url: str | URL | None = None, **engine_options: Any) -> AsyncE
     # with the number of batches (a billing run's peak RSS grew with its customer count).
     options: dict[str, Any] = {"insertmanyvalues_page_size": 50}
     sqlite = resolved.get_backend_name() == "sqlite"
-    if sqlite:
-        # One trip to aiosqlite's thread per statement instead of three or four.
-        options["module"] = OneTripAiosqliteDbapi()
+    if sqlite and sqlite_file(resolved) is not None:
+        # Pooled, as SQLAlchemy's later 2.0 releases do by default (the first ones
+        # opened a new connection, and aiosqlite thread, per checkout).
+        options["poolclass"] = AsyncAdaptedQueuePool
     options.update(engine_options)
     engine = create_async_engine(resolved, **options)
     if sqlite:

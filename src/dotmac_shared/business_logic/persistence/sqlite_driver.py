@@ -1,121 +1,96 @@
-"""SQLAlchemy's aiosqlite adapter, made to cost one trip to aiosqlite's thread per statement.
+"""The stores' SQLite lane: the standard ``sqlite3`` driver on threads of our own.
 
-aiosqlite runs every sqlite3 call on a thread of its own; each call is a trip there and back
-through a queue and the event loop, which costs far more than the SQLite work of a key
-lookup. SQLAlchemy's adapter takes three or four trips per statement
-(open a cursor, execute, fetch, close) plus one for each commit, rollback and isolation-level
-change, so trips, not SQL, were the cost of every SQLite operation here.
+SQLAlchemy's asyncio engine reaches SQLite through aiosqlite, and every aiosqlite call is a
+trip to its thread and back; a statement costs several (open a cursor, execute, fetch,
+close) plus one per ``COMMIT``. Those trips, not the SQL, were the cost of a saga state
+change or an idempotent replay. The ORM and every other query keep using that engine; the
+stores' hot paths go through this lane instead, built on public APIs only:
 
-This adapter keeps SQLAlchemy, aiosqlite and the SQL as they are and changes only the trips:
+- each SQLite :class:`~sqlalchemy.ext.asyncio.AsyncEngine` gets a companion: SQLAlchemy's
+  synchronous engine on the same file (driver ``sqlite3``, the same settings), whose
+  connections are used by a small pool of worker threads owned by the lane
+  (:class:`concurrent.futures.ThreadPoolExecutor`, awaited with
+  :func:`asyncio.wrap_future`);
+- :func:`run_transaction` runs a whole ``BEGIN IMMEDIATE`` … ``COMMIT`` in **one** trip to a
+  worker thread, and in none when the transaction is small and SQLite grants the write lock
+  at once: then it runs on the event loop's own thread (see :func:`run_transaction`);
+- :func:`run_read` does the same for a read (a key lookup): on the event loop's thread when
+  nothing would wait, else one trip.
 
-- a statement is executed, fetched and its cursor closed in **one** trip;
-- ``commit``/``rollback`` make no trip when no transaction is open (the pool's
-  reset-on-return after an autocommit statement, or after a commit);
-- the driver stays in autocommit mode (``isolation_level`` None): the engine's begin hook
-  issues ``BEGIN IMMEDIATE`` itself (see ``session.py``), so the driver's own implicit
-  ``BEGIN`` would only get in its way, and setting the level to what it is costs no trip.
-
-It relies on ``aiosqlite.Connection._execute`` (queue a callable on the connection's
-thread), as SQLAlchemy's own adapter relies on aiosqlite's queue; :func:`run_in_thread` is
-the one place that calls it, and :class:`_TrackedConnection` the one that overrides it.
-
-:func:`transaction` (and its coroutine form :func:`run_transaction`) goes one step further
-for small write transactions (a saga state change): when the connection's thread is idle and
-SQLite grants the write lock at once, the transaction runs on the event loop's thread and
-makes no trip at all.
+The lane is created on first use and closed when its engine is disposed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import concurrent.futures
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
-import aiosqlite
-from sqlalchemy.dialects.sqlite.aiosqlite import (
-    AsyncAdapt_aiosqlite_connection,
-    AsyncAdapt_aiosqlite_cursor,
-    AsyncAdapt_aiosqlite_dbapi,
-)
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, StatementError
-from sqlalchemy.util import EMPTY_DICT
-from sqlalchemy.util.concurrency import await_, greenlet_spawn
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import Pool, QueuePool
 
-__all__ = ["OneTripAiosqliteDbapi", "run_in_thread", "run_transaction", "transaction"]
+from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "SqliteLane",
+    "configure_sqlite_connection",
+    "run_in_thread",
+    "run_read",
+    "run_transaction",
+    "sqlite_lane",
+]
 
 _T = TypeVar("_T")
 
-# What one trip brings back: description, rows, rowcount, lastrowid.
-_Outcome = tuple[Any, Sequence[Any], int, int | None]
+#: How long a writer waits for SQLite's write lock before ``database is locked``.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Worker threads (each with its own connection) per lane.
+_WORKERS = 4
+#: Inline write transactions of a lane per one sent to a worker thread instead: that one's
+#: commit checkpoints the WAL if it has grown past ``wal_autocheckpoint`` pages.
+_CHECKPOINT_EVERY = 64
 
 
-async def run_in_thread(connection: aiosqlite.Connection, work: Callable[[], _T]) -> _T:
-    """Run ``work`` on ``connection``'s thread, where its ``sqlite3`` connection may be used.
+def configure_sqlite_connection(connection: Any) -> None:
+    """Make a new SQLite DBAPI connection WAL, foreign-key checked and patient.
 
-    One trip however much ``work`` does: a whole transaction can run in one.
+    For SQLAlchemy's ``connect`` event, on the ``sqlite3`` driver and on SQLAlchemy's
+    aiosqlite adapter alike (both take ``cursor()``, ``execute`` and ``close``).
     """
-    return await connection._execute(work)  # type: ignore[no-untyped-call,no-any-return]
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
-def transaction(
-    connection: aiosqlite.Connection,
-    work: Callable[[sqlite3.Connection], _T],
-    *,
-    inline: bool = True,
-) -> _T:
-    """Run ``work`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` on ``connection``; return its result.
-
-    For code running in SQLAlchemy's greenlet (inside ``greenlet_spawn``, where ``await_``
-    works); :func:`run_transaction` is the same for a coroutine.
-
-    A trip to aiosqlite's thread costs more than a small transaction's SQL, so with
-    ``inline`` the transaction runs right here, on the event
-    loop's thread, when SQLite can do it without waiting for anything:
-
-    - the connection's thread is idle (nothing of this connection is queued or running there:
-      the two threads never use the ``sqlite3`` connection at once);
-    - SQLite grants the write lock at once: ``BEGIN IMMEDIATE`` is tried with a busy timeout
-      of 0, so the event loop never waits for another writer;
-    - the commit does not checkpoint the WAL (a checkpoint syncs files to disk and can take
-      milliseconds): inline commits run with ``wal_autocheckpoint`` off, and every
-      ``_CHECKPOINT_EVERY``-th transaction of a connection goes to its thread instead, where
-      its commit checkpoints as SQLite's automatic checkpoint would.
-
-    Otherwise, or with ``inline=False`` (a large transaction would hold the event loop), the
-    whole transaction is one trip to the connection's thread, where waiting for the lock (up
-    to the busy timeout) blocks nothing else. On any error the transaction is rolled back;
-    ``sqlite3`` errors are raised as SQLAlchemy's ``DBAPIError`` subclasses.
-    """
-    if inline and isinstance(connection, _TrackedConnection):
-        raw = connection.begin_inline()
-        if raw is not None:
-            try:
-                return _finish(raw, work)
-            finally:
-                connection.end_inline(raw)
-    return await_(run_in_thread(connection, lambda: _finish(_begin(connection._conn), work)))
+def _translated(statement: str, error: sqlite3.Error) -> StatementError:
+    # As SQLAlchemy raises it (OperationalError, IntegrityError, ...).
+    return DBAPIError.instance(statement, None, error, sqlite3.Error)
 
 
-async def run_transaction(
-    connection: aiosqlite.Connection,
-    work: Callable[[sqlite3.Connection], _T],
-    *,
-    inline: bool = True,
-) -> _T:
-    """:func:`transaction`, from a coroutine."""
-    return await greenlet_spawn(transaction, connection, work, inline=inline)
+def _is_busy(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code & 0xFF == 5)  # SQLITE_BUSY, whatever its extended code
+    return "database is locked" in str(error)
 
 
-def _begin(connection: sqlite3.Connection) -> sqlite3.Connection:
+def _begin(connection: sqlite3.Connection) -> None:
     try:
         connection.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
         raise _translated("BEGIN IMMEDIATE", exc) from exc
-    return connection
 
 
 def _finish(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -134,249 +109,294 @@ def _finish(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection],
     return result
 
 
-def _translated(statement: str, error: sqlite3.Error) -> StatementError:
-    # As SQLAlchemy raises it (OperationalError, IntegrityError, ...).
-    return DBAPIError.instance(statement, None, error, sqlite3.Error)
+def _sqlite_of(pooled: Any) -> sqlite3.Connection:
+    """The ``sqlite3`` connection of one of the lane's pooled connections."""
+    return cast(sqlite3.Connection, pooled.driver_connection)
 
 
-def _execute(
-    connection: sqlite3.Connection, operation: str, parameters: Sequence[Any] | None
-) -> _Outcome:
-    cursor = connection.cursor()
-    try:
-        if parameters is None:
-            cursor.execute(operation)
-        else:
-            cursor.execute(operation, parameters)
-        description = cursor.description
-        rows = cursor.fetchall() if description else ()
-        return description, rows, cursor.rowcount, cursor.lastrowid
-    finally:
-        cursor.close()
+def _is_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in {"", ":memory:"} or url.query.get("mode") == "memory"
 
 
-def _executemany(
-    connection: sqlite3.Connection, operation: str, seq_of_parameters: Sequence[Any]
-) -> _Outcome:
-    cursor = connection.cursor()
-    try:
-        cursor.executemany(operation, seq_of_parameters)
-        return None, (), cursor.rowcount, cursor.lastrowid
-    finally:
-        cursor.close()
+class SqliteLane:
+    """The synchronous engine and worker threads that serve one SQLite async engine.
 
+    Two kinds of connection, never shared between threads at once:
 
-class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
-    """A DBAPI cursor whose ``execute`` does execute + fetchall + close in one trip.
+    - each worker thread holds one pooled connection for its life (``busy_timeout`` as
+      configured: a worker may wait for the write lock, the event loop never does);
+    - one *inline* connection is used on the event loop's thread, guarded by a lock taken
+      without waiting, with ``busy_timeout=0`` (SQLite answers ``SQLITE_BUSY`` at once
+      instead of waiting) and ``wal_autocheckpoint=0`` (a checkpoint syncs files to disk:
+      that is left to the workers' commits, see :data:`_CHECKPOINT_EVERY`).
 
-    The rows are held here, so the cursor needs no driver cursor and no lock: the
-    statement is one queued call, atomic with respect to other users of the connection.
+    Args:
+        url: The async engine's URL (``sqlite+aiosqlite``) or any SQLite URL of the file.
+
+    Raises:
+        InvalidInputError: ``url`` names an in-memory database, which is private to one
+            connection and so cannot be shared with the async engine.
     """
 
-    __slots__ = ("_outcome",)
+    def __init__(self, url: URL) -> None:
+        if _is_memory(url):
+            raise InvalidInputError(
+                "the saga and idempotency stores need an SQLite file: an in-memory database "
+                "is private to one connection",
+                field="url",
+            )
+        self.engine: Engine = create_engine(
+            url.set(drivername="sqlite+pysqlite"),
+            poolclass=QueuePool,
+            pool_size=_WORKERS + 1,
+            max_overflow=0,
+            # Driver-level autocommit: BEGIN IMMEDIATE is issued by this module itself.
+            isolation_level="AUTOCOMMIT",
+            connect_args={"check_same_thread": False},
+        )
+        event.listen(self.engine, "connect", self._on_connect)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=_WORKERS, thread_name_prefix="dotmac-sqlite"
+        )
+        self._local = threading.local()
+        self._held: list[Any] = []  # pooled connections held by worker threads
+        self._held_lock = threading.Lock()
+        self._inline_lock = threading.Lock()
+        self._inline: Any = None  # the inline pooled connection, opened on first use
+        self._inline_writes = 0
+        self._closed = False
 
-    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
-        # No super().__init__: it would open a driver cursor, which costs a trip.
-        self._adapt_connection = adapt_connection
-        self._connection = adapt_connection._connection
-        self._cursor = None  # type: ignore[assignment]
-        self._soft_closed_memoized = EMPTY_DICT
-        self._rows = collections.deque()
-        self._outcome: _Outcome = (None, (), -1, None)
+    @staticmethod
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        configure_sqlite_connection(dbapi_connection)
 
-    @property
-    def description(self) -> Any:
-        return self._outcome[0]
+    # --- worker threads --------------------------------------------------------------------
 
-    @property
-    def rowcount(self) -> int:
-        return self._outcome[2]
+    def _worker_connection(self) -> sqlite3.Connection:
+        """The calling worker thread's own connection (checked out on its first job)."""
+        pooled = getattr(self._local, "pooled", None)
+        if pooled is None:
+            pooled = self.engine.raw_connection()
+            with self._held_lock:
+                self._held.append(pooled)
+            self._local.pooled = pooled
+        return _sqlite_of(pooled)
 
-    @property
-    def lastrowid(self) -> Any:
-        return self._outcome[3]
+    def _drop_worker_connection(self) -> None:
+        """Discard the calling worker's connection (its state is unknown after a failure)."""
+        pooled = getattr(self._local, "pooled", None)
+        if pooled is not None:
+            self._local.pooled = None
+            with self._held_lock:
+                self._held.remove(pooled)
+            pooled.invalidate()
 
-    @property
-    def arraysize(self) -> int:
-        return 1
+    async def in_thread(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` with a worker thread's connection, in one trip to that thread.
 
-    @arraysize.setter
-    def arraysize(self, value: int) -> None:
-        """Ignored: the rows are all fetched with the statement."""
+        The event loop runs on meanwhile. If the caller is cancelled before a worker took
+        the job, it never runs; once it runs it finishes, and its result is dropped.
+        """
 
-    async def _async_soft_close(self) -> None:
-        """Nothing to close: the driver cursor was closed in the statement's trip."""
+        def job() -> _T:
+            self._local.is_worker = True
+            connection = self._worker_connection()
+            try:
+                return work(connection)
+            except BaseException:
+                if connection.in_transaction:
+                    self._drop_worker_connection()
+                raise
+
+        if self._closed:
+            raise PersistenceError("the SQLite engine was disposed", operation="sqlite_lane")
+        return await asyncio.wrap_future(self._executor.submit(job))
+
+    # --- the event loop's thread -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _inline_connection(self) -> Iterator[sqlite3.Connection | None]:
+        """The inline connection if no other thread is using it now, else None."""
+        if self._closed or not self._inline_lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            if self._inline is not None and self._inline.driver_connection.in_transaction:
+                # A rollback that failed left it inside a transaction: never reuse that.
+                self._inline.invalidate()
+                self._inline = None
+            if self._inline is None:
+                pooled = self.engine.raw_connection()
+                _sqlite_of(pooled).execute("PRAGMA busy_timeout=0")
+                _sqlite_of(pooled).execute("PRAGMA wal_autocheckpoint=0")
+                self._inline = pooled
+            yield _sqlite_of(self._inline)
+        finally:
+            self._inline_lock.release()
+
+    async def transaction(
+        self, work: Callable[[sqlite3.Connection], _T], *, inline: bool = True
+    ) -> _T:
+        """See :func:`run_transaction`."""
+        if inline and self._inline_writes < _CHECKPOINT_EVERY:
+            with self._inline_connection() as connection:
+                if connection is not None:
+                    try:
+                        connection.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc):
+                            raise _translated("BEGIN IMMEDIATE", exc) from exc
+                        # Another writer holds the lock: wait for it on a worker thread.
+                    else:
+                        self._inline_writes += 1
+                        return _finish(connection, work)
+        # On a worker thread, whose commit checkpoints the WAL if it has grown.
+        self._inline_writes = 0
+        return await self.in_thread(lambda connection: _begun_and_finished(connection, work))
+
+    async def read(self, work: Callable[[sqlite3.Connection], _T], *, inline: bool = True) -> _T:
+        """See :func:`run_read`."""
+        if inline:
+            with self._inline_connection() as connection:
+                if connection is not None:
+                    try:
+                        return work(connection)
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc) or connection.in_transaction:
+                            raise
+                        # Busy (a checkpoint or recovery holds a lock): wait on a worker.
+        return await self.in_thread(work)
 
     def close(self) -> None:
-        self._rows.clear()
-
-    def _run(self, work: Callable[..., _Outcome], *args: Any) -> None:
-        connection = cast(aiosqlite.Connection, self._connection)
-        try:
-            self._outcome = await_(run_in_thread(connection, lambda: work(connection._conn, *args)))
-        except Exception as error:
-            self._adapt_connection._handle_exception(error)
-        self._rows = collections.deque(self._outcome[1])
-
-    def execute(self, operation: Any, parameters: Any = None) -> None:
-        self._run(_execute, operation, parameters)
-
-    def executemany(self, operation: Any, seq_of_parameters: Any) -> None:
-        self._run(_executemany, operation, seq_of_parameters)
-
-
-class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    """A DBAPI connection that skips the trips that would do nothing."""
-
-    __slots__ = ()
-
-    _cursor_cls = _OneTripCursor  # type: ignore[assignment]  # a subclass, not the base
-
-    @property
-    def isolation_level(self) -> str | None:
-        return cast(str | None, self._connection.isolation_level)
-
-    @isolation_level.setter
-    def isolation_level(self, value: str | None) -> None:
-        # "" (the driver's implicit DEFERRED BEGIN) is kept as None: see the module docstring.
-        level = None if value == "" else value
-        if level != self._connection.isolation_level:
-            AsyncAdapt_aiosqlite_connection.isolation_level.fset(self, level)  # type: ignore[attr-defined]
-
-    def _in_transaction(self) -> bool:
-        # sqlite3 lets any thread read this flag; the connection is idle while we do.
-        return self._connection._connection is not None and self._connection.in_transaction
-
-    def rollback(self) -> None:
-        if self._in_transaction():
-            super().rollback()
-
-    def commit(self) -> None:
-        if self._in_transaction():
-            super().commit()
+        """Finish the workers' jobs, then close every connection of the lane."""
+        if self._closed:
+            return
+        self._closed = True
+        if getattr(self._local, "is_worker", False):
+            # Collected on one of our own workers: it cannot wait for itself. The
+            # connections close when they are collected in turn.
+            self._executor.shutdown(wait=False)
+            return
+        self._executor.shutdown(wait=True)
+        with self._held_lock:
+            held, self._held = self._held, []
+        for pooled in held:
+            pooled.close()
+        with self._inline_lock:
+            if self._inline is not None:
+                self._inline.close()
+                self._inline = None
+        self.engine.dispose()
 
 
-#: Transactions of one connection per trip to its thread when all could run inline: that
-#: trip's commit checkpoints the WAL if it has grown past ``wal_autocheckpoint`` pages.
-_CHECKPOINT_EVERY = 64
+def _begun_and_finished(
+    connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]
+) -> _T:
+    _begin(connection)
+    return _finish(connection, work)
 
 
-class _TrackedConnection(aiosqlite.Connection):
-    """An aiosqlite connection that knows whether anything of it is on its thread.
+#: One lane per pool of an async engine: the engine's views (``execution_options``) share
+#: its pool, and so its lane; ``dispose()`` gives the engine a new pool and a new lane.
+_LANES: weakref.WeakKeyDictionary[Pool, SqliteLane] = weakref.WeakKeyDictionary()
+_LANES_LOCK = threading.Lock()
 
-    The event loop's thread counts a call in before queuing it; the connection's thread
-    counts it out when the call has finished, even if its awaiter was cancelled meanwhile.
-    It also begins and ends :func:`transaction`'s inline transactions.
+
+def sqlite_lane(engine: AsyncEngine) -> SqliteLane:
+    """Return the lane serving ``engine`` (an SQLite async engine), creating it if need be.
+
+    Raises:
+        InvalidInputError: ``engine`` is not SQLite, or its database is in memory.
     """
-
-    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
-        super().__init__(connector, iter_chunk_size)
-        self._pending_lock = threading.Lock()
-        self._pending = 0
-        self._inline_since_checkpoint = 0
-        self._settings: tuple[int, int] | None = None  # see _configured
-
-    @property
-    def idle(self) -> bool:
-        """Open, and nothing queued or running on the connection's thread."""
-        return self._running and self._connection is not None and self._pending == 0
-
-    def begin_inline(self) -> sqlite3.Connection | None:
-        """``BEGIN IMMEDIATE`` on the calling thread if it needs no wait; None if it would.
-
-        After a begin, the caller runs :meth:`end_inline` once the transaction is over.
-        """
-        raw = self._connection
-        if raw is None or not self.idle:
-            return None
-        if self._inline_since_checkpoint >= _CHECKPOINT_EVERY:
-            self._inline_since_checkpoint = 0
-            return None  # this one goes to the thread: its commit may checkpoint
-        busy, _ = self._configured(raw)
-        raw.execute("PRAGMA busy_timeout=0")
-        try:
-            raw.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-                return None  # another writer holds the lock: wait for it on the thread
-            raise _translated("BEGIN IMMEDIATE", exc) from exc
-        finally:
-            raw.execute(f"PRAGMA busy_timeout={busy}")
-        raw.execute("PRAGMA wal_autocheckpoint=0")
-        self._inline_since_checkpoint += 1
-        return raw
-
-    def end_inline(self, raw: sqlite3.Connection) -> None:
-        """Restore what :meth:`begin_inline` changed, after the commit or rollback."""
-        _, checkpoint = self._configured(raw)
-        raw.execute(f"PRAGMA wal_autocheckpoint={checkpoint}")
-
-    def _configured(self, raw: sqlite3.Connection) -> tuple[int, int]:
-        """``busy_timeout`` and ``wal_autocheckpoint`` as set at connect (read once)."""
-        if self._settings is None:
-            (busy,) = raw.execute("PRAGMA busy_timeout").fetchone()
-            (checkpoint,) = raw.execute("PRAGMA wal_autocheckpoint").fetchone()
-            self._settings = (int(busy), int(checkpoint))
-        return self._settings
-
-    async def _execute(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        if not self._running or self._connection is None:
-            # Refused before anything is queued ("Connection closed"): nothing to count.
-            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call,no-any-return]
-
-        def counted() -> _T:
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self._pending_lock:
-                    self._pending -= 1
-
-        with self._pending_lock:
-            self._pending += 1
-        return await super()._execute(counted)  # type: ignore[no-untyped-call,no-any-return]
+    if engine.dialect.name != "sqlite":
+        raise InvalidInputError(
+            f"the SQLite lane needs an SQLite engine, not {engine.dialect.name}", field="engine"
+        )
+    sync_engine = engine.sync_engine
+    pool = sync_engine.pool
+    lane = _LANES.get(pool)
+    if lane is not None:
+        return lane
+    with _LANES_LOCK:
+        lane = _LANES.get(pool)
+        if lane is None:
+            lane = SqliteLane(engine.url)
+            _LANES[pool] = lane
+            # Closed with its engine; if it was reached through a view whose base engine is
+            # disposed instead, closed when the old pool is collected.
+            event.listen(sync_engine, "engine_disposed", _closer(pool), once=True)
+            weakref.finalize(pool, lane.close)
+    return lane
 
 
-def _connect(
-    database: str | bytes | Path, *, iter_chunk_size: int = 64, **kwargs: Any
-) -> _TrackedConnection:
-    """``aiosqlite.connect``, returning a :class:`_TrackedConnection`."""
-    # transaction() may use the sqlite3 connection from the event loop's thread.
-    options = {**kwargs, "check_same_thread": False}
+def _closer(pool: Pool) -> Callable[[Any], None]:
+    reference = weakref.ref(pool)
 
-    def connector() -> sqlite3.Connection:
-        location = database.decode() if isinstance(database, bytes) else str(database)
-        connection: sqlite3.Connection = sqlite3.connect(location, **options)
-        return connection
+    def close(_engine: Any) -> None:
+        old = reference()
+        lane = _LANES.pop(old, None) if old is not None else None
+        if lane is not None:
+            lane.close()
 
-    return _TrackedConnection(connector, iter_chunk_size)
+    return close
 
 
-class OneTripAiosqliteDbapi(AsyncAdapt_aiosqlite_dbapi):
-    """The DBAPI module for ``create_async_engine(..., module=...)`` on ``sqlite+aiosqlite``."""
+async def run_transaction(
+    engine: AsyncEngine,
+    work: Callable[[sqlite3.Connection], _T],
+    *,
+    inline: bool = True,
+) -> _T:
+    """Run ``work`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` on ``engine``'s database.
 
-    def __init__(self) -> None:
-        super().__init__(aiosqlite, sqlite3)
+    A trip to a worker thread costs more than a small transaction's SQL, so with ``inline``
+    the transaction runs right here, on the event loop's thread, when SQLite can do it
+    without waiting for anything:
 
-    def connect(self, *arg: Any, **kw: Any) -> _OneTripConnection:
-        """Connect as SQLAlchemy's adapter does, and wait for aiosqlite's thread on failure."""
-        creator_fn = kw.pop("async_creator_fn", None)
-        if creator_fn is not None:
-            return _OneTripConnection(self, cast(Any, await_(creator_fn(*arg, **kw))))
-        connection = _connect(*arg, **kw)
-        # Before aiosqlite 0.22 the connection was itself the thread.
-        thread = connection if isinstance(connection, threading.Thread) else connection._thread
-        thread.daemon = True  # as SQLAlchemy's adapter: never keep the process alive
-        try:
-            return _OneTripConnection(self, cast(Any, await_(connection)))
-        except Exception:
-            # On a failed connect aiosqlite stops its thread without waiting for it. If the
-            # event loop closes first, the thread's answer fails and prints "Event loop is
-            # closed" on stderr after the caller's own error: wait for the thread instead.
-            await_(_joined(thread))
-            raise
+    - the lane's inline connection is free (no other thread is using it);
+    - SQLite grants the write lock at once: ``BEGIN IMMEDIATE`` runs with a busy timeout
+      of 0, so the event loop never waits for another writer;
+    - the commit does not checkpoint the WAL (a checkpoint syncs files to disk): inline
+      commits run with ``wal_autocheckpoint`` off, and every ``_CHECKPOINT_EVERY``-th
+      transaction goes to a worker thread instead, where its commit checkpoints as SQLite's
+      automatic checkpoint would.
+
+    Otherwise, or with ``inline=False`` (a large transaction would hold the event loop), the
+    whole transaction is one trip to a worker thread, where waiting for the lock (up to the
+    busy timeout) blocks nothing else. On any error the transaction is rolled back;
+    ``sqlite3`` errors are raised as SQLAlchemy's ``DBAPIError`` subclasses.
+
+    Args:
+        engine: An SQLite async engine (or a view of it).
+        work: Runs the transaction's statements on the ``sqlite3`` connection it is given
+            and returns the result; it must not commit, roll back or keep the connection.
+        inline: Allow the event loop's thread (for small transactions).
+    """
+    return await sqlite_lane(engine).transaction(work, inline=inline)
 
 
-async def _joined(thread: threading.Thread, timeout: float = 1.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while thread.is_alive() and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.001)
+async def run_read(
+    engine: AsyncEngine,
+    work: Callable[[sqlite3.Connection], _T],
+    *,
+    inline: bool = True,
+) -> _T:
+    """Run the read-only ``work`` on ``engine``'s database, outside any transaction.
+
+    With ``inline`` it runs on the event loop's thread when the lane's inline connection is
+    free; a read in WAL mode waits for no writer, and should SQLite still answer
+    ``SQLITE_BUSY`` (busy timeout 0 there) the read is run again on a worker thread. Keep
+    ``inline`` for small reads (a key lookup): a long one would hold the event loop.
+    ``sqlite3`` errors are raised as they are (the caller knows its statement).
+    """
+    return await sqlite_lane(engine).read(work, inline=inline)
+
+
+async def run_in_thread(engine: AsyncEngine, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    """Run ``work`` with a worker thread's ``sqlite3`` connection: one trip however much it does.
+
+    ``work`` manages any transaction itself (the connection is in driver-level autocommit
+    mode); a transaction it leaves open when it fails costs the worker its connection.
+    """
+    return await sqlite_lane(engine).in_thread(work)

@@ -854,7 +854,7 @@ class Policy:
         clone.info = PolicyInfo(
             self.name, self.version, self.threshold, self.content_hash, tenant_id
         )
-        clone._compile_entries()  # results must name the clone (its tenant), not self
+        Policy._compile_entries(clone)  # results must name the clone (its tenant), not self
         return clone
 
     @functools.cached_property

@@ -13,8 +13,8 @@ They are group-committed: the changes of every saga submitted while a batch is b
 go together in the next batch. On PostgreSQL a batch is one statement (data-modifying CTEs
 over unnested arrays; one round trip, one commit); on SQLite it is one ``BEGIN IMMEDIATE``
 transaction of at most three statements: on the event loop's thread when the batch is small
-and nothing would wait, else whole in one trip to aiosqlite's thread (see
-``sqlite_driver.transaction``). A saga alone is written as a batch of one. Either way each
+and nothing would wait, else whole in one trip to a worker thread (see
+``sqlite_driver.run_transaction``). A saga alone is written as a batch of one. Either way each
 saga's change is atomic and fenced on its own: one saga's lost lease (or bad data) does not
 stop the others' changes in the same batch.
 
@@ -41,18 +41,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Select, Update
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
 from dotmac_shared.business_logic.persistence.driver import (
     driver_connection,
     persistence_errors,
-    pooled_driver_connection,
 )
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
-from dotmac_shared.business_logic.persistence.sqlite_driver import transaction
+from dotmac_shared.business_logic.persistence.sqlite_driver import run_transaction
 from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
 
@@ -514,7 +512,7 @@ class _GroupCommit:
     The first writer finding nothing in progress lets the event loop run once, so that
     writers ready to write join its batch, then writes the batch itself (alone, it is a
     batch of one: no waiting, no extra task). That turn matters on SQLite, where a small
-    batch is written without leaving the event loop's thread (``sqlite_driver.transaction``):
+    batch is written without leaving the event loop's thread (``sqlite_driver.run_transaction``):
     without it no other writer could queue, and one transaction per change is slower than
     one per batch. Changes that arrive meanwhile queue up; when the batch is done, a task
     writes everything queued as the next batch, and so on. Each saga appears at most once
@@ -650,7 +648,7 @@ class _Autocommit:
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
-        with persistence_errors("saga_store"):
+        with persistence_errors("saga_store", self._engine.url):
             async with self._engine.connect() as conn:
                 yield conn
 
@@ -854,7 +852,7 @@ class SqlSagaStore:
         new = [w.new for w in batch if w.new is not None]
         changes = [(*w.change, w.final) for w in batch if w.change is not None]
         write = self._write_postgres if self._postgres else self._write_sqlite
-        with persistence_errors("saga.save"):
+        with persistence_errors("saga.save", self._engine.url):
             created, held = await write(batch, new, changes)
         return {
             w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
@@ -881,23 +879,14 @@ class SqlSagaStore:
     ) -> tuple[set[str], dict[str, bool]]:
         new_json, changes_json = json.dumps(new), json.dumps(changes)
         steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
-        # The whole transaction at most one trip to aiosqlite's thread, and none when a
-        # small batch gets the write lock at once (a trip costs more than its SQL; SQLAlchemy
-        # would take one per statement and one for the COMMIT). The pool checkout, the
-        # transaction and the checkin share one greenlet: each costs as much as the SQL.
-        return await greenlet_spawn(
-            self._write_sqlite_now,
+        # The whole transaction at most one trip to a worker thread, and none when a small
+        # batch gets the write lock at once (a trip costs more than its SQL; SQLAlchemy
+        # would take one per statement and one for the COMMIT).
+        return await run_transaction(
+            self._engine,
             lambda connection: _sqlite_batch(connection, new_json, changes_json, steps),
-            len(batch) <= _INLINE_MAX_BATCH,
+            inline=len(batch) <= _INLINE_MAX_BATCH,
         )
-
-    def _write_sqlite_now(
-        self,
-        work: Callable[[sqlite3.Connection], tuple[set[str], dict[str, bool]]],
-        inline: bool,
-    ) -> tuple[set[str], dict[str, bool]]:
-        with pooled_driver_connection(self._engine) as raw:
-            return transaction(raw, work, inline=inline)
 
     async def _rowcount(self, statement: Executable, params: dict[str, Any]) -> int:
         async with self._autocommit.connect() as conn:
@@ -967,7 +956,7 @@ class SqlSagaStore:
         waiting on each other's candidates. The conditional UPDATE is the real guard (and the
         only one on SQLite, which ignores ``FOR UPDATE``): of two claimers, one matches.
         """
-        with persistence_errors("saga.claim_expired"):
+        with persistence_errors("saga.claim_expired", self._engine.url):
             return await self._claim_expired(self.clock.now(), owner, lease_seconds, limit)
 
     async def _claim_expired(
