@@ -28,3 +28,20 @@ def test_all_is_sorted_unique_and_importable(name):
     assert len(exported) == len(set(exported))
     for member in exported:
         assert hasattr(module, member), f"{name}.{member}"
+
+
+def test_version_is_the_installed_distributions_when_imported():
+    import importlib.metadata
+
+    import dotmac_shared.business_logic as package
+
+    assert package.__version__ == importlib.metadata.version("dotmac-business-logic")
+
+
+def test_saga_names_are_exported_from_the_top_level_package_when_imported():
+    import dotmac_shared.business_logic as package
+    import dotmac_shared.business_logic.sagas as sagas
+
+    for name in ("SagaCoordinator", "SagaContext", "SagaDefinition", "SagaStep", "SagaWorker"):
+        assert getattr(package, name) is getattr(sagas, name)
+        assert name in package.__all__

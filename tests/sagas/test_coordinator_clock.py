@@ -95,3 +95,39 @@ async def test_lease_expiry_is_written_and_compared_on_the_store_clock(session_f
     assert (
         await store.load(saga.saga_id, tenant_id=ALL_TENANTS)
     ).lease_expires_at == clock.now() + seconds(LEASE)
+
+
+async def test_recovery_leaves_a_saga_alone_when_its_type_is_not_registered(session_factory):
+    clock = ManualClock()
+    store = SqlSagaStore(session_factory, clock=clock)
+    saga_id = str(uuid4())
+    saga = SagaRecord(
+        saga_id=saga_id,
+        saga_name="known_elsewhere",
+        saga_version="1",
+        status=SagaStatus.RUNNING,
+        initial_data={},
+        context=SagaContext(saga_id).to_dict(),
+    )
+    assert await store.create(saga, "dead-worker", LEASE)
+    clock.advance(LEASE + 1)  # the worker that started it is gone
+
+    stranger = SagaCoordinator(session_factory, lease_seconds=LEASE, clock=clock)
+    stranger.register_saga(
+        SagaDefinition(name="other", steps=[SagaStep(name="a", execute=nothing)])
+    )
+    assert await stranger.recover() == 0
+    untouched = await store.load(saga.saga_id, tenant_id=ALL_TENANTS)
+    assert untouched.lease_owner == "dead-worker"  # no lease taken: nobody waits for it
+
+    able = SagaCoordinator(session_factory, lease_seconds=LEASE, clock=clock)
+    able.register_saga(
+        SagaDefinition(name="known_elsewhere", steps=[SagaStep(name="a", execute=nothing)])
+    )
+    assert await able.recover() == 1
+    done = await able.get_saga(saga.saga_id, tenant_id=ALL_TENANTS)
+    assert done["status"] == "completed"
+
+
+async def nothing(ctx: StepContext) -> dict:
+    return {}

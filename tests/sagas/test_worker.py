@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -36,11 +37,13 @@ class FlakyStore(SqlSagaStore):
         self._broken = SqlSagaStore(create_engine(broken_url), clock=clock)
         self.scans = 0
 
-    async def claim_expired(self, owner: str, lease_seconds: float, limit: int) -> list[str]:
+    async def claim_expired(
+        self, owner: str, lease_seconds: float, limit: int, **kwargs: Any
+    ) -> list[str]:
         self.scans += 1
         if self.scans <= FAILED_PASSES:
-            return await self._broken.claim_expired(owner, lease_seconds, limit)
-        return await super().claim_expired(owner, lease_seconds, limit)
+            return await self._broken.claim_expired(owner, lease_seconds, limit, **kwargs)
+        return await super().claim_expired(owner, lease_seconds, limit, **kwargs)
 
 
 def definition(step) -> SagaDefinition:

@@ -5,6 +5,8 @@ Example:
     >>> db_session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
 """
 
+from importlib import metadata as _metadata
+
 from dotmac_shared.business_logic.exceptions import (
     BillingRunError,
     BusinessLogicError,
@@ -46,9 +48,24 @@ from dotmac_shared.business_logic.policies import (
     PolicyEngine,
     PolicyResult,
 )
+from dotmac_shared.business_logic.sagas import (
+    RetryPolicy,
+    SagaContext,
+    SagaCoordinator,
+    SagaDefinition,
+    SagaStatus,
+    SagaStep,
+    SagaWorker,
+    StepContext,
+    StepStatus,
+)
 from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
 
-__version__ = "0.1.0"
+try:
+    # One source of truth: the installed distribution's metadata (pyproject's version).
+    __version__ = _metadata.version("dotmac-business-logic")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ALL_TENANTS",
@@ -79,12 +96,21 @@ __all__ = [
     "PolicyViolationError",
     "ProvisioningError",
     "ResultSerializationError",
+    "RetryPolicy",
     "SagaConflictError",
+    "SagaContext",
+    "SagaCoordinator",
+    "SagaDefinition",
     "SagaDefinitionError",
     "SagaError",
     "SagaLeaseLostError",
     "SagaNotFoundError",
+    "SagaStatus",
+    "SagaStep",
     "SagaTimeoutError",
+    "SagaWorker",
+    "StepContext",
+    "StepStatus",
     "correlation_scope",
     "create_session_factory",
     "get_correlation_id",

@@ -515,23 +515,16 @@ class SagaCoordinator:
         """One recovery pass: take over sagas whose lease expired and drive them on.
 
         Returns how many sagas this pass took up. Safe to run from many workers at once:
-        each saga is claimed by exactly one.
+        each saga is claimed by exactly one, and only by a worker that has its definition
+        registered (a worker never holds the lease of a saga it cannot run).
         """
         leased_at = asyncio.get_running_loop().time()
-        claimed = await self._store.claim_expired(self.owner_id, self.lease_seconds, limit)
+        claimed = await self._store.claim_expired(
+            self.owner_id, self.lease_seconds, limit, saga_names=tuple(self._definitions)
+        )
         records = [await self._store.load(s, tenant_id=ALL_TENANTS) for s in claimed]
-        runnable = []
-        for record in records:
-            if record is None:  # pragma: no cover - claimed rows are not deleted
-                continue
-            if record.saga_name not in self._definitions:
-                logger.error(
-                    "cannot recover saga %s: no definition %r is registered here",
-                    record.saga_id,
-                    record.saga_name,
-                )
-                continue
-            runnable.append(record)
+        # Claimed rows are never deleted; a saga's type never changes.
+        runnable = [record for record in records if record is not None]
         outcomes = await asyncio.gather(
             *(
                 self._drive(r, self._definitions[r.saga_name], leased_at=leased_at)

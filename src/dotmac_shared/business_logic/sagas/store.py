@@ -32,7 +32,7 @@ import dataclasses
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
@@ -152,8 +152,19 @@ class SagaStore(Protocol):
         """Flag an active saga of ``tenant_id`` for cancellation; False if there is none."""
         ...
 
-    async def claim_expired(self, owner: str, lease_seconds: float, limit: int) -> list[str]:
-        """Take over up to ``limit`` active sagas whose lease expired; return their ids."""
+    async def claim_expired(
+        self,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        *,
+        saga_names: Collection[str] | None = None,
+    ) -> list[str]:
+        """Take over up to ``limit`` active sagas whose lease expired; return their ids.
+
+        With ``saga_names``, only sagas of those types: a worker never takes a saga it cannot
+        run (its lease would keep a worker that can from it until it expired again).
+        """
         ...
 
     async def list(
@@ -256,6 +267,7 @@ _CANDIDATES = (
     .limit(_bind("w_limit", _S.current_step))
     .with_for_update(skip_locked=True)
 )
+_CANDIDATES_OF_TYPES = _CANDIDATES.where(_S.saga_name.in_(bindparam("w_names", expanding=True)))
 _CLAIM_EXPIRED = (
     update(_SAGAS)
     .where(_THIS_SAGA, _IS_ACTIVE, _S.lease_expires_at < _bind("w_now", _S.lease_expires_at))
@@ -949,22 +961,45 @@ class SqlSagaStore:
         kind, params = _scope_params(tenant_id, {"w_saga_id": saga_id})
         return bool(await self._rowcount(_REQUEST_CANCEL[kind], params))
 
-    async def claim_expired(self, owner: str, lease_seconds: float, limit: int) -> list[str]:
+    async def claim_expired(
+        self,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        *,
+        saga_names: Collection[str] | None = None,
+    ) -> list[str]:
         """Take over up to ``limit`` active sagas whose lease expired; return their ids.
 
+        With ``saga_names``, only sagas of those types (an empty collection claims nothing).
         On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets several workers scan at once without
         waiting on each other's candidates. The conditional UPDATE is the real guard (and the
         only one on SQLite, which ignores ``FOR UPDATE``): of two claimers, one matches.
         """
+        if saga_names is not None and not saga_names:
+            return []
         with persistence_errors("saga.claim_expired", self._engine.url):
-            return await self._claim_expired(self.clock.now(), owner, lease_seconds, limit)
+            return await self._claim_expired(
+                self.clock.now(), owner, lease_seconds, limit, saga_names
+            )
 
     async def _claim_expired(
-        self, now: dt.datetime, owner: str, lease_seconds: float, limit: int
+        self,
+        now: dt.datetime,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        saga_names: Collection[str] | None,
     ) -> list[str]:
         claimed: list[str] = []
         async with self._engine.begin() as conn:
-            candidates = await conn.execute(_CANDIDATES, {"w_now": now, "w_limit": limit})
+            if saga_names is None:
+                candidates = await conn.execute(_CANDIDATES, {"w_now": now, "w_limit": limit})
+            else:
+                candidates = await conn.execute(
+                    _CANDIDATES_OF_TYPES,
+                    {"w_now": now, "w_limit": limit, "w_names": sorted(saga_names)},
+                )
             for saga_id, previous_owner in candidates.all():
                 params = {
                     "w_saga_id": saga_id,
