@@ -308,6 +308,20 @@ def _context_dict(context: PolicyContext, attributes: Any) -> dict[str, Any]:
 _Entry = tuple[PolicyResult, Any, PolicyContext | None, Any, datetime]
 
 
+def flush_seconds(value: object) -> float:
+    """A sink's ``flush_interval``, checked: a positive number of seconds.
+
+    Raises:
+        InvalidInputError: ``value`` is not a positive number (booleans are not numbers here).
+    """
+    if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
+        raise InvalidInputError(
+            f"flush_interval must be a positive number of seconds, got {value!r}",
+            field="flush_interval",
+        )
+    return float(value)
+
+
 class BufferedDecisionRecorder:
     """Sampling, redaction and an in-memory buffer; subclasses write the batches.
 
@@ -464,13 +478,7 @@ class JsonLinesDecisionRecorder(BufferedDecisionRecorder):
 
     def __init__(self, path: str | Path, *, flush_interval: float = 1.0, **options: Any) -> None:
         super().__init__(**options)
-        if isinstance(flush_interval, bool) or not (
-            isinstance(flush_interval, int | float) and flush_interval > 0
-        ):
-            raise InvalidInputError(
-                f"flush_interval must be a positive number of seconds, got {flush_interval!r}",
-                field="flush_interval",
-            )
+        flush_interval = flush_seconds(flush_interval)
         self.path = Path(path)
         try:
             # Unbuffered: a failed write leaves nothing pending in a buffer to be written

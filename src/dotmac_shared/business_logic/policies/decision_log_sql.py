@@ -19,12 +19,13 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
+from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.persistence.models.policy_decisions import PolicyDecisionEntry
 from dotmac_shared.business_logic.persistence.session import database_error, engine_of
 from dotmac_shared.business_logic.policies.decision_log import (
     BufferedDecisionRecorder,
     DecisionRecord,
+    flush_seconds,
 )
 
 __all__ = ["SqlDecisionRecorder"]
@@ -97,15 +98,8 @@ class SqlDecisionRecorder(BufferedDecisionRecorder):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        if isinstance(flush_interval, bool) or not (
-            isinstance(flush_interval, int | float) and flush_interval > 0
-        ):
-            raise InvalidInputError(
-                f"flush_interval must be a positive number of seconds, got {flush_interval!r}",
-                field="flush_interval",
-            )
         self._factory = session_factory
-        self._interval = float(flush_interval)
+        self._interval = flush_seconds(flush_interval)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
