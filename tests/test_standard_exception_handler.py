@@ -92,3 +92,49 @@ async def test_business_error_passes_through_unchanged_when_async():
     with pytest.raises(BusinessLogicError) as info:
         await raiser()
     assert info.value is err and info.value.__cause__ is None
+
+
+@pytest.mark.parametrize("status", [404, 401])
+async def test_web_framework_http_exception_passes_through_untouched_when_raised(caplog, status):
+    from starlette.exceptions import HTTPException
+
+    @standard_exception_handler
+    async def endpoint() -> None:
+        raise HTTPException(status_code=status, detail="nope")
+
+    with caplog.at_level(logging.DEBUG, logger=LOGGER), pytest.raises(HTTPException) as info:
+        await endpoint()
+    assert info.value.status_code == status
+    assert not [r for r in caplog.records if r.name == LOGGER]
+
+
+def test_subclass_of_a_framework_exception_passes_through_when_sync():
+    from starlette.exceptions import HTTPException
+
+    class NotFound(HTTPException):
+        pass
+
+    @standard_exception_handler
+    def endpoint() -> None:
+        raise NotFound(status_code=404)
+
+    with pytest.raises(NotFound):
+        endpoint()
+
+
+def test_exception_type_given_to_pass_through_is_not_wrapped_when_raised():
+    from dotmac_shared.standard_exception_handler import pass_through
+
+    class Redirect(Exception):
+        pass
+
+    pass_through(Redirect)
+
+    @standard_exception_handler
+    def endpoint() -> None:
+        raise Redirect("/elsewhere")
+
+    with pytest.raises(Redirect):
+        endpoint()
+    with pytest.raises(TypeError, match="exception types"):
+        pass_through("not a type")  # type: ignore[arg-type]

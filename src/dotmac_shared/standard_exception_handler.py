@@ -1,8 +1,11 @@
 """``@standard_exception_handler``: one way to log and surface errors from business code.
 
 A :class:`BusinessLogicError` is logged once, with its context, and re-raised unchanged.
-Any other exception is logged with its traceback and re-raised as a ``BusinessLogicError``
-of severity HIGH, the original kept as ``__cause__``. Works on sync and async functions.
+A web framework's own HTTP exceptions (Starlette's and so FastAPI's ``HTTPException``,
+Werkzeug's, Django's ``Http404``, and any type given to :func:`pass_through`) are control
+flow the framework answers itself: they pass through untouched and unlogged. Any other
+exception is logged with its traceback and re-raised as a ``BusinessLogicError`` of severity
+HIGH, the original kept as ``__cause__``. Works on sync and async functions.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from dotmac_shared.business_logic.exceptions import BusinessLogicError, ErrorSeverity
 from dotmac_shared.business_logic.observability.log import get_logger
 
-__all__ = ["standard_exception_handler"]
+__all__ = ["pass_through", "standard_exception_handler"]
 
 logger = get_logger("dotmac_shared.business_logic.errors")
 
@@ -25,6 +28,42 @@ R = TypeVar("R")
 
 # Marks an error already logged by an outer or inner handler, so nesting logs it once.
 _LOGGED_ATTR = "_dotmac_logged"
+
+#: Web frameworks' HTTP exceptions, by defining module and name: matched along the MRO, so
+#: subclasses (FastAPI's ``HTTPException`` is Starlette's) pass too, and no framework is
+#: imported to know them.
+_FRAMEWORK_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("starlette.exceptions", "HTTPException"),
+        ("starlette.exceptions", "WebSocketException"),
+        ("werkzeug.exceptions", "HTTPException"),
+        ("django.http.response", "Http404"),
+        ("django.core.exceptions", "PermissionDenied"),
+    }
+)
+_passed_through: tuple[type[BaseException], ...] = ()
+
+
+def pass_through(*exception_types: type[BaseException]) -> None:
+    """Let ``exception_types`` (and their subclasses) through every handler untouched.
+
+    For a framework's control-flow exceptions that are not known already.
+
+    Example:
+        >>> class Redirect(Exception): ...
+        >>> pass_through(Redirect)
+    """
+    global _passed_through
+    for exception_type in exception_types:
+        if not (isinstance(exception_type, type) and issubclass(exception_type, BaseException)):
+            raise TypeError(f"pass_through takes exception types, got {exception_type!r}")
+    _passed_through = (*_passed_through, *exception_types)
+
+
+def _passes_through(exc: BaseException) -> bool:
+    if isinstance(exc, _passed_through):
+        return True
+    return any((k.__module__, k.__qualname__) in _FRAMEWORK_EXCEPTIONS for k in type(exc).__mro__)
 
 
 def _handle(func: Callable[..., Any], exc: Exception) -> BusinessLogicError:
@@ -80,6 +119,8 @@ def standard_exception_handler(func: Callable[P, Any]) -> Callable[P, Any]:
             try:
                 return await async_func(*args, **kwargs)
             except Exception as exc:
+                if _passes_through(exc):
+                    raise
                 error = _handle(func, exc)
                 if error is exc:
                     raise
@@ -92,6 +133,8 @@ def standard_exception_handler(func: Callable[P, Any]) -> Callable[P, Any]:
         try:
             return func(*args, **kwargs)
         except Exception as exc:
+            if _passes_through(exc):
+                raise
             error = _handle(func, exc)
             if error is exc:
                 raise
