@@ -115,8 +115,27 @@ def failed_rule_is_missing(rule: RuleResult) -> bool:
     return any(failed_rule_is_missing(child) for child in rule.children if not child.passed)
 
 
+class PolicyResultDict(dict[str, Any]):
+    """A :class:`PolicyResult` as its JSON-safe ``to_dict()``, printed as the result's summary.
+
+    A plain ``dict`` to ``json.dumps`` and web frameworks; ``str()`` gives the one-line
+    summary the spec's example prints (decision, policy, version, failed rules).
+    """
+
+    def __init__(self, result: PolicyResult) -> None:
+        super().__init__(result.to_dict())
+        self.summary = str(result)
+
+    def __str__(self) -> str:
+        return self.summary
+
+
 def summarize(result: PolicyResult) -> dict[str, Any]:
-    """The fields every domain check returns, taken from a :class:`PolicyResult`."""
+    """The fields every domain check returns, taken from a :class:`PolicyResult`.
+
+    All of them JSON-safe: ``policy_result`` is the result's ``to_dict()``, so a web
+    framework can return the answer as it is.
+    """
     failed = result.failed_rules  # read the explanation once
     if result.in_effect:
         reasons = [rule.message or rule.name for rule in failed]
@@ -130,7 +149,7 @@ def summarize(result: PolicyResult) -> dict[str, Any]:
         "reasons": reasons,
         "failed_rules": [rule.name for rule in failed],
         "requires_approval": decision is PolicyDecision.REQUIRE_APPROVAL,
-        "policy_result": result,
+        "policy_result": PolicyResultDict(result),
     }
 
 
@@ -221,7 +240,8 @@ class PlanEligibilityEngine:
             ``eligible`` (every rule passed), ``decision`` (``"ALLOW"``, ``"DENY"`` or
             ``"REQUIRE_APPROVAL"``), ``requires_approval``, ``plan_type``, ``policy_name``,
             ``policy_version``, ``reasons`` (business-language messages of failed rules),
-            ``failed_rules`` and ``policy_result`` (the full :class:`PolicyResult`).
+            ``failed_rules`` and ``policy_result`` (the full :class:`PolicyResult` as a
+            JSON-safe :class:`PolicyResultDict`; the engine's ``evaluate`` gives the object).
 
         Raises:
             InvalidInputError: Unknown plan type (listing the known plans) or customer data
