@@ -105,6 +105,20 @@ async def test_concurrent_caller_gets_in_progress_when_holder_is_running(manager
     assert CALLS[data["id"]] == 1
 
 
+async def test_retry_after_follows_the_observed_duration_when_calls_of_the_type_finished(manager):
+    """A 50 ms operation is not worth a 30 s wait (the lease): say how long it usually takes."""
+    warm = payload()
+    await manager.execute_idempotent(IdempotencyKey.generate("test_charge_card", "t", warm), warm)
+    data = payload(delay=0.3)
+    key = IdempotencyKey.generate("test_charge_card", "t", data)
+    holder = asyncio.create_task(manager.execute_idempotent(key, data))
+    await asyncio.sleep(0.1)
+    with pytest.raises(OperationInProgressError) as caught:
+        await manager.execute_idempotent(key, data)
+    assert 0 < caught.value.retry_after < 5  # the lease has 30 s left; a warm call takes ms
+    assert (await holder).success
+
+
 async def test_waiting_caller_gets_the_result_when_holder_finishes_in_time(manager):
     data = payload(delay=0.2)
     key = IdempotencyKey.generate("test_charge_card", "t", data)

@@ -56,6 +56,12 @@ __all__ = ["IdempotencyManager", "IdempotencyResult"]
 _log = get_logger(__name__)
 
 
+#: The shortest ``retry_after`` suggested: a poll sooner than this only finds the call running.
+_MIN_RETRY_AFTER = 0.05
+#: Weight of the newest call in an operation type's typical duration (exponential average).
+_SMOOTHING = 0.2
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyResult:
     """The outcome of one :meth:`IdempotencyManager.execute_idempotent` call.
@@ -134,6 +140,9 @@ class IdempotencyManager:
         self.store = store
         self.raise_on_failure = raise_on_failure
         self._leases = _Leases(self)
+        # Typical seconds a call of each operation type takes here (a moving average of the
+        # calls this manager finished): what a caller who meets a running call should wait.
+        self._typical_seconds: dict[str, float] = {}
 
     @property
     def clock(self) -> Clock:
@@ -308,7 +317,7 @@ class IdempotencyManager:
                     1, {"operation_type": key.operation_type, "outcome": "conflict"}
                 )
                 raise self._mismatch(key, found, verdict)
-            retry_after = max(0.0, (found.lease_expires_at or now).timestamp() - now.timestamp())
+            retry_after = self._retry_after(key.operation_type, found, now)
             if deadline is None or time.monotonic() >= deadline:
                 IDEMPOTENCY_REQUESTS.add(
                     1, {"operation_type": key.operation_type, "outcome": "in_progress"}
@@ -322,6 +331,26 @@ class IdempotencyManager:
                 )
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
+
+    def _retry_after(self, operation_type: str, found: StoredRecord, now: dt.datetime) -> float:
+        """Seconds until the running call is likely done.
+
+        Its typical duration less the time it has run, never past its lease (then the key can
+        be taken over); the lease's remainder while no call of this type has finished here.
+        """
+        lease_left = max(0.0, ((found.lease_expires_at or now) - now).total_seconds())
+        typical = self._typical_seconds.get(operation_type)
+        if typical is None:
+            return lease_left
+        running_for = max(0.0, (now - found.created_at).total_seconds())
+        return min(lease_left, max(_MIN_RETRY_AFTER, typical - running_for))
+
+    def _observe(self, operation_type: str, seconds: float) -> None:
+        """Fold one finished call's duration into its type's moving average."""
+        previous = self._typical_seconds.get(operation_type)
+        self._typical_seconds[operation_type] = (
+            seconds if previous is None else previous + _SMOOTHING * (seconds - previous)
+        )
 
     @staticmethod
     def _mismatch(
@@ -431,6 +460,8 @@ class IdempotencyManager:
         )
         if not await self._save(done, key, lease_ends):
             raise self._lease_lost(key)
+        seconds = time.perf_counter() - started
+        self._observe(key.operation_type, seconds)
         return IdempotencyResult(
             success=True,
             data=decode_result(encoded),
@@ -441,7 +472,7 @@ class IdempotencyManager:
             idempotency_key=key.key,
             tenant_id=key.tenant_id,
             operation_type=key.operation_type,
-            duration_ms=(time.perf_counter() - started) * 1000,
+            duration_ms=seconds * 1000,
             completed_at=now,
         )
 
