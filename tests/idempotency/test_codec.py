@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dotmac_shared.business_logic import ResultSerializationError
+from dotmac_shared.business_logic import InvalidInputError, ResultSerializationError
 from dotmac_shared.business_logic.idempotency import (
     IdempotencyKey,
     canonical_json,
@@ -209,11 +209,21 @@ def test_payload_is_refused_not_recursed_when_it_is_nested_far_past_the_limit():
     deep: list = []
     for _ in range(50_000):  # far past Python's recursion limit too
         deep = [deep]
-    with pytest.raises(ResultSerializationError, match=f"more than {MAX_DEPTH} levels"):
+    with pytest.raises(InvalidInputError, match=f"more than {MAX_DEPTH} levels"):
         IdempotencyKey.generate("refund", "t1", {"items": deep})
     looped: dict = {"id": "x"}
     looped["self"] = looped
-    with pytest.raises(ResultSerializationError, match="at self: the value contains itself"):
+    with pytest.raises(InvalidInputError, match="at self: the value contains itself"):
         IdempotencyKey.from_client(
             "k", operation_type="refund", tenant_id="t1", operation_data=looped
         )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), object(), {1, 2}])
+def test_payload_value_the_codec_cannot_encode_is_the_callers_error_when_keyed(bad):
+    with pytest.raises(
+        InvalidInputError, match="operation_data cannot encode value at a"
+    ) as caught:
+        IdempotencyKey.generate("refund", "t1", {"a": bad})
+    assert caught.value.field == "operation_data"
+    assert caught.value.metadata["path"] == "a"

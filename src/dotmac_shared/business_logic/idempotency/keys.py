@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.exceptions import InvalidInputError, ResultSerializationError
 from dotmac_shared.business_logic.idempotency.codec import canonical_json
 
 __all__ = ["IdempotencyKey", "payload_fingerprint"]
@@ -18,8 +18,22 @@ _MAX_KEY = 255
 
 
 def payload_fingerprint(operation_data: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``operation_data``."""
-    return hashlib.sha256(canonical_json(operation_data).encode()).hexdigest()
+    """SHA-256 (hex) of the canonical JSON of ``operation_data``.
+
+    Raises:
+        InvalidInputError: The payload holds a value the codec cannot encode (NaN, an
+            object, a cycle, nesting past the limit): the caller's input is wrong, so it
+            is the caller's error, naming the path, not a server-side serialization error.
+    """
+    try:
+        text = canonical_json(operation_data)
+    except ResultSerializationError as exc:
+        raise InvalidInputError(
+            f"operation_data {exc.message}",
+            field="operation_data",
+            metadata=dict(exc.metadata),
+        ) from exc
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check(name: str, value: object, pattern: re.Pattern[str] = _NAME) -> str:
