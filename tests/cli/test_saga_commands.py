@@ -11,11 +11,11 @@ import uuid
 import pytest
 
 from dotmac_shared.business_logic.cli import app
-from dotmac_shared.business_logic.cli.saga import shipped_coordinator
 from dotmac_shared.business_logic.operations import (
     BillingRunSaga,
     ServiceProvisioningSaga,
     TenantProvisioningSaga,
+    shipped_coordinator,
 )
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from dotmac_shared.business_logic.sagas import (

@@ -159,3 +159,20 @@ def test_concurrent_upgrades_from_several_processes_all_succeed(database_url):
         proc.join(60)
     assert [proc.exitcode for proc in procs] == [0, 0, 0]
     assert current_revision(database_url) == head_revision()
+
+
+async def test_close_session_factory_leaves_no_connection_open_when_called(database_url):
+    from sqlalchemy import text
+
+    from dotmac_shared.business_logic import close_session_factory
+
+    factory = create_session_factory(database_url)
+    async with factory() as session:
+        assert (await session.execute(text("SELECT 1"))).scalar() == 1
+    engine = engine_of(factory)
+    assert engine.pool.checkedin() >= 1  # the connection went back to the pool, still open
+    await close_session_factory(factory)
+    assert engine.pool.checkedin() == 0
+    async with factory() as session:  # usable again: connects on demand
+        assert (await session.execute(text("SELECT 1"))).scalar() == 1
+    await close_session_factory(factory)

@@ -41,7 +41,10 @@ from dotmac_shared.business_logic.idempotency import (
     idempotent,
 )
 from dotmac_shared.business_logic.observability.context import correlation_scope, get_correlation_id
-from dotmac_shared.business_logic.persistence.session import create_session_factory
+from dotmac_shared.business_logic.persistence.session import (
+    close_session_factory,
+    create_session_factory,
+)
 from dotmac_shared.business_logic.policies import (
     PolicyContext,
     PolicyDecision,
@@ -111,6 +114,7 @@ __all__ = [
     "SagaWorker",
     "StepContext",
     "StepStatus",
+    "close_session_factory",
     "correlation_scope",
     "create_session_factory",
     "get_correlation_id",

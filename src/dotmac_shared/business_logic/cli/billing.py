@@ -20,7 +20,7 @@ from dotmac_shared.business_logic.cli.output import (
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.cli.saga import print_outcome, shipped_coordinator
+from dotmac_shared.business_logic.cli.saga import print_outcome
 from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInputError
 from dotmac_shared.business_logic.operations.billing_math import BillingPeriod
 from dotmac_shared.business_logic.operations.billing_run import (
@@ -30,6 +30,7 @@ from dotmac_shared.business_logic.operations.billing_run import (
     next_billing_attempt,
     run_billing,
 )
+from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
 from dotmac_shared.business_logic.persistence.models import BillingRun, Tenant
 from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator

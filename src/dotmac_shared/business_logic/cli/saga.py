@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.cli.output import (
     DatabaseUrl,
@@ -17,13 +16,11 @@ from dotmac_shared.business_logic.cli.output import (
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga
-from dotmac_shared.business_logic.operations.service_provisioning import ServiceProvisioningSaga
-from dotmac_shared.business_logic.operations.tenant_provisioning import TenantProvisioningSaga
+from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
 from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
 from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope
 
-__all__ = ["print_outcome", "saga_app", "shipped_coordinator"]
+__all__ = ["print_outcome", "saga_app"]
 
 saga_app = typer.Typer(no_args_is_help=True, help="Sagas: list, show, resume, cancel.")
 
@@ -34,21 +31,6 @@ _STATUS_STYLE = {
     "compensated": "yellow",
     "compensation_failed": "bold red",
 }
-
-
-def shipped_coordinator(
-    factory: async_sessionmaker[AsyncSession], *, lease_seconds: float = 30.0
-) -> SagaCoordinator:
-    """A coordinator with the three shipped sagas registered.
-
-    ``tenant_provisioning``, ``service_provisioning`` and ``billing_run`` with their
-    default collaborators, so any of them can be resumed, cancelled or recovered.
-    """
-    coordinator = SagaCoordinator(factory, lease_seconds=lease_seconds)
-    coordinator.register_saga(TenantProvisioningSaga.create_definition())
-    coordinator.register_saga(ServiceProvisioningSaga.create_definition())
-    coordinator.register_saga(BillingRunSaga.create_definition())
-    return coordinator
 
 
 Tenant_ = Annotated[

@@ -12,7 +12,7 @@ from dotmac_shared.business_logic.cli.output import (
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.cli.saga import shipped_coordinator
+from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
 from dotmac_shared.business_logic.sagas.worker import SagaWorker
 
 __all__ = ["worker"]

@@ -10,6 +10,7 @@ from dotmac_shared.business_logic.operations.adapters import (
     SandboxPaymentGateway,
 )
 from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga, run_billing
+from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
 from dotmac_shared.business_logic.operations.ports import (
     ChargeResult,
     ChargeStatus,
@@ -42,4 +43,5 @@ __all__ = [
     "TransientGatewayError",
     "run_billing",
     "seed_demo_data",
+    "shipped_coordinator",
 ]
