@@ -619,7 +619,7 @@ class _Plan:
                 duration = (time_ns() - started) / 1000.0
                 _record(duration / 1000.0, attributes[decision.value])
                 return PolicyResult(
-                    source, (values, passed, score, decision, started, duration, ()), context
+                    source, values, passed, score, decision, started, duration, (), context
                 )
             # _capture() and run_required(), inlined: this is the hot path of every evaluation.
             if grab is not None and type(data) is dict:
@@ -639,7 +639,7 @@ class _Plan:
                 duration = (time_ns() - started) / 1000.0
                 _record(duration / 1000.0, pass_attributes)
                 return PolicyResult(
-                    source, (values, True, 1.0, on_pass, started, duration, ()), context
+                    source, values, True, 1.0, on_pass, started, duration, (), context
                 )
             flags = _safe_flags(tests, values)
             passed = all(flags)
@@ -647,7 +647,7 @@ class _Plan:
             duration = (time_ns() - started) / 1000.0
             _record(duration / 1000.0, attributes[decision.value])
             return PolicyResult(
-                source, (values, passed, 1.0, decision, started, duration, ()), context
+                source, values, passed, 1.0, decision, started, duration, (), context
             )
 
         return evaluate
@@ -895,9 +895,7 @@ class Policy:
         )
         note = f"policy {self.label} is not in force at {moment.isoformat()} ({window})"
         duration = (time_ns() - started) / 1000.0
-        return PolicyResult(
-            self, ((), False, 0.0, self.on_fail, started, duration, (note,)), context
-        )
+        return PolicyResult(self, (), False, 0.0, self.on_fail, started, duration, (note,), context)
 
     def evaluate(
         self, data: Mapping[str, Any], context: PolicyContext | None = None
