@@ -129,7 +129,7 @@ class PolicyEngine:
         Raises:
             PolicyNotFoundError: Unknown policy or version.
         """
-        return _resolve(self.registry, policy_name, context, version)
+        return self.registry.resolve(policy_name, version, context)
 
     def evaluate(
         self,
@@ -156,13 +156,14 @@ class PolicyEngine:
             InvalidInputError: ``data`` is not a mapping or ``context`` is not a context.
         """
         registry = self.registry  # once: a reload may replace it meanwhile
+        # registry.resolve()'s fast path, inlined: this runs on every evaluation.
         policy = None
         if version is None and (context is None or policy_name not in registry.overridden):
             policy = registry.global_latest.get(policy_name)
         if policy is None:
             if context is not None and type(context) is not PolicyContext:
                 context = _coerce_context(context)
-            policy = _resolve(registry, policy_name, context, version)
+            policy = registry.resolve(policy_name, version, context)
         result = policy.run_evaluate(data, context)  # records the duration metric
         recorder = self.recorder  # read once: another thread may unset it meanwhile
         if recorder is not None:
@@ -184,6 +185,7 @@ class PolicyEngine:
             InvalidInputError: ``data`` is not a mapping or ``context`` is not a context.
         """
         registry = self.registry  # once: a reload may replace it meanwhile
+        # registry.resolve()'s fast path, inlined: this runs on every check.
         if version is None and (context is None or policy_name not in registry.overridden):
             policy = registry.global_latest.get(policy_name)
             if policy is not None:
@@ -192,7 +194,7 @@ class PolicyEngine:
                 return self._recorded_check(policy, data, context)
         if context is not None and type(context) is not PolicyContext:
             context = _coerce_context(context)
-        policy = _resolve(registry, policy_name, context, version)
+        policy = registry.resolve(policy_name, version, context)
         if self.recorder is None:
             return policy.check(data, context)
         return self._recorded_check(policy, data, context)
@@ -455,17 +457,3 @@ def _fingerprint(directory: Path) -> Fingerprint:
     except OSError as exc:  # reload_directory reports it, naming the folder
         return f"unreadable: {exc}"
     return tuple(sorted(entries))
-
-
-def _resolve(
-    registry: PolicyRegistry,
-    policy_name: str,
-    context: PolicyContext | None,
-    version: str | None,
-) -> Policy:
-    if version is None and (context is None or policy_name not in registry.overridden):
-        policy = registry.global_latest.get(policy_name)
-        if policy is not None:
-            return policy
-    tenant_id = context.tenant_id if context is not None else None
-    return registry.get(policy_name, version, tenant_id)

@@ -35,6 +35,7 @@ from dotmac_shared.business_logic.policies.document import (
     PolicyDocument,
     semver_key,
 )
+from dotmac_shared.business_logic.policies.results import PolicyContext
 
 __all__ = [
     "MAX_POLICY_FILE_BYTES",
@@ -328,6 +329,28 @@ class PolicyRegistry:
         if policy is None:
             raise self._not_found(name, version, tenant_id)
         return policy
+
+    def resolve(
+        self, name: str, version: str | None = None, context: PolicyContext | None = None
+    ) -> Policy:
+        """Return the policy version an evaluation with this context and version uses.
+
+        The same answer as ``get(name, version, context.tenant_id)``; the latest global
+        version of a policy no tenant overrides is found with one dict lookup.
+
+        Args:
+            name: The policy name.
+            version: A pinned version; ``None`` = the latest.
+            context: The evaluation context; its tenant's own versions are preferred.
+
+        Raises:
+            PolicyNotFoundError: No such policy or version.
+        """
+        if version is None and (context is None or name not in self.overridden):
+            policy = self.global_latest.get(name)
+            if policy is not None:
+                return policy
+        return self.get(name, version, context.tenant_id if context is not None else None)
 
     def versions(self, name: str, *, tenant_id: str | None = None) -> builtins.list[str]:
         """Versions of ``name`` (global, or the tenant's own), oldest first."""

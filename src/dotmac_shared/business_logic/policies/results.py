@@ -21,7 +21,6 @@ __all__ = [
     "PolicyContext",
     "PolicyDecision",
     "PolicyInfo",
-    "Outcome",
     "PolicyResult",
     "ResultSource",
     "RuleResult",
@@ -362,11 +361,6 @@ class PolicyInfo:
     owner_tenant_id: str | None = None  # set for a tenant's own version of a policy
 
 
-Outcome = tuple[Sequence[Any], bool, float, PolicyDecision, int, float, tuple[str, ...]]
-"""(captured values, passed, score, decision, started_ns, duration_us, notes) of one
-evaluation; ``notes`` are policy-level reasons (only "not in force" today)."""
-
-
 class ResultSource(Protocol):
     """What a :class:`PolicyResult` needs from the policy that produced it."""
 
@@ -406,22 +400,66 @@ class PolicyResult:
         'ALLOW plan_eligibility.residential_basic@1.0.0 (4/4 rules passed)'
     """
 
-    __slots__ = ("_context", "_outcome", "_rule_results", "_source")
+    # One slot per outcome field, not an outcome object: building a second object (a
+    # NamedTuple or dataclass) per evaluation would cost more than these assignments.
+    __slots__ = (
+        "_context",
+        "_decision",
+        "_duration_us",
+        "_notes",
+        "_passed",
+        "_rule_results",
+        "_score",
+        "_source",
+        "_started_ns",
+        "_values",
+    )
     _source: ResultSource
-    _outcome: Outcome
+    _values: Sequence[Any]
+    _passed: bool
+    _score: float
+    _decision: PolicyDecision
+    _started_ns: int
+    _duration_us: float
+    _notes: tuple[str, ...]
     _context: PolicyContext | None
     _rule_results: tuple[RuleResult, ...] | None
 
     def __init__(
         self,
         source: ResultSource,
-        outcome: Outcome,
+        values: Sequence[Any],
+        passed: bool,
+        score: float,
+        decision: PolicyDecision,
+        started_ns: int,
+        duration_us: float,
+        notes: tuple[str, ...],
         context: PolicyContext | None,
     ) -> None:
-        # Few slot assignments: this runs once per evaluation. The explanation is built
-        # when first read (None until then: cheaper than catching AttributeError).
+        """Record one evaluation's outcome (called by the compiled policy, once per evaluation).
+
+        Args:
+            source: The policy that produced it (explains ``values`` on demand).
+            values: Each rule's captured input value, in the policy's evaluation order.
+            passed: Every required rule passed and the score reached the threshold.
+            score: Weighted share of scored rules that passed.
+            decision: ALLOW, DENY or REQUIRE_APPROVAL.
+            started_ns: When the evaluation started (``time.time_ns()``).
+            duration_us: How long it took, in microseconds.
+            notes: Policy-level reasons (only "not in force" today).
+            context: The evaluation context.
+        """
+        # The explanation is built when first read (None until then: cheaper than
+        # catching AttributeError).
         self._source = source
-        self._outcome = outcome
+        self._values = values
+        self._passed = passed
+        self._score = score
+        self._decision = decision
+        self._started_ns = started_ns
+        self._duration_us = duration_us
+        self._notes = notes
         self._context = context
         self._rule_results = None
 
@@ -442,22 +480,22 @@ class PolicyResult:
     @property
     def decision(self) -> PolicyDecision:
         """ALLOW, DENY or REQUIRE_APPROVAL."""
-        return self._outcome[3]
+        return self._decision
 
     @property
     def passed(self) -> bool:
         """Every required rule passed and the score reached the threshold."""
-        return self._outcome[1]
+        return self._passed
 
     @property
     def allowed(self) -> bool:
         """Shorthand for ``decision is PolicyDecision.ALLOW``."""
-        return self._outcome[3] is PolicyDecision.ALLOW
+        return self._decision is PolicyDecision.ALLOW
 
     @property
     def score(self) -> float:
         """Weighted share of scored rules that passed."""
-        return self._outcome[2]
+        return self._score
 
     @property
     def threshold(self) -> float:
@@ -469,7 +507,7 @@ class PolicyResult:
         """Top-level rule outcomes, in priority order."""
         results = self._rule_results
         if results is None:
-            results = self._source.materialize(self._outcome[0])
+            results = self._source.materialize(self._values)
             self._rule_results = results  # a cache of a pure function of captured values
         return results
 
@@ -487,22 +525,22 @@ class PolicyResult:
     def reasons(self) -> tuple[str, ...]:
         """Why the policy did not simply pass: policy-level notes, then failed rules' messages."""
         messages = tuple(rule.message or rule.name for rule in self.rule_results if not rule.passed)
-        return self._outcome[6] + messages
+        return self._notes + messages
 
     @property
     def in_effect(self) -> bool:
         """``False`` when evaluated outside the policy's effective window."""
-        return not self._outcome[6]
+        return not self._notes
 
     @property
     def evaluated_at(self) -> datetime:
         """When the evaluation started (UTC)."""
-        return datetime.fromtimestamp(self._outcome[4] / 1e9, UTC)
+        return datetime.fromtimestamp(self._started_ns / 1e9, UTC)
 
     @property
     def duration_us(self) -> float:
         """How long the evaluation took, in microseconds."""
-        return self._outcome[5]
+        return self._duration_us
 
     @property
     def content_hash(self) -> str:
@@ -524,25 +562,37 @@ class PolicyResult:
         """The tenant owning the evaluated version (``None`` for the global policy)."""
         return self._info.owner_tenant_id
 
+    def _outcome_key(self) -> tuple[Any, ...]:
+        # Every outcome field but the captured values: __eq__ compares rule_results, what
+        # those values mean, instead.
+        return (
+            self._passed,
+            self._score,
+            self._decision,
+            self._started_ns,
+            self._duration_us,
+            self._notes,
+        )
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PolicyResult):
             return NotImplemented
         return (
             self._info == other._info
-            and self._outcome[1:] == other._outcome[1:]
+            and self._outcome_key() == other._outcome_key()
             and self.rule_results == other.rule_results
             and self._context == other._context
         )
 
     def __hash__(self) -> int:
-        return hash((self._info, self._outcome[3], self._outcome[4]))
+        return hash((self._info, self._decision, self._started_ns))
 
     def __str__(self) -> str:
         results = self.rule_results
         total = len(results)
         passed = sum(1 for rule in results if rule.passed)
         text = f"{self.decision.value} {self._info.name}@{self._info.version}"
-        if self._outcome[6]:
+        if self._notes:
             return f"{text} (not in force)"
         text = f"{text} ({passed}/{total} rules passed"
         names = self.failed_rule_names
