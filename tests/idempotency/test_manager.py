@@ -106,7 +106,7 @@ async def test_concurrent_caller_gets_in_progress_when_holder_is_running(manager
 
 
 async def test_retry_after_follows_the_observed_duration_when_calls_of_the_type_finished(manager):
-    """A 50 ms operation is not worth a 30 s wait (the lease): say how long it usually takes."""
+    """A call that usually finishes quickly is not worth waiting out its lease for."""
     warm = payload()
     await manager.execute_idempotent(IdempotencyKey.generate("test_charge_card", "t", warm), warm)
     data = payload(delay=0.3)

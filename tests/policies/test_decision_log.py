@@ -313,7 +313,6 @@ def test_jsonl_background_thread_writes_a_batch_when_batch_size_is_reached(tmp_p
         assert log.pending == 0
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_jsonl_keeps_records_and_raises_when_the_disk_is_full():
     log = JsonLinesDecisionRecorder("/dev/full", flush_interval=60)  # every write: ENOSPC
     engine_with(log).evaluate(NAME, customer())
