@@ -20,13 +20,11 @@ from dotmac_shared.business_logic.operations import (
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from dotmac_shared.business_logic.sagas import (
     ALL_TENANTS,
-    RetryPolicy,
     SagaContext,
     SagaCoordinator,
-    SagaDefinition,
-    SagaStep,
 )
 from tests.cli.helpers import SERVICE_REQUEST, flat, one_error_line
+from tests.sagas.steps import stuck_definition
 
 TENANT = ["--tenant", "tenant123"]
 
@@ -245,33 +243,10 @@ def test_saga_of_another_tenant_is_reported_as_missing_by_the_cli(
 
 async def _stuck_saga_of_unknown_type(url: str) -> str:
     """A compensation_failed saga of a type the CLI's coordinator does not know."""
-
-    async def done(ctx):
-        return {}
-
-    async def undo(ctx):
-        raise ConnectionError("refund service down")
-
-    async def boom(ctx):
-        raise RuntimeError("boom")
-
     factory = create_session_factory(url)
     try:
         coordinator = SagaCoordinator(factory)
-        coordinator.register_saga(
-            SagaDefinition(
-                name="mystery",
-                steps=[
-                    SagaStep(
-                        name="a",
-                        execute=done,
-                        compensate=undo,
-                        compensation_retry=RetryPolicy(max_attempts=1),
-                    ),
-                    SagaStep(name="b", execute=boom),
-                ],
-            )
-        )
+        coordinator.register_saga(stuck_definition())
         saga_id = f"mystery-{uuid.uuid4().hex[:8]}"
         await coordinator.execute_saga(
             saga_name="mystery", context=SagaContext(saga_id=saga_id, tenant_id="tenant123")

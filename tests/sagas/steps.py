@@ -1,11 +1,18 @@
-"""Recording steps for saga tests: each writes a row keyed by its idempotency key."""
+"""Steps for saga tests: recording steps (each writes a row keyed by its idempotency key),
+and a saga whose compensation always fails."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.sagas import SagaDefinition, SagaStep, StepContext
+from dotmac_shared.business_logic.sagas import (
+    RetryPolicy,
+    SagaDefinition,
+    SagaStep,
+    StepAction,
+    StepContext,
+)
 
 EFFECTS_DDL = (
     "CREATE TABLE IF NOT EXISTS saga_test_effects "
@@ -85,5 +92,36 @@ def recording_saga(
                 compensate=unrecord,
             )
             for i in range(1, steps + 1)
+        ],
+    )
+
+
+async def done(ctx: StepContext) -> dict:
+    return {"done": True}
+
+
+async def refund_down(ctx: StepContext) -> None:
+    raise ConnectionError("refund service down")
+
+
+async def boom(ctx: StepContext) -> dict:
+    raise RuntimeError("boom")
+
+
+def stuck_definition(
+    name: str = "mystery", *, compensate: StepAction = refund_down, fail: StepAction = boom
+) -> SagaDefinition:
+    """A saga whose step b fails (``fail``) and whose step a's compensation fails
+    (``compensate``, tried once): it ends in ``compensation_failed``."""
+    return SagaDefinition(
+        name=name,
+        steps=[
+            SagaStep(
+                name="a",
+                execute=done,
+                compensate=compensate,
+                compensation_retry=RetryPolicy(max_attempts=1),
+            ),
+            SagaStep(name="b", execute=fail),
         ],
     )

@@ -11,7 +11,6 @@ from sqlalchemy import text
 from dotmac_shared.business_logic import SagaDefinitionError
 from dotmac_shared.business_logic.sagas import (
     ALL_TENANTS,
-    RetryPolicy,
     SagaContext,
     SagaCoordinator,
     SagaDefinition,
@@ -19,36 +18,9 @@ from dotmac_shared.business_logic.sagas import (
     SqlSagaStore,
 )
 from dotmac_shared.business_logic.sagas.coordinator import MAX_ERROR_CHARS
+from tests.sagas.steps import done, refund_down, stuck_definition
 
 TENANT = "tenant-a"
-
-
-async def done(ctx):
-    return {"done": True}
-
-
-async def refund_down(ctx):
-    raise ConnectionError("refund service down")
-
-
-async def boom(ctx):
-    raise RuntimeError("boom")
-
-
-def stuck_definition() -> SagaDefinition:
-    """A saga whose step b fails and whose step a's compensation always fails."""
-    return SagaDefinition(
-        name="mystery",
-        steps=[
-            SagaStep(
-                name="a",
-                execute=done,
-                compensate=refund_down,
-                compensation_retry=RetryPolicy(max_attempts=1),
-            ),
-            SagaStep(name="b", execute=boom),
-        ],
-    )
 
 
 async def stuck_saga(session_factory) -> tuple[SagaCoordinator, str]:
@@ -155,20 +127,7 @@ async def test_stored_errors_are_bounded_when_a_step_fails_with_a_huge_message(s
         raise ConnectionError("y" * 100_000)
 
     coordinator = SagaCoordinator(session_factory, lease_seconds=30)
-    coordinator.register_saga(
-        SagaDefinition(
-            name="loud",
-            steps=[
-                SagaStep(
-                    name="a",
-                    execute=done,
-                    compensate=loud_undo,
-                    compensation_retry=RetryPolicy(max_attempts=1),
-                ),
-                SagaStep(name="b", execute=loud),
-            ],
-        )
-    )
+    coordinator.register_saga(stuck_definition("loud", compensate=loud_undo, fail=loud))
     context = SagaContext(saga_id=str(uuid4()), tenant_id=TENANT)
     await coordinator.execute_saga(saga_name="loud", context=context)
     stored = await SqlSagaStore(session_factory).load(context.saga_id, tenant_id=TENANT)

@@ -15,7 +15,6 @@ from dotmac_shared.business_logic import (
     SagaNotFoundError,
 )
 from dotmac_shared.business_logic.sagas import (
-    RetryPolicy,
     SagaContext,
     SagaCoordinator,
     SagaDefinition,
@@ -24,6 +23,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaStep,
     SqlSagaStore,
 )
+from tests.sagas.steps import stuck_definition
 
 CARD = {"card_number": "4111111111111111", "charged": "12.50"}
 
@@ -250,27 +250,8 @@ async def test_operator_resumes_any_tenants_saga_when_all_tenants(session_factor
         if broken["on"]:
             raise ConnectionError("refunds are down")
 
-    async def boom(ctx):
-        raise RuntimeError("boom")
-
-    async def done(ctx):
-        return {}
-
     coordinator = SagaCoordinator(session_factory, lease_seconds=5)
-    coordinator.register_saga(
-        SagaDefinition(
-            name="stuck",
-            steps=[
-                SagaStep(
-                    name="a",
-                    execute=done,
-                    compensate=undo,
-                    compensation_retry=RetryPolicy(max_attempts=1),
-                ),
-                SagaStep(name="b", execute=boom),
-            ],
-        )
-    )
+    coordinator.register_saga(stuck_definition("stuck", compensate=undo))
     context = SagaContext(saga_id=str(uuid4()), tenant_id="tenant-a")
     stuck = await coordinator.execute_saga(saga_name="stuck", context=context)
     assert stuck["status"] == "compensation_failed"
