@@ -149,7 +149,7 @@ class SandboxPaymentGateway:
 
 
 class RecordingNetworkProvisioner:
-    """Records the configuration in ``network_configurations`` in the caller's transaction."""
+    """Records the configuration (``dotmac_network_configurations``) in the caller's transaction."""
 
     async def configure(
         self,
@@ -176,7 +176,7 @@ class RecordingNetworkProvisioner:
 
 
 class OutboxNotifier:
-    """The transactional outbox: a row in ``notification_outbox``, in the caller's transaction."""
+    """The transactional outbox: ``dotmac_notification_outbox`` rows in the caller's transaction."""
 
     async def notify(
         self,
