@@ -3,7 +3,12 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from dotmac_shared.business_logic.cli import app
-from dotmac_shared.business_logic.persistence import head_revision
+from dotmac_shared.business_logic.persistence import (
+    FRAMEWORK_BRANCH,
+    ISP_BRANCH,
+    current_revisions,
+    head_revisions,
+)
 
 runner = CliRunner()
 
@@ -13,7 +18,18 @@ def test_db_upgrade_migrates_to_head_and_is_repeatable(tmp_path):
     for _ in range(2):
         result = runner.invoke(app, ["db", "upgrade", "--database-url", url])
         assert result.exit_code == 0, result.output
-        assert head_revision() in result.output
+        out = " ".join(result.output.split())  # Rich wraps long lines
+        for label, head in head_revisions().items():
+            assert f"{label} at revision {head} (head {head})" in out
+    assert current_revisions(url) == head_revisions()
+
+
+def test_db_upgrade_creates_only_the_framework_tables_when_framework_only(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = runner.invoke(app, ["db", "upgrade", "--framework-only", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert FRAMEWORK_BRANCH in result.output and ISP_BRANCH not in result.output
+    assert current_revisions(url) == head_revisions("framework")
 
 
 def test_database_url_is_read_from_the_environment(tmp_path, monkeypatch):

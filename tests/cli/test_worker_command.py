@@ -19,12 +19,15 @@ from sqlalchemy import text
 
 from dotmac_shared.business_logic.operations import seed_demo_data
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
+from dotmac_shared.business_logic.persistence.models import SagaExecution
 from tests.cli.helpers import SEEDED_CUSTOMERS, abandon_service_sagas
 from tests.support.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.reliability
 
 SAGAS = 2
+
+SAGA_TABLE = SagaExecution.__tablename__
 
 
 async def _seed(url: str) -> None:
@@ -40,7 +43,7 @@ async def _statuses(url: str, saga_ids: list[str]) -> list[str]:
     try:
         async with factory() as session:
             rows = await session.execute(
-                text("SELECT saga_id, status FROM saga_executions"),
+                text(f"SELECT saga_id, status FROM {SAGA_TABLE}"),
             )
             found = dict(rows.all())
     finally:

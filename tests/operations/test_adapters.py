@@ -14,6 +14,7 @@ from dotmac_shared.business_logic.operations.adapters import (
     RecordingNetworkProvisioner,
     SandboxPaymentGateway,
 )
+from dotmac_shared.business_logic.operations.models import GatewayLedgerEntry, OutboxMessage
 from dotmac_shared.business_logic.operations.ports import (
     ChargeStatus,
     NetworkProvisioner,
@@ -21,7 +22,6 @@ from dotmac_shared.business_logic.operations.ports import (
     PaymentGateway,
     TransientGatewayError,
 )
-from dotmac_shared.business_logic.persistence.models import GatewayLedgerEntry, OutboxMessage
 
 
 async def _ledger_size(factory) -> int:

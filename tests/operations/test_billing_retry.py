@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,19 +16,13 @@ from dotmac_shared.business_logic.operations import run_billing, seed_demo_data
 from dotmac_shared.business_logic.operations.adapters import SandboxPaymentGateway
 from dotmac_shared.business_logic.operations.billing_run import billing_attempts
 from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
-from dotmac_shared.business_logic.persistence import (
-    create_session_factory,
-    engine_of,
-    upgrade_database,
-)
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     BillingRun,
     GatewayLedgerEntry,
     Invoice,
     Payment,
 )
-from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime, utcnow
+from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 from tests.operations.gateways import LinkGateway
 
@@ -218,57 +211,30 @@ async def test_retry_is_refused_when_the_period_was_never_billed(session_factory
     assert await billing_attempts(SagaCoordinator(session_factory), DEMO_TENANT_ID, PERIOD) == []
 
 
-async def test_run_billed_before_the_upgrade_is_attempt_1_when_upgraded(database_url):
-    upgrade_database(database_url, "0005_invoice_keyset")  # the schema before attempts
-    factory = create_session_factory(database_url, migrate=False)
-    try:
-        await seed_demo_data(factory, customers=3)
-        legacy_runs = sa.table(
-            "billing_runs",
-            sa.column("id"),
-            sa.column("tenant_id"),
-            sa.column("billing_period"),
-            sa.column("status"),
-            sa.column("report", JSONDocument),
-            sa.column("created_at", UTCDateTime()),
+async def test_second_live_invoice_of_a_customer_and_period_is_refused_when_inserted(
+    session_factory,
+):
+    await seed_demo_data(session_factory, customers=3)
+    outcome = await run_billing(session_factory, DEMO_TENANT_ID, PERIOD)
+    assert outcome["status"] == "completed", outcome["error"]
+    async with session_factory() as session:
+        live = (await session.execute(select(Invoice).limit(1))).scalar_one()
+
+    def copy(invoice_id: str, status: str) -> Invoice:
+        return Invoice(
+            id=invoice_id,
+            tenant_id=live.tenant_id,
+            customer_id=live.customer_id,
+            billing_period=live.billing_period,
+            subtotal=live.subtotal,
+            tax=live.tax,
+            total=live.total,
+            status=status,
         )
-        attempt_1 = billing_run_id(DEMO_TENANT_ID, PERIOD)
-        async with factory() as session, session.begin():
-            await session.execute(
-                legacy_runs.insert().values(
-                    id=attempt_1,
-                    tenant_id=DEMO_TENANT_ID,
-                    billing_period=PERIOD,
-                    status="cancelled",
-                    report={},
-                    created_at=utcnow(),
-                )
-            )
 
-        upgrade_database(database_url)
-
-        async with factory() as session:
-            run = await session.get(BillingRun, attempt_1)
-        assert run is not None and run.attempt == 1
-        second = await run_billing(factory, DEMO_TENANT_ID, PERIOD)
-        assert second["status"] == "completed", second["error"]
-        assert second["saga_id"] == attempt_1  # no saga of it yet: attempt 1 is driven
-        # A second live invoice of one customer and period is refused by the new index.
-        async with factory() as session:
-            live = (await session.execute(select(Invoice).limit(1))).scalar_one()
-        with pytest.raises(IntegrityError):
-            async with factory() as session, session.begin():
-                session.add(
-                    Invoice(
-                        id="inv_duplicate",
-                        tenant_id=live.tenant_id,
-                        customer_id=live.customer_id,
-                        billing_period=live.billing_period,
-                        subtotal=live.subtotal,
-                        tax=live.tax,
-                        total=live.total,
-                        status="open",
-                    )
-                )
-    finally:
-        await engine_of(factory).dispose()
+    with pytest.raises(IntegrityError):
+        async with session_factory() as session, session.begin():
+            session.add(copy("inv_duplicate", "open"))
+    # A void invoice of the same customer and period stays beside the live one (history).
+    async with session_factory() as session, session.begin():
+        session.add(copy("inv_void", "void"))

@@ -13,8 +13,7 @@ from dotmac_shared.business_logic.operations.billing_steps import (
     billing_run_id,
     invoice_id,
 )
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID, demo_token, seed_demo_data
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     BillingRun,
     GatewayLedgerEntry,
     Invoice,
@@ -22,6 +21,7 @@ from dotmac_shared.business_logic.persistence.models import (
     OutboxMessage,
     Payment,
 )
+from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID, demo_token, seed_demo_data
 from tests.operations.gateways import LinkGateway
 
 NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)

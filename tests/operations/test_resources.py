@@ -7,14 +7,14 @@ import pytest
 from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import ProvisioningError, create_session_factory
-from dotmac_shared.business_logic.operations.resources import allocate_resource, release_resources
-from dotmac_shared.business_logic.persistence import engine_of
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     Resource,
     ResourceAllocation,
     ResourcePool,
     Tenant,
 )
+from dotmac_shared.business_logic.operations.resources import allocate_resource, release_resources
+from dotmac_shared.business_logic.persistence import engine_of
 
 
 async def make_pool(factory, size: int, tenant_id: str = "t1") -> None:

@@ -6,14 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import InvalidInputError
-from dotmac_shared.business_logic.operations.seed import (
-    DEMO_CUSTOMER_ID,
-    DEMO_TENANT_ID,
-    demo_token,
-    plan_id,
-    seed_demo_data,
-)
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     Customer,
     Resource,
@@ -21,6 +14,13 @@ from dotmac_shared.business_logic.persistence.models import (
     ServicePlan,
     Tenant,
     TenantSetting,
+)
+from dotmac_shared.business_logic.operations.seed import (
+    DEMO_CUSTOMER_ID,
+    DEMO_TENANT_ID,
+    demo_token,
+    plan_id,
+    seed_demo_data,
 )
 
 

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import delete, func, select
 
 from dotmac_shared.business_logic.operations import ServiceProvisioningSaga, seed_demo_data
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     NetworkConfiguration,
     Resource,
     ResourceAllocation,

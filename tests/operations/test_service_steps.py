@@ -8,16 +8,16 @@ from dotmac_shared.business_logic.operations.adapters import (
     OutboxNotifier,
     RecordingNetworkProvisioner,
 )
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID, seed_demo_data
-from dotmac_shared.business_logic.operations.service_steps import (
-    ServiceProvisioningSteps,
-    service_id_for,
-)
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     NetworkConfiguration,
     OutboxMessage,
     ResourceAllocation,
     Service,
+)
+from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID, seed_demo_data
+from dotmac_shared.business_logic.operations.service_steps import (
+    ServiceProvisioningSteps,
+    service_id_for,
 )
 
 REQUEST = {

@@ -6,8 +6,8 @@ from sqlalchemy import func, select, text
 
 from dotmac_shared.business_logic import IdempotencyKey, IdempotencyManager
 from dotmac_shared.business_logic.operations import seed_demo_data
+from dotmac_shared.business_logic.operations.models import Tenant, TenantSetting
 from dotmac_shared.business_logic.persistence import engine_of
-from dotmac_shared.business_logic.persistence.models import Tenant, TenantSetting
 
 
 def request(domain: str, plan: str = "basic") -> dict:

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from dotmac_shared.business_logic import InvalidInputError, ProvisioningError
+from dotmac_shared.business_logic.operations.models import Tenant, TenantSetting
 from dotmac_shared.business_logic.operations.tenant_steps import (
     TenantProvisioningSteps,
     licensing,
@@ -11,7 +12,6 @@ from dotmac_shared.business_logic.operations.tenant_steps import (
     validate_tenant_request,
 )
 from dotmac_shared.business_logic.persistence import engine_of
-from dotmac_shared.business_logic.persistence.models import Tenant, TenantSetting
 
 DATA = {
     "name": "New Tenant",

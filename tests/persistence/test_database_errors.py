@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from dotmac_shared.business_logic import InvalidInputError, PersistenceError
 from dotmac_shared.business_logic.persistence import (
     create_session_factory,
-    current_revision,
+    current_revisions,
     display_database_url,
     normalize_database_url,
     upgrade_database,
@@ -56,7 +56,7 @@ def _assert_secret_absent(error: BaseException, caplog: pytest.LogCaptureFixture
 
 ENTRY_POINTS: dict[str, Callable[[str], Any]] = {
     "upgrade_database": upgrade_database,
-    "current_revision": current_revision,
+    "current_revisions": current_revisions,
     "create_session_factory": create_session_factory,
 }
 

@@ -5,76 +5,17 @@ import multiprocessing
 from decimal import Decimal
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, text
 
 from dotmac_shared.business_logic import InvalidInputError, create_session_factory
+from dotmac_shared.business_logic.operations.models import CommissionConfiguration
 from dotmac_shared.business_logic.persistence import (
-    current_revision,
+    current_revisions,
     engine_of,
-    head_revision,
+    head_revisions,
     normalize_database_url,
     upgrade_database,
 )
-from dotmac_shared.business_logic.persistence.migrate import VERSION_TABLE
-from dotmac_shared.business_logic.persistence.models import Base, CommissionConfiguration
-
-EXPECTED_TABLES = {
-    "billing_accounts",
-    "billing_runs",
-    "commission_configurations",
-    "customers",
-    "dotmac_policy_decisions",
-    "gateway_ledger",
-    "idempotency_records",
-    "invoice_lines",
-    "invoices",
-    "network_configurations",
-    "notification_outbox",
-    "payments",
-    "resource_allocations",
-    "resource_pools",
-    "resources",
-    "saga_executions",
-    "saga_step_executions",
-    "service_plans",
-    "services",
-    "tenant_settings",
-    "tenants",
-}
-
-
-async def _tables(factory: async_sessionmaker[AsyncSession]) -> set[str]:
-    async with engine_of(factory).connect() as conn:
-        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-
-
-async def test_upgrade_from_empty_creates_every_table(database_url):
-    assert current_revision(database_url) is None
-    factory = create_session_factory(database_url)
-    try:
-        assert await _tables(factory) >= EXPECTED_TABLES
-        assert current_revision(database_url) == head_revision()
-    finally:
-        await engine_of(factory).dispose()
-
-
-async def test_second_upgrade_is_a_noop_when_already_at_head(session_factory, database_url):
-    before = await _tables(session_factory)
-    assert upgrade_database(database_url) == head_revision()
-    assert await _tables(session_factory) == before
-
-
-async def test_models_and_migrations_agree_when_migrated(session_factory):
-    def diff(sync_conn):
-        ctx = MigrationContext.configure(sync_conn, opts={"version_table": VERSION_TABLE})
-        return compare_metadata(ctx, Base.metadata)
-
-    async with engine_of(session_factory).connect() as conn:
-        changes = await conn.run_sync(diff)
-    assert changes == []
 
 
 async def test_money_and_times_round_trip_exactly(session_factory):
@@ -158,7 +99,7 @@ def test_concurrent_upgrades_from_several_processes_all_succeed(database_url):
     for proc in procs:
         proc.join(60)
     assert [proc.exitcode for proc in procs] == [0, 0, 0]
-    assert current_revision(database_url) == head_revision()
+    assert current_revisions(database_url) == head_revisions()
 
 
 async def test_close_session_factory_leaves_no_connection_open_when_called(database_url):

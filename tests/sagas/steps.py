@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dotmac_shared.business_logic.persistence.models import SagaStepExecution
 from dotmac_shared.business_logic.sagas import (
     RetryPolicy,
     SagaDefinition,
@@ -13,6 +14,8 @@ from dotmac_shared.business_logic.sagas import (
     StepAction,
     StepContext,
 )
+
+STEP_TABLE = SagaStepExecution.__tablename__
 
 EFFECTS_DDL = (
     "CREATE TABLE IF NOT EXISTS saga_test_effects "
@@ -24,7 +27,7 @@ EFFECTS_DDL = (
 #: write the database itself rejects (not a lost connection).
 REFUSE_BOOM = {
     "sqlite": [
-        f"CREATE TRIGGER refuse_boom_{when} BEFORE {when} ON saga_step_executions "
+        f"CREATE TRIGGER refuse_boom_{when} BEFORE {when} ON {STEP_TABLE} "
         "WHEN NEW.step_name = 'boom' AND NEW.status = 'completed' "
         "BEGIN SELECT RAISE(ABORT, 'no boom'); END"
         for when in ("INSERT", "UPDATE")
@@ -33,7 +36,7 @@ REFUSE_BOOM = {
         "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "IF NEW.step_name = 'boom' AND NEW.status = 'completed' THEN "
         "RAISE EXCEPTION 'no boom'; END IF; RETURN NEW; END $$",
-        "CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON saga_step_executions "
+        f"CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON {STEP_TABLE} "
         "FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
     ],
 }

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from dotmac_shared.business_logic import create_session_factory
 from dotmac_shared.business_logic.persistence import engine_of
+from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator
 from tests.sagas.steps import create_effects_table, effects, recording_saga
 
@@ -25,6 +26,9 @@ PROCESSES = 3
 STEPS = 3
 #: Each process runs these groups of sagas one after another; a group's sagas run at once.
 GROUPS = (1, 1, 1, 1, 10, 1, 1, 10, 1, 1)
+
+SAGA_TABLE = SagaExecution.__tablename__
+STEP_TABLE = SagaStepExecution.__tablename__
 
 
 def _run_sagas(url: str, prefix: str, start: Any) -> None:
@@ -67,12 +71,12 @@ async def test_every_saga_completes_once_when_processes_write_at_the_same_time(
 
     expected = [f"p{n}-{i}" for n in range(PROCESSES) for i in range(sum(GROUPS))]
     async with session_factory() as session:
-        sagas = (await session.execute(text("SELECT saga_id, status FROM saga_executions"))).all()
+        sagas = (await session.execute(text(f"SELECT saga_id, status FROM {SAGA_TABLE}"))).all()
         steps = (
             await session.execute(
                 text(
                     "SELECT saga_id, COUNT(*), MIN(status), MAX(status), MAX(attempts) "
-                    "FROM saga_step_executions GROUP BY saga_id"
+                    f"FROM {STEP_TABLE} GROUP BY saga_id"
                 )
             )
         ).all()

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from dotmac_shared.business_logic import create_session_factory
 from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock, as_clock
+from dotmac_shared.business_logic.persistence.models import SagaExecution
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
@@ -32,6 +33,8 @@ LOG_DDL = (
     "CREATE TABLE IF NOT EXISTS saga_test_runs "
     "(id INTEGER PRIMARY KEY {auto}, saga_id VARCHAR(64), step VARCHAR(64), pid INTEGER)"
 )
+
+SAGA_TABLE = SagaExecution.__tablename__
 
 
 async def slow_record(ctx: StepContext) -> dict:
@@ -123,7 +126,7 @@ async def scalar_rows(factory, sql: str, **params) -> list:
 async def until_sagas_exceed(factory, count: int, seconds: float = 30) -> None:
     """Wait until a worker process has created more than ``count`` sagas."""
     deadline = time.monotonic() + seconds
-    while (await scalar_rows(factory, "SELECT COUNT(*) FROM saga_executions"))[0][0] <= count:
+    while (await scalar_rows(factory, f"SELECT COUNT(*) FROM {SAGA_TABLE}"))[0][0] <= count:
         assert time.monotonic() < deadline, "the worker process never started a saga"
         await asyncio.sleep(0.05)
 
@@ -136,7 +139,7 @@ async def test_sagas_of_killed_workers_end_completed_or_fully_compensated(
     rng = random.Random(7)
     rounds = 0
     while True:
-        created = await scalar_rows(session_factory, "SELECT COUNT(*) FROM saga_executions")
+        created = await scalar_rows(session_factory, f"SELECT COUNT(*) FROM {SAGA_TABLE}")
         if created[0][0] >= 30:
             break
         # The child would run sagas for ever; it is killed at a random point of one of them.
@@ -155,7 +158,7 @@ async def test_sagas_of_killed_workers_end_completed_or_fully_compensated(
         pass
 
     sagas = await scalar_rows(
-        session_factory, "SELECT saga_id, status, initial_data FROM saga_executions"
+        session_factory, f"SELECT saga_id, status, initial_data FROM {SAGA_TABLE}"
     )
     assert len(sagas) >= 30
     statuses = {status for _, status, _ in sagas}
@@ -205,7 +208,7 @@ async def test_two_workers_recovering_the_same_sagas_each_take_a_saga_once(
     for w in workers:
         w.join(60)
     assert [w.exitcode for w in workers] == [0, 0]
-    sagas = await scalar_rows(session_factory, "SELECT saga_id, status FROM saga_executions")
+    sagas = await scalar_rows(session_factory, f"SELECT saga_id, status FROM {SAGA_TABLE}")
     assert sagas and {s for _, s in sagas} <= {"completed", "compensated"}
     worker_pids = {w.pid for w in workers}
     pids = ",".join(str(p) for p in worker_pids)

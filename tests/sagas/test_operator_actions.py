@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from dotmac_shared.business_logic import SagaDefinitionError
+from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.sagas import (
     ALL_TENANTS,
     SagaContext,
@@ -21,6 +22,9 @@ from dotmac_shared.business_logic.sagas.coordinator import MAX_ERROR_CHARS
 from tests.sagas.steps import done, refund_down, stuck_definition
 
 TENANT = "tenant-a"
+
+SAGA_TABLE = SagaExecution.__tablename__
+STEP_TABLE = SagaStepExecution.__tablename__
 
 
 async def stuck_saga(session_factory) -> tuple[SagaCoordinator, str]:
@@ -37,12 +41,12 @@ async def snapshot(session_factory, saga_id: str) -> dict:
     async with session_factory() as session:
         row = (
             await session.execute(
-                text("SELECT * FROM saga_executions WHERE saga_id = :s"), {"s": saga_id}
+                text(f"SELECT * FROM {SAGA_TABLE} WHERE saga_id = :s"), {"s": saga_id}
             )
         ).mappings()
         steps = (
             await session.execute(
-                text("SELECT * FROM saga_step_executions WHERE saga_id = :s ORDER BY step_index"),
+                text(f"SELECT * FROM {STEP_TABLE} WHERE saga_id = :s ORDER BY step_index"),
                 {"s": saga_id},
             )
         ).mappings()

@@ -14,6 +14,7 @@ from dotmac_shared.business_logic import (
     SagaConflictError,
     SagaNotFoundError,
 )
+from dotmac_shared.business_logic.persistence.models import SagaExecution
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
@@ -26,6 +27,8 @@ from dotmac_shared.business_logic.sagas import (
 from tests.sagas.steps import stuck_definition
 
 CARD = {"card_number": "4111111111111111", "charged": "12.50"}
+
+SAGA_TABLE = SagaExecution.__tablename__
 
 
 def charging_saga(calls: list[str], name: str = "charge") -> SagaDefinition:
@@ -298,7 +301,7 @@ def saga(tenant: str | None) -> SagaRecord:
 async def cancel_flag(session_factory, saga_id: str) -> bool:
     async with session_factory() as session:
         flag = await session.scalar(
-            text("SELECT cancel_requested FROM saga_executions WHERE saga_id = :s"),
+            text(f"SELECT cancel_requested FROM {SAGA_TABLE} WHERE saga_id = :s"),
             {"s": saga_id},
         )
     return bool(flag)

@@ -32,6 +32,7 @@ from dotmac_shared.business_logic.exceptions import (
     SagaLeaseLostError,
     SagaNotFoundError,
     SagaTimeoutError,
+    SchemaVersionError,
 )
 from dotmac_shared.business_logic.idempotency import (
     IdempotencyKey,
@@ -112,6 +113,7 @@ __all__ = [
     "SagaStep",
     "SagaTimeoutError",
     "SagaWorker",
+    "SchemaVersionError",
     "StepContext",
     "StepStatus",
     "close_session_factory",

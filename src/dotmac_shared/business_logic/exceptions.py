@@ -7,6 +7,7 @@ stable ``code`` that APIs and log queries can rely on::
     BusinessLogicError
     ├── InvalidInputError                 bad input: what and where
     ├── PersistenceError                  a database error, translated at the boundary
+    │   └── SchemaVersionError            a schema revision this release cannot migrate
     ├── PolicyError
     │   ├── PolicyDefinitionError         a malformed policy document
     │   ├── PolicyNotFoundError           unknown policy name or version
@@ -62,6 +63,7 @@ __all__ = [
     "SagaLeaseLostError",
     "SagaNotFoundError",
     "SagaTimeoutError",
+    "SchemaVersionError",
 ]
 
 
@@ -165,6 +167,16 @@ class PersistenceError(BusinessLogicError):
 
     code = "persistence_error"
     default_severity = ErrorSeverity.HIGH
+
+
+class SchemaVersionError(PersistenceError):
+    """The database's schema is at a revision this release cannot migrate from.
+
+    Raised before any migration runs, e.g. for a database created by a pre-release schema
+    or by a newer release. ``metadata["revisions"]`` lists the revisions found.
+    """
+
+    code = "schema_version_error"
 
 
 # --- policies -------------------------------------------------------------------------------

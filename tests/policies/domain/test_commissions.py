@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.persistence.models import CommissionConfiguration
+from dotmac_shared.business_logic.operations.models import CommissionConfiguration
 from dotmac_shared.business_logic.policies.commissions import (
     CommissionRates,
     CommissionRulesEngine,

@@ -24,7 +24,11 @@ from dotmac_shared.business_logic.cli.policy import policy_app
 from dotmac_shared.business_logic.cli.saga import saga_app
 from dotmac_shared.business_logic.cli.worker import worker
 from dotmac_shared.business_logic.exceptions import BusinessLogicError
-from dotmac_shared.business_logic.persistence.migrate import head_revision, upgrade_database
+from dotmac_shared.business_logic.persistence.migrate import (
+    head_revisions,
+    schema_branches,
+    upgrade_database,
+)
 from dotmac_shared.business_logic.persistence.session import (
     create_engine,
     normalize_database_url,
@@ -76,11 +80,29 @@ async def _table_names(url: str | None) -> list[str]:
 
 
 @db_app.command("upgrade")
-def db_upgrade(database_url: DatabaseUrl = None) -> None:
+def db_upgrade(
+    database_url: DatabaseUrl = None,
+    framework_only: Annotated[
+        bool,
+        typer.Option(
+            "--framework-only",
+            help="Create only the framework's tables (idempotency, sagas, policy decisions), "
+            "not the ISP domain's.",
+        ),
+    ] = False,
+) -> None:
     """Migrate the database to the latest schema (safe to run again)."""
+    schema = "framework" if framework_only else "all"
     with handle_errors():
-        revision = upgrade_database(database_url)
-    console.print(f"database at revision [bold]{revision}[/] (head {head_revision()})")
+        revisions = upgrade_database(database_url, schema=schema)
+    heads = head_revisions()
+    descriptions = {branch.label: branch.description for branch in schema_branches()}
+    for label, revision in revisions.items():
+        console.print(
+            f"{label} at revision [bold]{revision}[/] (head {heads.get(label, '?')}): "
+            f"{descriptions.get(label, '')}",
+            highlight=False,
+        )
 
 
 @app.command()

@@ -31,7 +31,7 @@ from dotmac_shared.business_logic.operations.billing_run import (
     run_billing,
 )
 from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
-from dotmac_shared.business_logic.persistence.models import BillingRun, Tenant
+from dotmac_shared.business_logic.operations.models import BillingRun, Tenant
 from dotmac_shared.business_logic.persistence.types import utcnow
 from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
 

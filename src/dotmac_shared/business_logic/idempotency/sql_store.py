@@ -99,7 +99,7 @@ def _where(record: StoredRecord) -> dict[str, Any]:
 
 
 class SqlIdempotencyStore:
-    """Idempotency records in the ``idempotency_records`` table.
+    """Idempotency records in the ``dotmac_idempotency_records`` table.
 
     Args:
         db_session_factory: The spec's session factory (or an ``AsyncEngine``); its schema

@@ -11,17 +11,17 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.operations.models import (
+    GatewayLedgerEntry,
+    NetworkConfiguration,
+    OutboxMessage,
+)
 from dotmac_shared.business_logic.operations.ports import (
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
     Notification,
     TransientGatewayError,
-)
-from dotmac_shared.business_logic.persistence.models import (
-    GatewayLedgerEntry,
-    NetworkConfiguration,
-    OutboxMessage,
 )
 from dotmac_shared.business_logic.persistence.sql import insert_for
 
@@ -149,7 +149,7 @@ class SandboxPaymentGateway:
 
 
 class RecordingNetworkProvisioner:
-    """Records the configuration in ``network_configurations`` in the caller's transaction."""
+    """Records the configuration (``dotmac_network_configurations``) in the caller's transaction."""
 
     async def configure(
         self,
@@ -176,7 +176,7 @@ class RecordingNetworkProvisioner:
 
 
 class OutboxNotifier:
-    """The transactional outbox: a row in ``notification_outbox``, in the caller's transaction."""
+    """The transactional outbox: ``dotmac_notification_outbox`` rows in the caller's transaction."""
 
     async def notify(
         self,

@@ -51,17 +51,7 @@ from dotmac_shared.business_logic.operations.billing_math import (
     draft_invoice,
 )
 from dotmac_shared.business_logic.operations.catalog import DEFAULT_TAX_RATE
-from dotmac_shared.business_logic.operations.ports import (
-    BatchPaymentGateway,
-    ChargeRequest,
-    ChargeResult,
-    ChargeStatus,
-    Notification,
-    Notifier,
-    PaymentGateway,
-    TransientGatewayError,
-)
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     BillingRun,
     Customer,
@@ -72,6 +62,16 @@ from dotmac_shared.business_logic.persistence.models import (
     Service,
     Tenant,
     TenantSetting,
+)
+from dotmac_shared.business_logic.operations.ports import (
+    BatchPaymentGateway,
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    Notification,
+    Notifier,
+    PaymentGateway,
+    TransientGatewayError,
 )
 from dotmac_shared.business_logic.persistence.sql import insert_for, refresh_statistics
 from dotmac_shared.business_logic.persistence.types import utcnow
@@ -236,7 +236,7 @@ class BillingRunSteps:
         run_id = billing_run_id(tenant_id, period_text, attempt)
         carried_over = 0
         async with self.session_factory() as session, session.begin():
-            await refresh_statistics(session, "customers", "services")
+            await refresh_statistics(session, Customer.__tablename__, Service.__tablename__)
             tax_rate = await self._tax_rate(session, tenant_id)
             if attempt > 1:
                 earlier = [billing_run_id(tenant_id, period_text, n) for n in range(1, attempt)]
@@ -460,7 +460,9 @@ class BillingRunSteps:
         run_id = billing_run_id(tenant_id, period_text, attempt)
         counts = {"paid": 0, "declined": 0, "failed": 0}
         async with self.session_factory() as session, session.begin():
-            await refresh_statistics(session, "invoices")  # just bulk-inserted by the last step
+            await refresh_statistics(
+                session, Invoice.__tablename__
+            )  # just bulk-inserted by the last step
         for status in (CHARGING, OPEN):
             await self._charge_invoices(tenant_id, run_id, status, counts)
         return counts
@@ -583,7 +585,9 @@ class BillingRunSteps:
         run_id = billing_run_id(tenant_id, period_text, attempt)
         queued = 0
         async with self.session_factory() as session, session.begin():
-            await refresh_statistics(session, "invoices")  # statuses just changed in bulk
+            await refresh_statistics(
+                session, Invoice.__tablename__
+            )  # statuses just changed in bulk
         after = ""
         while True:
             async with self.session_factory() as session, session.begin():

@@ -6,7 +6,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dotmac_shared.business_logic.exceptions import ProvisioningError
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     Resource,
     ResourceAllocation,
     ResourcePool,

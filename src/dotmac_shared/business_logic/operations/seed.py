@@ -22,8 +22,7 @@ from dotmac_shared.business_logic.operations.catalog import (
     PLAN_ELIGIBILITY,
     SERVICE_PRICES,
 )
-from dotmac_shared.business_logic.operations.tenant_steps import licensing
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     Customer,
     Resource,
@@ -33,6 +32,7 @@ from dotmac_shared.business_logic.persistence.models import (
     Tenant,
     TenantSetting,
 )
+from dotmac_shared.business_logic.operations.tenant_steps import licensing
 from dotmac_shared.business_logic.persistence.sql import insert_for
 
 __all__ = ["DEMO_CUSTOMER_ID", "DEMO_TENANT_ID", "SeedSummary", "plan_id", "seed_demo_data"]

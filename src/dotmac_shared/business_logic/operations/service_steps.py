@@ -23,14 +23,14 @@ from dotmac_shared.business_logic.operations.catalog import (
     PLAN_LEVELS,
     SERVICE_TYPES,
 )
-from dotmac_shared.business_logic.operations.ports import NetworkProvisioner, Notifier
-from dotmac_shared.business_logic.operations.resources import allocate_resource, release_resources
-from dotmac_shared.business_logic.persistence.models import (
+from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     Customer,
     Service,
     ServicePlan,
 )
+from dotmac_shared.business_logic.operations.ports import NetworkProvisioner, Notifier
+from dotmac_shared.business_logic.operations.resources import allocate_resource, release_resources
 from dotmac_shared.business_logic.persistence.sql import insert_for
 from dotmac_shared.business_logic.persistence.types import utcnow
 

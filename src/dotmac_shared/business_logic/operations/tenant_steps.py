@@ -23,10 +23,13 @@ from sqlalchemy.orm import Session
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
 from dotmac_shared.business_logic.operations.catalog import DEFAULT_TAX_RATE
-from dotmac_shared.business_logic.persistence.models import Tenant, TenantSetting
+from dotmac_shared.business_logic.operations.models import Tenant, TenantSetting
 from dotmac_shared.business_logic.persistence.sql import insert_for
 from dotmac_shared.business_logic.persistence.types import utcnow
-from dotmac_shared.business_logic.policies import LicensingEngine
+
+# The policies' own modules, not the package: policies/commissions.py imports this package's
+# models, so this module may be imported while the policies package is still initializing.
+from dotmac_shared.business_logic.policies.licensing import LicensingEngine
 
 __all__ = ["TenantProvisioningSteps", "TenantRequest", "tenant_id_for", "validate_tenant_request"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -25,6 +25,9 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
 from dotmac_shared.business_logic.persistence.sqlite_driver import configure_sqlite_connection
+
+if TYPE_CHECKING:  # migrate imports this module: only its type alias is needed here
+    from dotmac_shared.business_logic.persistence.migrate import SchemaSelection
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -268,6 +271,7 @@ def create_session_factory(
     url: str | URL | None = None,
     *,
     migrate: bool = True,
+    schema: SchemaSelection = "all",
     **engine_options: Any,
 ) -> async_sessionmaker[AsyncSession]:
     """Return the spec's ``db_session_factory`` for ``url``, schema migrated to the latest.
@@ -276,15 +280,21 @@ def create_session_factory(
         url: A database URL; defaults to ``$DOTMAC_DATABASE_URL`` or an SQLite file
             ``dotmac_business_logic.db`` in the working directory.
         migrate: Run the Alembic migrations first (safe to call from several processes).
+        schema: Which tables to migrate: ``"all"`` (the framework's and the ISP domain's,
+            which the spec's operations use), ``"framework"`` (only idempotency records,
+            saga executions and the policy decision log: for a user of idempotency or sagas
+            alone), or a sequence of branch labels (see :func:`~dotmac_shared.business_logic.
+            persistence.migrate.upgrade_database`). Ignored when ``migrate`` is false.
         **engine_options: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
 
     Example:
         >>> db_session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
+        >>> framework_only = create_session_factory(schema="framework")  # doctest: +SKIP
     """
     if migrate:
         from dotmac_shared.business_logic.persistence.migrate import upgrade_database
 
-        upgrade_database(url)
+        upgrade_database(url, schema=schema)
     engine = create_engine(url, **engine_options)
     return async_sessionmaker(engine, expire_on_commit=False)
 

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.persistence.models.commissions import CommissionConfiguration
+from dotmac_shared.business_logic.operations.models.commissions import CommissionConfiguration
 from dotmac_shared.business_logic.persistence.sql import insert_for
 from dotmac_shared.business_logic.policies.eligibility import (
     failed_rule_is_missing,

@@ -351,7 +351,7 @@ _INLINE_MAX_BATCH = 4
 # one commit (autocommit), atomic per saga and for the whole batch.
 _PG_WRITE = """
 WITH created AS (
-    INSERT INTO saga_executions (
+    INSERT INTO dotmac_saga_executions (
         saga_id, saga_name, saga_version, tenant_id, user_id, correlation_id, status,
         current_step, initial_data, context, lease_owner, lease_expires_at, deadline_at,
         created_at, updated_at, cancel_requested
@@ -372,7 +372,7 @@ WITH created AS (
     RETURNING saga_id
 ),
 fenced AS (
-    UPDATE saga_executions AS s
+    UPDATE dotmac_saga_executions AS s
     SET status = c.status, current_step = c.current_step, error = c.error,
         failed_step = c.failed_step, completed_at = c.completed_at, updated_at = c.updated_at,
         lease_owner = CASE WHEN c.final THEN NULL ELSE s.lease_owner END,
@@ -388,7 +388,7 @@ fenced AS (
     RETURNING s.saga_id, s.cancel_requested
 ),
 written AS (
-    INSERT INTO saga_step_executions (
+    INSERT INTO dotmac_saga_step_executions (
         saga_id, step_name, step_index, status, attempts, compensation_attempts, result,
         error, started_at, completed_at, compensated_at
     )
@@ -426,7 +426,7 @@ def _json_columns(alias: str, first: int, count: int) -> str:
 
 
 _SQLITE_INSERT = f"""
-INSERT INTO saga_executions (
+INSERT INTO dotmac_saga_executions (
     saga_id, saga_name, saga_version, tenant_id, user_id, correlation_id, status, current_step,
     initial_data, context, lease_owner, lease_expires_at, deadline_at, created_at, updated_at,
     cancel_requested
@@ -437,7 +437,7 @@ ON CONFLICT (saga_id) DO NOTHING
 RETURNING saga_id
 """
 _SQLITE_UPDATE = """
-UPDATE saga_executions AS s
+UPDATE dotmac_saga_executions AS s
 SET status = json_extract(c.value, '$[2]'), current_step = json_extract(c.value, '$[3]'),
     error = json_extract(c.value, '$[4]'), failed_step = json_extract(c.value, '$[5]'),
     completed_at = json_extract(c.value, '$[6]'), updated_at = json_extract(c.value, '$[7]'),
@@ -450,7 +450,7 @@ WHERE s.saga_id = json_extract(c.value, '$[0]')
 RETURNING saga_id, cancel_requested
 """
 _SQLITE_STEPS = f"""
-INSERT INTO saga_step_executions (
+INSERT INTO dotmac_saga_step_executions (
     saga_id, step_name, step_index, status, attempts, compensation_attempts, result, error,
     started_at, completed_at, compensated_at
 )

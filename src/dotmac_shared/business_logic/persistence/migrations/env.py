@@ -1,9 +1,12 @@
-"""Alembic environment: runs on the connection handed over by ``migrate.upgrade_database``."""
+"""Alembic environment: runs on the connection handed over by ``migrate.upgrade_database``.
+
+The revision scripts live in one directory per schema branch (``migrate.schema_branches()``);
+this environment is shared by all of them.
+"""
 
 from alembic import context
 
 from dotmac_shared.business_logic.persistence.migrate import VERSION_TABLE
-from dotmac_shared.business_logic.persistence.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -14,7 +17,8 @@ if connection is None:
 
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    # Only autogenerate reads it; the revision scripts are written out in full.
+    target_metadata=context.config.attributes.get("target_metadata"),
     version_table=VERSION_TABLE,
     render_as_batch=connection.dialect.name == "sqlite",
 )

@@ -1,13 +1,18 @@
-"""The declarative base every table of the framework hangs from."""
+"""The declarative base of the framework's own tables (migration branch ``dotmac_framework``)."""
 
 from __future__ import annotations
 
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Base"]
+__all__ = ["NAMING_CONVENTION", "TABLE_PREFIX", "Base"]
 
-# Deterministic constraint names keep Alembic migrations identical on both databases.
+#: Every table of the package, framework and ISP domain alike, is named ``dotmac_<name>`` so
+#: that it cannot collide with a host application's own tables in the same database.
+TABLE_PREFIX = "dotmac_"
+
+#: Deterministic constraint names keep Alembic migrations identical on both databases; they
+#: embed the (prefixed) table name, so constraints are namespaced as the tables are.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -18,6 +23,6 @@ NAMING_CONVENTION = {
 
 
 class Base(DeclarativeBase):
-    """Declarative base with the framework's naming convention."""
+    """Declarative base of the framework's tables, with the package's naming convention."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

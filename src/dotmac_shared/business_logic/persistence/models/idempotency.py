@@ -21,7 +21,7 @@ class IdempotencyRecord(Base):
     inserting the same key cannot both succeed, and a tenant can never see another's record.
     """
 
-    __tablename__ = "idempotency_records"
+    __tablename__ = "dotmac_idempotency_records"
 
     tenant_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -38,4 +38,4 @@ class IdempotencyRecord(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    __table_args__ = (Index("ix_idempotency_records_expires_at", "expires_at"),)
+    __table_args__ = (Index("ix_dotmac_idempotency_records_expires_at", "expires_at"),)

@@ -17,7 +17,7 @@ __all__ = ["SagaExecution", "SagaStepExecution"]
 class SagaExecution(Base):
     """A saga's durable state; the lease says which worker owns it until when."""
 
-    __tablename__ = "saga_executions"
+    __tablename__ = "dotmac_saga_executions"
 
     saga_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     saga_name: Mapped[str] = mapped_column(String(255))
@@ -42,18 +42,20 @@ class SagaExecution(Base):
 
     __table_args__ = (
         # The recovery worker's query: unfinished sagas whose lease ran out.
-        Index("ix_saga_executions_status_lease", "status", "lease_expires_at"),
-        Index("ix_saga_executions_tenant_status", "tenant_id", "status"),
+        Index("ix_dotmac_saga_executions_status_lease", "status", "lease_expires_at"),
+        Index("ix_dotmac_saga_executions_tenant_status", "tenant_id", "status"),
     )
 
 
 class SagaStepExecution(Base):
     """One step of one saga; ``(saga_id, step_name)`` is also the step's idempotency key."""
 
-    __tablename__ = "saga_step_executions"
+    __tablename__ = "dotmac_saga_step_executions"
 
     saga_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("saga_executions.saga_id", ondelete="CASCADE"), primary_key=True
+        String(64),
+        ForeignKey("dotmac_saga_executions.saga_id", ondelete="CASCADE"),
+        primary_key=True,
     )
     step_name: Mapped[str] = mapped_column(String(255), primary_key=True)
     step_index: Mapped[int] = mapped_column(Integer)

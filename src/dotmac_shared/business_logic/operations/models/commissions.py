@@ -8,16 +8,16 @@ from decimal import Decimal
 from sqlalchemy import Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.operations.models.base import DomainBase
 from dotmac_shared.business_logic.persistence.types import Money, UTCDateTime, utcnow
 
 __all__ = ["CommissionConfiguration"]
 
 
-class CommissionConfiguration(Base):
+class CommissionConfiguration(DomainBase):
     """A commission rate for a tier (``partner_id`` empty) or one partner's override."""
 
-    __tablename__ = "commission_configurations"
+    __tablename__ = "dotmac_commission_configurations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(255))

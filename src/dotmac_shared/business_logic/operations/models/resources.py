@@ -8,56 +8,58 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.operations.models.base import DomainBase
 from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime, utcnow
 
 __all__ = ["NetworkConfiguration", "Resource", "ResourceAllocation", "ResourcePool"]
 
 
-class ResourcePool(Base):
+class ResourcePool(DomainBase):
     """A tenant's pool of one kind of resource (``ipv4`` addresses, ...)."""
 
-    __tablename__ = "resource_pools"
+    __tablename__ = "dotmac_resource_pools"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("dotmac_tenants.id", ondelete="CASCADE")
+    )
     resource_type: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(255))
 
     __table_args__ = (UniqueConstraint("tenant_id", "resource_type", "name"),)
 
 
-class Resource(Base):
+class Resource(DomainBase):
     """One allocatable unit of a pool, e.g. the address ``10.0.0.7``."""
 
-    __tablename__ = "resources"
+    __tablename__ = "dotmac_resources"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     pool_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("resource_pools.id", ondelete="CASCADE")
+        String(64), ForeignKey("dotmac_resource_pools.id", ondelete="CASCADE")
     )
     value: Mapped[str] = mapped_column(String(255))
 
     __table_args__ = (UniqueConstraint("pool_id", "value"),)
 
 
-class ResourceAllocation(Base):
+class ResourceAllocation(DomainBase):
     """A resource given to a service; the unique ``resource_id`` makes double allocation fail."""
 
-    __tablename__ = "resource_allocations"
+    __tablename__ = "dotmac_resource_allocations"
 
     resource_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True
+        Integer, ForeignKey("dotmac_resources.id", ondelete="CASCADE"), primary_key=True
     )
     service_id: Mapped[str] = mapped_column(String(64))
     saga_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     allocated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class NetworkConfiguration(Base):
+class NetworkConfiguration(DomainBase):
     """What the default network provisioner recorded for a service."""
 
-    __tablename__ = "network_configurations"
+    __tablename__ = "dotmac_network_configurations"
 
     service_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(64))

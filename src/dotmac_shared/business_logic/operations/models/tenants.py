@@ -8,16 +8,16 @@ from typing import Any
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.operations.models.base import DomainBase
 from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime, utcnow
 
 __all__ = ["Tenant", "TenantSetting"]
 
 
-class Tenant(Base):
+class Tenant(DomainBase):
     """An ISP tenant; ``domain`` is unique across the platform."""
 
-    __tablename__ = "tenants"
+    __tablename__ = "dotmac_tenants"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -31,13 +31,13 @@ class Tenant(Base):
     activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class TenantSetting(Base):
+class TenantSetting(DomainBase):
     """One named setting of a tenant (limits from its plan, tax rate, ...)."""
 
-    __tablename__ = "tenant_settings"
+    __tablename__ = "dotmac_tenant_settings"
 
     tenant_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+        String(64), ForeignKey("dotmac_tenants.id", ondelete="CASCADE"), primary_key=True
     )
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSONDocument)

@@ -1,8 +1,13 @@
-"""Domain schema: tenants, customers, plans, services, resources, billing, payments, outbox.
+"""The ISP domain's tables: tenants, customers, plans, services, billing, outbox, resources.
 
-Revision ID: 0004_domain
-Revises: 0003_commissions
-Create Date: 2026-11-24
+The first revision of the ``dotmac_isp`` branch. No table here refers to a framework table
+(saga ids are stored as plain values), so the branch does not depend on ``dotmac_framework``.
+A billing run is one attempt of a period (unique per tenant, period and attempt); an invoice
+is unique per tenant, customer and period only while it is live (not void).
+
+Revision ID: d0001_isp_domain
+Revises:
+Create Date: 2026-11-29
 """
 
 from collections.abc import Sequence
@@ -12,15 +17,32 @@ from alembic import op
 
 from dotmac_shared.business_logic.persistence.types import JSONDocument, Money, UTCDateTime
 
-revision: str = "0004_domain"
-down_revision: str | None = "0003_commissions"
-branch_labels: str | Sequence[str] | None = None
+revision: str = "d0001_isp_domain"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = ("dotmac_isp",)
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
     op.create_table(
-        "gateway_ledger",
+        "dotmac_commission_configurations",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("tenant_id", sa.String(length=255), nullable=False),
+        sa.Column("tier", sa.String(length=32), nullable=False),
+        sa.Column("partner_id", sa.String(length=255), nullable=False),
+        sa.Column("rate", Money(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_commission_configurations")),
+        sa.UniqueConstraint(
+            "tenant_id",
+            "tier",
+            "partner_id",
+            name=op.f("uq_dotmac_commission_configurations_tenant_id_tier_partner_id"),
+        ),
+    )
+    op.create_table(
+        "dotmac_gateway_ledger",
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("payment_method_token", sa.String(length=64), nullable=False),
         sa.Column("amount", Money(), nullable=False),
@@ -28,18 +50,18 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reference", sa.String(length=64), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("idempotency_key", name=op.f("pk_gateway_ledger")),
+        sa.PrimaryKeyConstraint("idempotency_key", name=op.f("pk_dotmac_gateway_ledger")),
     )
     op.create_table(
-        "network_configurations",
+        "dotmac_network_configurations",
         sa.Column("service_id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("configuration", JSONDocument, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("service_id", name=op.f("pk_network_configurations")),
+        sa.PrimaryKeyConstraint("service_id", name=op.f("pk_dotmac_network_configurations")),
     )
     op.create_table(
-        "notification_outbox",
+        "dotmac_notification_outbox",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("dedupe_key", sa.String(length=255), nullable=False),
@@ -49,14 +71,14 @@ def upgrade() -> None:
         sa.Column("payload", JSONDocument, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("sent_at", UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_outbox")),
-        sa.UniqueConstraint("dedupe_key", name=op.f("uq_notification_outbox_dedupe_key")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_notification_outbox")),
+        sa.UniqueConstraint("dedupe_key", name=op.f("uq_dotmac_notification_outbox_dedupe_key")),
     )
     op.create_index(
-        "ix_notification_outbox_unsent", "notification_outbox", ["sent_at", "id"], unique=False
+        "ix_dotmac_notification_outbox_unsent", "dotmac_notification_outbox", ["sent_at", "id"]
     )
     op.create_table(
-        "tenants",
+        "dotmac_tenants",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("domain", sa.String(length=63), nullable=False),
@@ -66,32 +88,36 @@ def upgrade() -> None:
         sa.Column("schema_name", sa.String(length=63), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("activated_at", UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
-        sa.UniqueConstraint("domain", name=op.f("uq_tenants_domain")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_tenants")),
+        sa.UniqueConstraint("domain", name=op.f("uq_dotmac_tenants_domain")),
     )
     op.create_table(
-        "billing_runs",
+        "dotmac_billing_runs",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("billing_period", sa.String(length=7), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("attempt", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.Column("saga_id", sa.String(length=64), nullable=True),
         sa.Column("report", JSONDocument, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("finalized_at", UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_billing_runs_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_billing_runs_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_runs")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_billing_runs")),
         sa.UniqueConstraint(
-            "tenant_id", "billing_period", name=op.f("uq_billing_runs_tenant_id_billing_period")
+            "tenant_id",
+            "billing_period",
+            "attempt",
+            name=op.f("uq_dotmac_billing_runs_tenant_id_billing_period_attempt"),
         ),
     )
     op.create_table(
-        "customers",
+        "dotmac_customers",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
@@ -103,35 +129,35 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_customers_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_customers_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_customers")),
     )
-    op.create_index("ix_customers_tenant_id_id", "customers", ["tenant_id", "id"], unique=False)
+    op.create_index("ix_dotmac_customers_tenant_id_id", "dotmac_customers", ["tenant_id", "id"])
     op.create_table(
-        "resource_pools",
+        "dotmac_resource_pools",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("resource_type", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_resource_pools_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_resource_pools_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_resource_pools")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_resource_pools")),
         sa.UniqueConstraint(
             "tenant_id",
             "resource_type",
             "name",
-            name=op.f("uq_resource_pools_tenant_id_resource_type_name"),
+            name=op.f("uq_dotmac_resource_pools_tenant_id_resource_type_name"),
         ),
     )
     op.create_table(
-        "service_plans",
+        "dotmac_service_plans",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("service_type", sa.String(length=32), nullable=False),
@@ -141,33 +167,33 @@ def upgrade() -> None:
         sa.Column("eligibility_plan", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_service_plans_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_service_plans_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_service_plans")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_service_plans")),
         sa.UniqueConstraint(
             "tenant_id",
             "service_type",
             "code",
-            name=op.f("uq_service_plans_tenant_id_service_type_code"),
+            name=op.f("uq_dotmac_service_plans_tenant_id_service_type_code"),
         ),
     )
     op.create_table(
-        "tenant_settings",
+        "dotmac_tenant_settings",
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("value", JSONDocument, nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_tenant_settings_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_tenant_settings_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("tenant_id", "key", name=op.f("pk_tenant_settings")),
+        sa.PrimaryKeyConstraint("tenant_id", "key", name=op.f("pk_dotmac_tenant_settings")),
     )
     op.create_table(
-        "billing_accounts",
+        "dotmac_billing_accounts",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=False),
@@ -176,21 +202,21 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"],
-            ["customers.id"],
-            name=op.f("fk_billing_accounts_customer_id_customers"),
+            ["dotmac_customers.id"],
+            name=op.f("fk_dotmac_billing_accounts_customer_id_dotmac_customers"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_billing_accounts_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_billing_accounts_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_accounts")),
-        sa.UniqueConstraint("customer_id", name=op.f("uq_billing_accounts_customer_id")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_billing_accounts")),
+        sa.UniqueConstraint("customer_id", name=op.f("uq_dotmac_billing_accounts_customer_id")),
     )
     op.create_table(
-        "invoices",
+        "dotmac_invoices",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=False),
@@ -204,43 +230,46 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"],
-            ["customers.id"],
-            name=op.f("fk_invoices_customer_id_customers"),
+            ["dotmac_customers.id"],
+            name=op.f("fk_dotmac_invoices_customer_id_dotmac_customers"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_invoices_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_invoices_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
-        sa.UniqueConstraint(
-            "tenant_id",
-            "customer_id",
-            "billing_period",
-            name=op.f("uq_invoices_tenant_id_customer_id_billing_period"),
-        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_invoices")),
+    )
+    op.create_index("ix_dotmac_invoices_run_id", "dotmac_invoices", ["billing_run_id", "id"])
+    op.create_index(
+        "ix_dotmac_invoices_run_status_id", "dotmac_invoices", ["billing_run_id", "status", "id"]
     )
     op.create_index(
-        "ix_invoices_run_status", "invoices", ["billing_run_id", "status"], unique=False
+        "uq_dotmac_invoices_live_per_customer_period",
+        "dotmac_invoices",
+        ["tenant_id", "customer_id", "billing_period"],
+        unique=True,
+        sqlite_where=sa.text("status <> 'void'"),
+        postgresql_where=sa.text("status <> 'void'"),
     )
     op.create_table(
-        "resources",
+        "dotmac_resources",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("pool_id", sa.String(length=64), nullable=False),
         sa.Column("value", sa.String(length=255), nullable=False),
         sa.ForeignKeyConstraint(
             ["pool_id"],
-            ["resource_pools.id"],
-            name=op.f("fk_resources_pool_id_resource_pools"),
+            ["dotmac_resource_pools.id"],
+            name=op.f("fk_dotmac_resources_pool_id_dotmac_resource_pools"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_resources")),
-        sa.UniqueConstraint("pool_id", "value", name=op.f("uq_resources_pool_id_value")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_resources")),
+        sa.UniqueConstraint("pool_id", "value", name=op.f("uq_dotmac_resources_pool_id_value")),
     )
     op.create_table(
-        "services",
+        "dotmac_services",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("customer_id", sa.String(length=64), nullable=False),
@@ -256,27 +285,29 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"],
-            ["customers.id"],
-            name=op.f("fk_services_customer_id_customers"),
+            ["dotmac_customers.id"],
+            name=op.f("fk_dotmac_services_customer_id_dotmac_customers"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["plan_id"], ["service_plans.id"], name=op.f("fk_services_plan_id_service_plans")
+            ["plan_id"],
+            ["dotmac_service_plans.id"],
+            name=op.f("fk_dotmac_services_plan_id_dotmac_service_plans"),
         ),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
-            ["tenants.id"],
-            name=op.f("fk_services_tenant_id_tenants"),
+            ["dotmac_tenants.id"],
+            name=op.f("fk_dotmac_services_tenant_id_dotmac_tenants"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_services")),
-        sa.UniqueConstraint("saga_id", name=op.f("uq_services_saga_id")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_services")),
+        sa.UniqueConstraint("saga_id", name=op.f("uq_dotmac_services_saga_id")),
     )
     op.create_index(
-        "ix_services_tenant_customer", "services", ["tenant_id", "customer_id"], unique=False
+        "ix_dotmac_services_tenant_customer", "dotmac_services", ["tenant_id", "customer_id"]
     )
     op.create_table(
-        "invoice_lines",
+        "dotmac_invoice_lines",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("invoice_id", sa.String(length=64), nullable=False),
         sa.Column("service_id", sa.String(length=64), nullable=False),
@@ -285,17 +316,17 @@ def upgrade() -> None:
         sa.Column("amount", Money(), nullable=False),
         sa.ForeignKeyConstraint(
             ["invoice_id"],
-            ["invoices.id"],
-            name=op.f("fk_invoice_lines_invoice_id_invoices"),
+            ["dotmac_invoices.id"],
+            name=op.f("fk_dotmac_invoice_lines_invoice_id_dotmac_invoices"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_invoice_lines")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_invoice_lines")),
     )
     op.create_index(
-        op.f("ix_invoice_lines_invoice_id"), "invoice_lines", ["invoice_id"], unique=False
+        op.f("ix_dotmac_invoice_lines_invoice_id"), "dotmac_invoice_lines", ["invoice_id"]
     )
     op.create_table(
-        "payments",
+        "dotmac_payments",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("invoice_id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
@@ -306,49 +337,44 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["invoice_id"],
-            ["invoices.id"],
-            name=op.f("fk_payments_invoice_id_invoices"),
+            ["dotmac_invoices.id"],
+            name=op.f("fk_dotmac_payments_invoice_id_dotmac_invoices"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
-        sa.UniqueConstraint("invoice_id", name=op.f("uq_payments_invoice_id")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dotmac_payments")),
+        sa.UniqueConstraint("invoice_id", name=op.f("uq_dotmac_payments_invoice_id")),
     )
     op.create_table(
-        "resource_allocations",
+        "dotmac_resource_allocations",
         sa.Column("resource_id", sa.Integer(), nullable=False),
         sa.Column("service_id", sa.String(length=64), nullable=False),
         sa.Column("saga_id", sa.String(length=64), nullable=True),
         sa.Column("allocated_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["resource_id"],
-            ["resources.id"],
-            name=op.f("fk_resource_allocations_resource_id_resources"),
+            ["dotmac_resources.id"],
+            name=op.f("fk_dotmac_resource_allocations_resource_id_dotmac_resources"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("resource_id", name=op.f("pk_resource_allocations")),
+        sa.PrimaryKeyConstraint("resource_id", name=op.f("pk_dotmac_resource_allocations")),
     )
 
 
 def downgrade() -> None:
-
-    op.drop_table("resource_allocations")
-    op.drop_table("payments")
-    op.drop_index(op.f("ix_invoice_lines_invoice_id"), table_name="invoice_lines")
-    op.drop_table("invoice_lines")
-    op.drop_index("ix_services_tenant_customer", table_name="services")
-    op.drop_table("services")
-    op.drop_table("resources")
-    op.drop_index("ix_invoices_run_status", table_name="invoices")
-    op.drop_table("invoices")
-    op.drop_table("billing_accounts")
-    op.drop_table("tenant_settings")
-    op.drop_table("service_plans")
-    op.drop_table("resource_pools")
-    op.drop_index("ix_customers_tenant_id_id", table_name="customers")
-    op.drop_table("customers")
-    op.drop_table("billing_runs")
-    op.drop_table("tenants")
-    op.drop_index("ix_notification_outbox_unsent", table_name="notification_outbox")
-    op.drop_table("notification_outbox")
-    op.drop_table("network_configurations")
-    op.drop_table("gateway_ledger")
+    op.drop_table("dotmac_resource_allocations")
+    op.drop_table("dotmac_payments")
+    op.drop_table("dotmac_invoice_lines")
+    op.drop_table("dotmac_services")
+    op.drop_table("dotmac_resources")
+    op.drop_table("dotmac_invoices")
+    op.drop_table("dotmac_billing_accounts")
+    op.drop_table("dotmac_tenant_settings")
+    op.drop_table("dotmac_service_plans")
+    op.drop_table("dotmac_resource_pools")
+    op.drop_table("dotmac_customers")
+    op.drop_table("dotmac_billing_runs")
+    op.drop_table("dotmac_tenants")
+    op.drop_table("dotmac_notification_outbox")
+    op.drop_table("dotmac_network_configurations")
+    op.drop_table("dotmac_gateway_ledger")
+    op.drop_table("dotmac_commission_configurations")

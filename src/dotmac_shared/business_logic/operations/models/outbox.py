@@ -8,16 +8,16 @@ from typing import Any
 from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.operations.models.base import DomainBase
 from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime, utcnow
 
 __all__ = ["OutboxMessage"]
 
 
-class OutboxMessage(Base):
+class OutboxMessage(DomainBase):
     """A notification waiting for delivery; ``dedupe_key`` makes a retried write a no-op."""
 
-    __tablename__ = "notification_outbox"
+    __tablename__ = "dotmac_notification_outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
@@ -29,4 +29,4 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    __table_args__ = (Index("ix_notification_outbox_unsent", "sent_at", "id"),)
+    __table_args__ = (Index("ix_dotmac_notification_outbox_unsent", "sent_at", "id"),)

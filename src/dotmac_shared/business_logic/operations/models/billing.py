@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.operations.models.base import DomainBase
 from dotmac_shared.business_logic.persistence.types import (
     JSONDocument,
     Money,
@@ -20,17 +20,19 @@ from dotmac_shared.business_logic.persistence.types import (
 __all__ = ["BillingRun", "GatewayLedgerEntry", "Invoice", "InvoiceLine", "Payment"]
 
 
-class BillingRun(Base):
+class BillingRun(DomainBase):
     """One attempt at a tenant's billing for one period; attempts are numbered from 1.
 
     A new attempt is started only after the previous one was compensated, so at most one
     attempt of a period is running or finalized.
     """
 
-    __tablename__ = "billing_runs"
+    __tablename__ = "dotmac_billing_runs"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("dotmac_tenants.id", ondelete="CASCADE")
+    )
     billing_period: Mapped[str] = mapped_column(String(7))
     status: Mapped[str] = mapped_column(String(32))
     attempt: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
@@ -42,19 +44,21 @@ class BillingRun(Base):
     __table_args__ = (UniqueConstraint("tenant_id", "billing_period", "attempt"),)
 
 
-class Invoice(Base):
+class Invoice(DomainBase):
     """A customer's invoice for a period: one live (not void) per customer and period.
 
     A billing attempt that was compensated leaves its uncharged invoices void; the next
     attempt invoices those customers again, so void invoices stay as history beside the live one.
     """
 
-    __tablename__ = "invoices"
+    __tablename__ = "dotmac_invoices"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("dotmac_tenants.id", ondelete="CASCADE")
+    )
     customer_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("customers.id", ondelete="CASCADE")
+        String(64), ForeignKey("dotmac_customers.id", ondelete="CASCADE")
     )
     billing_period: Mapped[str] = mapped_column(String(7))
     billing_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -67,7 +71,7 @@ class Invoice(Base):
 
     __table_args__ = (
         Index(
-            "uq_invoices_live_per_customer_period",
+            "uq_dotmac_invoices_live_per_customer_period",
             "tenant_id",
             "customer_id",
             "billing_period",
@@ -77,19 +81,19 @@ class Invoice(Base):
         ),
         # Keyset batches walk a run's invoices in id order: by status (payments) and in all
         # (notices). Without ``id`` last, each batch re-reads the whole run: O(n²).
-        Index("ix_invoices_run_status_id", "billing_run_id", "status", "id"),
-        Index("ix_invoices_run_id", "billing_run_id", "id"),
+        Index("ix_dotmac_invoices_run_status_id", "billing_run_id", "status", "id"),
+        Index("ix_dotmac_invoices_run_id", "billing_run_id", "id"),
     )
 
 
-class InvoiceLine(Base):
+class InvoiceLine(DomainBase):
     """One service's charge on an invoice, prorated by the days it was active."""
 
-    __tablename__ = "invoice_lines"
+    __tablename__ = "dotmac_invoice_lines"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     invoice_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+        String(64), ForeignKey("dotmac_invoices.id", ondelete="CASCADE"), index=True
     )
     service_id: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(String(255))
@@ -97,14 +101,14 @@ class InvoiceLine(Base):
     amount: Mapped[Decimal] = mapped_column(Money)
 
 
-class Payment(Base):
+class Payment(DomainBase):
     """The outcome of charging an invoice; one row per invoice (the charge key is the invoice)."""
 
-    __tablename__ = "payments"
+    __tablename__ = "dotmac_payments"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     invoice_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("invoices.id", ondelete="CASCADE"), unique=True
+        String(64), ForeignKey("dotmac_invoices.id", ondelete="CASCADE"), unique=True
     )
     tenant_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
@@ -114,10 +118,10 @@ class Payment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class GatewayLedgerEntry(Base):
+class GatewayLedgerEntry(DomainBase):
     """The sandbox payment provider's own ledger: one charge per idempotency key, ever."""
 
-    __tablename__ = "gateway_ledger"
+    __tablename__ = "dotmac_gateway_ledger"
 
     idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     payment_method_token: Mapped[str] = mapped_column(String(64))
