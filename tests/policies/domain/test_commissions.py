@@ -13,15 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.persistence.models import CommissionConfiguration
-from dotmac_shared.business_logic.policies.commissions import (
+from dotmac_shared.business_logic.policies import (
     CommissionRates,
     CommissionRulesEngine,
     CommissionTransaction,
+    PolicyContext,
     calculate_commissions,
     load_commission_rates,
     save_commission_rate,
 )
-from dotmac_shared.business_logic.policies.results import PolicyContext
 
 Factory = async_sessionmaker[AsyncSession]
 

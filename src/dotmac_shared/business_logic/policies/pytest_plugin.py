@@ -64,9 +64,11 @@ def _measure(config: pytest.Config) -> tuple[str, bool]:
     """The coverage text and whether it meets the threshold (errors fail it)."""
     # Imported here: the plugin is loaded in every session, the engine only when asked for.
     from dotmac_shared.business_logic.exceptions import BusinessLogicError
-    from dotmac_shared.business_logic.policies.coverage import run_policy_coverage
-    from dotmac_shared.business_logic.policies.eligibility import DEFINITIONS_DIR
-    from dotmac_shared.business_logic.policies.registry import load_policy_directory
+    from dotmac_shared.business_logic.policies._eligibility import DEFINITIONS_DIR
+    from dotmac_shared.business_logic.policies.core import (
+        load_policy_directory,
+        run_policy_coverage,
+    )
 
     option = config.getoption("policy_coverage")
     fail_under: float | None = config.getoption("policy_coverage_fail_under")

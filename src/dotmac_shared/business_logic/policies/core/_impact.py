@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, cast
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core._compiler import Policy
+from dotmac_shared.business_logic.policies.core._results import (
     PolicyContext,
     PolicyDecision,
     PolicyResult,

@@ -4,7 +4,8 @@ Usage limits, feature access and compliance are policy documents shipped in
 ``definitions/licensing.*.yaml``; the default limits of each license tier are data in the
 usage-limits policy (``parameters.tiers``), which is also where the tenant provisioning saga
 gets a new tenant's limits (:meth:`LicensingEngine.plan_defaults`). API limits are a real
-per-tenant rate limiter (:mod:`.rate_limit`) sized by the tier's ``max_api_calls_per_hour``.
+per-tenant rate limiter (:mod:`dotmac_shared.business_logic.ratelimit`) sized by the tier's
+``max_api_calls_per_hour``.
 
 Example:
     >>> engine = LicensingEngine()
@@ -21,19 +22,18 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.eligibility import (
+from dotmac_shared.business_logic.policies._eligibility import (
     register_shipped_policies,
     require_mapping,
     summarize,
 )
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.rate_limit import (
+from dotmac_shared.business_logic.policies.core import PolicyContext, PolicyEngine, PolicyResult
+from dotmac_shared.business_logic.ratelimit import (
     API_CALLS_LIMIT,
     InMemoryRateLimiter,
     RateLimiter,
     RateLimitResult,
 )
-from dotmac_shared.business_logic.policies.results import PolicyContext, PolicyResult
 
 __all__ = [
     "API_WINDOW_SECONDS",
@@ -68,7 +68,8 @@ class LicensingEngine:
             licensing policies are registered unless the engine already has them.
         rate_limiter: Counts API calls for :meth:`check_api_limit`. Defaults to an
             :class:`InMemoryRateLimiter` (one process); pass a
-            :class:`~.rate_limit.RedisRateLimiter` to share limits between processes.
+            :class:`~dotmac_shared.business_logic.ratelimit.RedisRateLimiter` to share limits
+            between processes.
 
     A license is a mapping with ``tier`` (``basic``, ``pro`` — alias ``premium`` — or
     ``enterprise``), optional ``max_*`` limits (defaults come from the tier), ``status`` and

@@ -7,8 +7,9 @@ Three parts, from pure to I/O:
   currency's minor unit with ``ROUND_HALF_UP``, then capped per transaction. A partner whose
   total (this batch plus what was carried forward) stays under the minimum payout is paid
   nothing *now*: the amount is carried forward to the next run, never lost.
-* :func:`load_commission_rates` / :func:`save_commission_rate` keep rates per tier and per
-  partner in the ``commission_configurations`` table; a partner's own rate beats the tier's.
+* :class:`CommissionRates` holds rates per tier and per partner (a partner's own rate beats
+  the tier's); :mod:`._commission_store` loads and saves them in the database, and is
+  imported only when used, so this module needs no database library.
 * :class:`CommissionRulesEngine` evaluates the commission policies shipped in
   ``definitions/`` (partner eligibility, rate validation, tier advancement, clawback, bonus).
 
@@ -30,20 +31,14 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.persistence.models.commissions import CommissionConfiguration
-from dotmac_shared.business_logic.persistence.sql import insert_for
-from dotmac_shared.business_logic.policies.eligibility import (
+from dotmac_shared.business_logic.policies._eligibility import (
     failed_rule_is_missing,
     register_shipped_policies,
     require_mapping,
     summarize,
 )
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.results import PolicyContext, PolicyResult
+from dotmac_shared.business_logic.policies.core import PolicyContext, PolicyEngine, PolicyResult
 
 __all__ = [
     "COMMISSION_POLICIES",
@@ -58,8 +53,7 @@ __all__ = [
     "PartnerPayout",
     "calculate_commissions",
     "currency_quantum",
-    "load_commission_rates",
-    "save_commission_rate",
+    "validated_rate",
 ]
 
 #: Payouts below this (per partner and run) are carried forward, not paid.
@@ -548,68 +542,21 @@ def _from_any(item: Any) -> CommissionTransaction:
     )
 
 
-# --- persisted rates ------------------------------------------------------------------------
+# --- persisted rates (validation only; the SQL lives in _commission_store) -------------------
 
 
-async def load_commission_rates(
-    db_session_factory: async_sessionmaker[AsyncSession], tenant_id: str
-) -> CommissionRates:
-    """Load a tenant's commission rates from ``commission_configurations``.
-
-    Rows with an empty ``partner_id`` are tier defaults; the others override the tier's rate
-    for one partner.
-
-    Raises:
-        InvalidInputError: The tenant's rates mix currencies.
-    """
-    async with db_session_factory() as session:
-        rows = (
-            await session.execute(
-                select(CommissionConfiguration).where(
-                    CommissionConfiguration.tenant_id == tenant_id
-                )
-            )
-        ).scalars()
-        tier_rates: dict[str, Decimal] = {}
-        partner_rates: dict[tuple[str, str], Decimal] = {}
-        currencies: set[str] = set()
-        for row in rows:
-            currencies.add(row.currency)
-            if row.partner_id:
-                partner_rates[(row.tier, row.partner_id)] = row.rate
-            else:
-                tier_rates[row.tier] = row.rate
-    if len(currencies) > 1:
-        raise InvalidInputError(
-            f"tenant {tenant_id!r} has commission rates in several currencies:"
-            f" {', '.join(sorted(currencies))}",
-            field="currency",
-            tenant_id=tenant_id,
-        )
-    return CommissionRates(tier_rates, partner_rates, currencies.pop() if currencies else "USD")
-
-
-async def save_commission_rate(
-    db_session_factory: async_sessionmaker[AsyncSession],
-    tenant_id: str,
-    tier: str,
-    rate: Decimal,
-    *,
-    partner_id: str = "",
-    currency: str = "USD",
-) -> None:
-    """Insert or replace one commission rate (a tier default, or a partner's override).
+def validated_rate(rate: Any, *, tier: str, partner_id: str = "", currency: str = "USD") -> Decimal:
+    """Check one commission rate before it is stored, and return it as a Decimal.
 
     Args:
-        db_session_factory: The spec's session factory.
-        tenant_id: Owner of the configuration.
-        tier: Partner tier the rate applies to.
         rate: A fraction between 0 and 0.5 (0.10 = 10 %), as ``Decimal``.
+        tier: Partner tier the rate applies to (1..32 characters).
         partner_id: Empty for the tier default, else the partner whose rate this overrides.
         currency: ISO 4217 code.
 
     Raises:
-        InvalidInputError: The rate is not a Decimal in 0..0.5, or tier/currency are malformed.
+        InvalidInputError: The rate is not a Decimal in 0..0.5 with at most four decimal
+            places, or tier/currency are malformed.
     """
     value = _check_rate(
         _to_decimal(rate, field_name="rate"), where=f"tier {tier!r}, partner {partner_id!r}"
@@ -621,20 +568,7 @@ async def save_commission_rate(
     if not tier or len(tier) > 32:
         raise InvalidInputError("tier must be 1..32 characters", field="tier")
     currency_quantum(currency)
-    async with db_session_factory() as session, session.begin():
-        # One statement for both databases: insert, or replace the rate on the unique key.
-        stmt = insert_for(session, CommissionConfiguration).values(
-            tenant_id=tenant_id,
-            tier=tier,
-            partner_id=partner_id,
-            rate=value,
-            currency=currency.upper(),
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["tenant_id", "tier", "partner_id"],
-            set_={"rate": stmt.excluded.rate, "currency": stmt.excluded.currency},
-        )
-        await session.execute(stmt)
+    return value
 
 
 # --- commission rule policies ---------------------------------------------------------------

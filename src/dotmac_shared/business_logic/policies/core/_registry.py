@@ -28,14 +28,14 @@ from typing import Any, Final
 import yaml
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError, PolicyNotFoundError
-from dotmac_shared.business_logic.policies.checks import raise_for_errors
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.document import (
+from dotmac_shared.business_logic.policies.core._checks import raise_for_errors
+from dotmac_shared.business_logic.policies.core._compiler import Policy
+from dotmac_shared.business_logic.policies.core._document import (
     MAX_DOCUMENT_DEPTH,
     PolicyDocument,
     semver_key,
 )
-from dotmac_shared.business_logic.policies.results import PolicyContext
+from dotmac_shared.business_logic.policies.core._results import PolicyContext
 
 __all__ = [
     "MAX_POLICY_FILE_BYTES",
