@@ -39,6 +39,7 @@ from dotmac_shared.business_logic.policies._eligibility import (
     summarize,
 )
 from dotmac_shared.business_logic.policies.core import PolicyContext, PolicyEngine, PolicyResult
+from dotmac_shared.business_logic.policies.core._results import jsonable
 
 __all__ = [
     "COMMISSION_POLICIES",
@@ -145,6 +146,15 @@ class CommissionTransaction:
     tier: str
     amount: Decimal
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict (the amount as a string)."""
+        return {
+            "transaction_id": self.transaction_id,
+            "partner_id": self.partner_id,
+            "tier": self.tier,
+            "amount": str(self.amount),
+        }
+
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> CommissionTransaction:
         """Build a transaction from a dict.
@@ -230,6 +240,17 @@ class CommissionRates:
             )
         return Decimal(rate)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict: rates as strings, partner overrides as a list."""
+        return {
+            "currency": self.currency,
+            "tier_rates": {tier: str(rate) for tier, rate in self.tier_rates.items()},
+            "partner_rates": [
+                {"tier": tier, "partner_id": partner, "rate": str(rate)}
+                for (tier, partner), rate in self.partner_rates.items()
+            ],
+        }
+
 
 class CommissionLine(NamedTuple):
     """The commission earned on one transaction (a named tuple: cheap to build by the 100,000).
@@ -249,6 +270,17 @@ class CommissionLine(NamedTuple):
     rate: Decimal
     commission: Decimal
     capped: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict (amounts and rate as strings)."""
+        return {
+            "transaction_id": self.transaction_id,
+            "partner_id": self.partner_id,
+            "amount": str(self.amount),
+            "rate": str(self.rate),
+            "commission": str(self.commission),
+            "capped": self.capped,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -605,8 +637,9 @@ class CommissionRulesEngine:
         minimum_payout: Default minimum payout for :meth:`calculate_commissions`.
         max_per_transaction: Default per-transaction cap for :meth:`calculate_commissions`.
 
-    Every ``check_*`` method returns a dict with at least ``decision``, ``reasons``,
-    ``failed_rules``, ``policy_name``, ``policy_version`` and ``policy_result``.
+    Every ``check_*`` method returns a JSON-safe dict (money as decimal strings) with at least
+    ``decision``, ``reasons``, ``failed_rules``, ``policy_name``, ``policy_version`` and
+    ``policy_result``.
     """
 
     def __init__(
@@ -662,7 +695,8 @@ class CommissionRulesEngine:
         ``pending_refunds`` (0).
 
         Returns:
-            ``valid``, ``calculated_payout`` (a Decimal or ``None``) plus the common fields.
+            ``valid``, ``calculated_payout`` (the amount as a decimal string, or ``None``)
+            plus the common fields; every value is JSON-safe.
         """
         data = dict(require_mapping(commission_data, "commission_data"))
         if "calculated_payout" not in data:
@@ -673,9 +707,10 @@ class CommissionRulesEngine:
                     Decimal("0.01"), rounding=ROUND_HALF_UP
                 )
         result = self._evaluate("rate_validation", data, context)
+        payout = _decimal_or_none(data.get("calculated_payout"))
         return {
             "valid": result.passed and result.in_effect,
-            "calculated_payout": _decimal_or_none(data.get("calculated_payout")),
+            "calculated_payout": None if payout is None else str(payout),
             **summarize(result),
         }
 
@@ -704,7 +739,8 @@ class CommissionRulesEngine:
         Returns:
             ``advance``, ``current_tier``, ``next_tier`` (name or ``None`` at the top),
             ``next_tier_minimums``, ``shortfalls`` (per failed minimum: rule, field,
-            required and actual value) plus the common fields.
+            required and actual value) plus the common fields; every value is JSON-safe
+            (Decimals as strings).
 
         Raises:
             InvalidInputError: ``current_tier`` is missing or not a known tier.
@@ -731,8 +767,8 @@ class CommissionRulesEngine:
             {
                 "rule": rule.name,
                 "field": rule.field,
-                "required": rule.expected,
-                "actual": rule.actual,
+                "required": jsonable(rule.expected),
+                "actual": jsonable(rule.actual),
                 "message": rule.message,
             }
             for rule in result.failed_rules
@@ -742,7 +778,7 @@ class CommissionRulesEngine:
             "advance": result.passed and result.in_effect,
             "current_tier": current,
             "next_tier": next_name,
-            "next_tier_minimums": minimums,
+            "next_tier_minimums": jsonable(minimums),
             "shortfalls": shortfalls,
             **summarize(result),
         }
@@ -799,7 +835,8 @@ class CommissionRulesEngine:
 
         Returns:
             ``eligible``, ``score``, ``threshold``, ``bonus_payable`` (``bonus_amount`` if
-            eligible, else ``Decimal("0")``) plus the common fields.
+            eligible, else ``"0"``, as a decimal string) plus the common fields; every value
+            is JSON-safe.
         """
         data = dict(require_mapping(performance_data, "performance_data"))
         if "quarterly_performance_pct" not in data:
@@ -816,7 +853,7 @@ class CommissionRulesEngine:
             "eligible": eligible,
             "score": result.score,
             "threshold": result.threshold,
-            "bonus_payable": payable,
+            "bonus_payable": str(payable),
             **summarize(result),
         }
 

@@ -28,6 +28,7 @@ from dotmac_shared.business_logic.policies._eligibility import (
     summarize,
 )
 from dotmac_shared.business_logic.policies.core import PolicyContext, PolicyEngine, PolicyResult
+from dotmac_shared.business_logic.policies.core._results import jsonable
 from dotmac_shared.business_logic.ratelimit import (
     API_CALLS_LIMIT,
     InMemoryRateLimiter,
@@ -146,9 +147,19 @@ class LicensingEngine:
     ) -> dict[str, Any]:
         """Return the license with every limit it does not state filled from its tier.
 
+        Returns:
+            A JSON-safe copy (Decimals as strings, datetimes in ISO 8601).
+
         Raises:
             InvalidInputError: Not a mapping or tier name, or an unknown tier.
         """
+        resolved: dict[str, Any] = jsonable(self._resolve(license, context))
+        return resolved
+
+    def _resolve(
+        self, license: Mapping[str, Any] | str, context: PolicyContext | None
+    ) -> dict[str, Any]:
+        """The license with its tier's limits filled in, values as given (for evaluation)."""
         if isinstance(license, str):
             return {"tier": license, **self.tier_limits(license, context)}
         data = dict(require_mapping(license, "license"))
@@ -193,7 +204,7 @@ class LicensingEngine:
             raise InvalidInputError(
                 "no license: pass license= (a mapping or a tier name)", field="license"
             )
-        data["license"] = self.resolve_license(chosen, context)
+        data["license"] = self._resolve(chosen, context)
         result = self._evaluate("usage_limits", data, context)
         violations = []
         for rule in result.failed_rules:
@@ -207,8 +218,8 @@ class LicensingEngine:
                 {
                     "limit": limit,
                     "field": rule.field,
-                    "allowed_value": allowed,
-                    "current_value": current,
+                    "allowed_value": jsonable(allowed),
+                    "current_value": jsonable(current),
                     "missing": rule.missing,
                     "message": text,
                 }
@@ -244,7 +255,7 @@ class LicensingEngine:
         return {
             "allowed": result.passed and result.in_effect,
             "feature": feature,
-            "tier": resolved.get("tier"),
+            "tier": jsonable(resolved.get("tier")),
             **summarize(result),
         }
 
@@ -257,13 +268,14 @@ class LicensingEngine:
         ``context.now`` when given, else the current UTC time.
 
         Returns:
-            ``compliant``, ``expires_at`` plus the common fields.
+            ``compliant``, ``expires_at`` (ISO 8601 if it was a datetime) plus the common
+            fields.
         """
         data = dict(require_mapping(license, "license"))
         result = self._evaluate("compliance", {"license": data}, context)
         return {
             "compliant": result.passed and result.in_effect,
-            "expires_at": data.get("expires_at"),
+            "expires_at": jsonable(data.get("expires_at")),
             **summarize(result),
         }
 
@@ -295,7 +307,7 @@ class LicensingEngine:
         """
         if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidInputError("tenant_id must be a non-empty string", field="tenant_id")
-        resolved = self.resolve_license(license, context)
+        resolved = self._resolve(license, context)
         limit = resolved.get(API_CALLS_LIMIT)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise InvalidInputError(

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class RateLimitResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict."""
+        """Return a JSON-safe dict; ``retry_after`` is ``None`` when the call can never fit."""
         return {
             "allowed": self.allowed,
             "key": self.key,
@@ -89,7 +90,8 @@ class RateLimitResult:
             "current_value": self.current_value,
             "remaining": self.remaining,
             "window_seconds": self.window_seconds,
-            "retry_after": self.retry_after,
+            # JSON has no infinity: a cost above the limit never fits, said as null.
+            "retry_after": None if math.isinf(self.retry_after) else self.retry_after,
             "message": self.message,
         }
 
