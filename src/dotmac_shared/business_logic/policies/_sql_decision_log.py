@@ -82,7 +82,7 @@ class SqlDecisionRecorder(BufferedDecisionRecorder):
         session_factory: A migrated session factory (``create_session_factory``).
         flush_interval: Seconds between background writes.
         **options: Sampling, redaction, clock and buffer options of
-            :class:`~.decision_log.BufferedDecisionRecorder`.
+            :class:`~.core.BufferedDecisionRecorder`.
 
     Raises:
         InvalidInputError: Bad options.

@@ -8,7 +8,7 @@ Load it with ``-p`` (on the command line or in ``addopts``), then use its two op
 
 At the end of the session it runs the test cases of every policy document in the folder
 (the policies shipped with the package when no folder is given), prints the rule coverage
-table (see :mod:`.coverage`) and fails the session when coverage is below the threshold.
+table (see :mod:`.core`) and fails the session when coverage is below the threshold.
 Give the folder with ``=`` (``--policy-coverage=DIR``): a separate argument would be read
 as a test path.
 

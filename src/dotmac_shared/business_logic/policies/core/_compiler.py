@@ -855,7 +855,7 @@ class Policy:
 
     @functools.cached_property
     def findings(self) -> tuple[Finding, ...]:
-        """What the static checks find in the document (errors first); see :mod:`.checks`.
+        """What the static checks find in the document (errors first); see :mod:`._checks`.
 
         The registry refuses a policy with any error; warnings are in :attr:`warnings`.
         """

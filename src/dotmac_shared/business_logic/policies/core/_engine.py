@@ -304,7 +304,7 @@ class PolicyEngine:
             policy_name: The policy.
             from_version: The version in force.
             to_version: The candidate version.
-            inputs: Input mappings, or :func:`~.impact.parse_input_lines` output (JSON
+            inputs: Input mappings, or :func:`~._impact.parse_input_lines` output (JSON
                 Lines of inputs or of decision-log records).
             tenant_id: Compare this tenant's versions (falling back to the global ones).
             sample_limit: Flipped inputs kept per direction.
