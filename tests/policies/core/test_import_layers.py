@@ -145,3 +145,26 @@ def test_unknown_name_raises_attribute_error_when_looked_up_on_a_lazy_package(mo
 
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = package.no_such_name
+
+
+@pytest.mark.parametrize(
+    "package",
+    [
+        "dotmac_shared.business_logic.policies",
+        "dotmac_shared.business_logic.policies.core",
+        "dotmac_shared.business_logic.ratelimit",
+    ],
+)
+def test_implementation_modules_are_private_when_the_package_is_listed(package):
+    import pkgutil
+
+    module = __import__(package, fromlist=["__path__"])
+    public = {
+        info.name
+        for info in pkgutil.iter_modules(module.__path__)
+        if not info.name.startswith("_") and not info.ispkg
+    }
+
+    # The pytest plugin is loaded by its dotted path (``pytest -p ...``), so it stays public.
+    assert public <= {"pytest_plugin"}
+    assert not any(name.startswith("_") for name in module.__all__)
