@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.policies import (
     CommissionRates,
     CommissionRulesEngine,
@@ -116,14 +117,19 @@ SETTINGS = settings(
 def test_commission_answers_are_plain_json_when_inputs_hold_any_values(
     rules, partner, rate, clawback, bonus, bonus_amount
 ):
-    answers = [
-        rules.check_partner_eligibility(partner, CTX),
-        rules.validate_rate(rate, CTX),
-        rules.check_clawback(clawback, CTX),
-        rules.check_bonus_eligibility(bonus, CTX, bonus_amount=bonus_amount),
+    checks = [
+        lambda: rules.check_partner_eligibility(partner, CTX),
+        lambda: rules.validate_rate(rate, CTX),
+        lambda: rules.check_clawback(clawback, CTX),
+        lambda: rules.check_bonus_eligibility(bonus, CTX, bonus_amount=bonus_amount),
     ]
 
-    for answer in answers:
+    for check in checks:
+        try:
+            answer = check()
+        except InvalidInputError as exc:  # only a derived amount beyond Decimal's exponents
+            assert "out of the range of decimal arithmetic" in exc.message
+            continue
         assert_plain_json(answer)
 
 
@@ -152,6 +158,39 @@ def test_shortfalls_name_decimal_amounts_as_strings_when_revenue_is_a_decimal(ru
     revenue = [s for s in answer["shortfalls"] if s["field"] == "quarterly_revenue"]
     assert [s["actual"] for s in revenue] == ["10.50"]
     assert_plain_json(answer)
+
+
+def test_huge_payout_is_refused_by_the_maximum_when_it_cannot_hold_cents(rules):
+    answer = rules.validate_rate(
+        {"transaction_amount": Decimal("2.85e20"), "commission_rate": 350930}, CTX
+    )
+
+    assert answer["valid"] is False and "maximum_payout" in answer["failed_rules"]
+    assert Decimal(answer["calculated_payout"]) > Decimal("1e25")
+
+
+@pytest.mark.parametrize(
+    ("check", "data", "field"),
+    [
+        (
+            "validate_rate",
+            {"transaction_amount": Decimal("1e999999"), "commission_rate": Decimal("1e999999")},
+            "transaction_amount",
+        ),
+        (
+            "check_bonus_eligibility",
+            {"quarterly_revenue": Decimal("1e999999"), "quarterly_target": Decimal("1e-999999")},
+            "quarterly_revenue",
+        ),
+    ],
+)
+def test_derived_amount_is_an_invalid_input_when_it_overflows_decimal_arithmetic(
+    rules, check, data, field
+):
+    with pytest.raises(InvalidInputError, match="out of the range") as raised:
+        getattr(rules, check)(data, CTX)
+
+    assert raised.value.field == field
 
 
 def test_money_is_a_decimal_string_when_a_payout_or_bonus_is_returned(rules):

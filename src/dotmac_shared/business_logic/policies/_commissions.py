@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any, Final, NamedTuple
@@ -65,6 +65,8 @@ DEFAULT_MAX_PER_TRANSACTION: Final = Decimal("10000")
 MAX_COMMISSION_RATE: Final = Decimal("0.5")
 
 _ZERO: Final = Decimal(0)
+# Above 10**25 an amount rounded to cents needs more than the context's 28 digits.
+_CENTS_DIGITS_LIMIT: Final = 25
 # ISO 4217 currencies whose minor unit is not the cent; everything else rounds to 0.01.
 _MINOR_UNIT_DIGITS: Final = {
     "BHD": 3,
@@ -626,6 +628,32 @@ def _decimal_or_none(value: Any) -> Decimal | None:
     return result if result.is_finite() else None
 
 
+def _cents(amount: Decimal) -> Decimal:
+    """``amount`` rounded half-up to cents; amounts too large to hold cents stay as they are.
+
+    Such amounts are far above any payout limit, and quantizing them would exceed the
+    decimal context's precision (an ``InvalidOperation``).
+    """
+    if amount.adjusted() >= _CENTS_DIGITS_LIMIT:
+        return amount
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _derived(compute: Callable[[], Decimal], what: str) -> Decimal:
+    """Compute a derived field, refusing inputs beyond the decimal context's exponent range.
+
+    Raises:
+        InvalidInputError: The computation overflowed (``Decimal("1e999999")`` inputs).
+    """
+    try:
+        return compute()
+    except ArithmeticError as exc:  # decimal.Overflow / InvalidOperation
+        raise InvalidInputError(
+            f"{what} is out of the range of decimal arithmetic ({type(exc).__name__})",
+            field=what.split(" ", 1)[0],
+        ) from exc
+
+
 class CommissionRulesEngine:
     """Partner commission rules: eligibility, rates, tiers, clawbacks, bonuses and payouts.
 
@@ -697,14 +725,17 @@ class CommissionRulesEngine:
         Returns:
             ``valid``, ``calculated_payout`` (the amount as a decimal string, or ``None``)
             plus the common fields; every value is JSON-safe.
+
+        Raises:
+            InvalidInputError: The payout to compute is beyond the range of decimal arithmetic.
         """
         data = dict(require_mapping(commission_data, "commission_data"))
         if "calculated_payout" not in data:
             amount = _decimal_or_none(data.get("transaction_amount"))
             rate = _decimal_or_none(data.get("commission_rate"))
             if amount is not None and rate is not None:
-                data["calculated_payout"] = (amount * rate).quantize(
-                    Decimal("0.01"), rounding=ROUND_HALF_UP
+                data["calculated_payout"] = _derived(
+                    lambda: _cents(amount * rate), "transaction_amount * commission_rate"
                 )
         result = self._evaluate("rate_validation", data, context)
         payout = _decimal_or_none(data.get("calculated_payout"))
@@ -837,13 +868,19 @@ class CommissionRulesEngine:
             ``eligible``, ``score``, ``threshold``, ``bonus_payable`` (``bonus_amount`` if
             eligible, else ``"0"``, as a decimal string) plus the common fields; every value
             is JSON-safe.
+
+        Raises:
+            InvalidInputError: The performance to compute is beyond the range of decimal
+                arithmetic.
         """
         data = dict(require_mapping(performance_data, "performance_data"))
         if "quarterly_performance_pct" not in data:
             revenue = _decimal_or_none(data.get("quarterly_revenue"))
             target = _decimal_or_none(data.get("quarterly_target"))
             if revenue is not None and target is not None and target > _ZERO:
-                data["quarterly_performance_pct"] = revenue / target * 100
+                data["quarterly_performance_pct"] = _derived(
+                    lambda: revenue / target * 100, "quarterly_revenue / quarterly_target"
+                )
         result = self._evaluate("bonus", data, context)
         eligible = result.passed and result.in_effect
         payable = _ZERO
