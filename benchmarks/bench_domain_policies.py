@@ -12,14 +12,14 @@ from decimal import Decimal
 from typing import Any
 
 from benchmarks.support import print_table, sync_per_call_us
-from dotmac_shared.business_logic.policies.commissions import (
+from dotmac_shared.business_logic.policies import (
     CommissionRates,
     CommissionTransaction,
+    LicensingEngine,
+    PlanEligibilityEngine,
+    PolicyContext,
     calculate_commissions,
 )
-from dotmac_shared.business_logic.policies.eligibility import PlanEligibilityEngine
-from dotmac_shared.business_logic.policies.licensing import LicensingEngine
-from dotmac_shared.business_logic.policies.results import PolicyContext
 
 CONTEXT = PolicyContext(tenant_id="tenant123", user_id="user456", operation="plan_eligibility")
 ELIGIBLE = {

@@ -36,7 +36,7 @@ from dotmac_shared.business_logic.policies import (
     PolicyEngine,
     parse_input_lines,
 )
-from dotmac_shared.business_logic.policies.eligibility import shipped_policy
+from dotmac_shared.business_logic.policies._eligibility import shipped_policy
 
 NAME = "plan_eligibility.residential_basic"
 COUNT = int(os.environ.get("DOTMAC_BENCH_IMPACT_N", "1000000"))

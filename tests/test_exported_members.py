@@ -13,6 +13,8 @@ PACKAGES = [
     "dotmac_shared.business_logic.persistence",
     "dotmac_shared.business_logic.persistence.models",
     "dotmac_shared.business_logic.policies",
+    "dotmac_shared.business_logic.policies.core",
+    "dotmac_shared.business_logic.ratelimit",
     "dotmac_shared.business_logic.observability",
     "dotmac_shared.business_logic.operations",
     "dotmac_shared.business_logic.operations.models",

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from dotmac_shared.business_logic.cli import app
-from dotmac_shared.business_logic.policies.eligibility import DEFINITIONS_DIR
+from dotmac_shared.business_logic.policies._eligibility import DEFINITIONS_DIR
 from tests.cli.helpers import flat, one_error_line
 
 

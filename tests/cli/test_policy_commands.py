@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 from dotmac_shared.business_logic.cli import app
 from dotmac_shared.business_logic.cli.output import load_mapping_file
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyNotFoundError
-from dotmac_shared.business_logic.policies import PolicyEngine, run_policy_test_cases
-from dotmac_shared.business_logic.policies.eligibility import DEFINITIONS_DIR, shipped_policy_names
-from dotmac_shared.business_logic.policies.registry import load_policy_directory
+from dotmac_shared.business_logic.policies import (
+    PolicyEngine,
+    load_policy_directory,
+    run_policy_test_cases,
+)
+from dotmac_shared.business_logic.policies._eligibility import DEFINITIONS_DIR, shipped_policy_names
 from tests.cli.helpers import flat, one_error_line
 
 RESIDENTIAL = "plan_eligibility.residential_basic"

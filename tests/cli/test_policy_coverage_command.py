@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dotmac_shared.business_logic.cli import app
 from tests.cli.helpers import flat
-from tests.policies.test_coverage import reachable_policy, write_folder
+from tests.policies.core.test_coverage import reachable_policy, write_folder
 
 
 def test_coverage_exits_1_and_lists_the_uncovered_rules_when_below_fail_under(runner, tmp_path):

@@ -16,7 +16,7 @@ from dotmac_shared.business_logic.policies import (
     PolicyContext,
     PolicyEngine,
 )
-from dotmac_shared.business_logic.policies.eligibility import shipped_policy
+from dotmac_shared.business_logic.policies._eligibility import shipped_policy
 from tests.cli.helpers import flat, one_error_line
 
 RESIDENTIAL = "plan_eligibility.residential_basic"

@@ -3,7 +3,7 @@
 The library gets its tracer and meter through the global OpenTelemetry API; its instruments
 are created at import from the API's proxy meter, which forwards to whatever provider is set
 globally later. The global meter provider can be set once per process, and another test
-module (tests/policies/test_engine.py) sets its own, so this module resets the API's
+module (tests/policies/core/test_engine.py) sets its own, so this module resets the API's
 "set once" guard around its own provider, as OpenTelemetry's own test utilities do.
 """
 

@@ -148,7 +148,7 @@ def test_glide_scripts_are_freed_before_teardown_when_the_process_exits():
 
         atexit.register(count_scripts)
 
-        from dotmac_shared.business_logic.policies.rate_limit import RedisRateLimiter
+        from dotmac_shared.business_logic.ratelimit import RedisRateLimiter
         from tests.support.services import glide_client
 
         async def main():

@@ -1,11 +1,17 @@
 """DotMac business logic: policy-as-code, idempotency and sagas for an ISP SaaS platform.
 
+Importing this package loads only the exceptions; every other name is loaded from its
+subpackage on first use (PEP 562), so that code using only the policy engine never loads a
+database or Redis library.
+
 Example:
     >>> from dotmac_shared.business_logic import create_session_factory
     >>> db_session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
 """
 
+import importlib
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
 from dotmac_shared.business_logic.exceptions import (
     BillingRunError,
@@ -34,36 +40,41 @@ from dotmac_shared.business_logic.exceptions import (
     SagaTimeoutError,
     SchemaVersionError,
 )
-from dotmac_shared.business_logic.idempotency import (
-    IdempotencyKey,
-    IdempotencyManager,
-    IdempotencyResult,
-    IdempotentOperation,
-    idempotent,
-)
-from dotmac_shared.business_logic.observability.context import correlation_scope, get_correlation_id
-from dotmac_shared.business_logic.persistence.session import (
-    close_session_factory,
-    create_session_factory,
-)
-from dotmac_shared.business_logic.policies import (
-    PolicyContext,
-    PolicyDecision,
-    PolicyEngine,
-    PolicyResult,
-)
-from dotmac_shared.business_logic.sagas import (
-    RetryPolicy,
-    SagaContext,
-    SagaCoordinator,
-    SagaDefinition,
-    SagaStatus,
-    SagaStep,
-    SagaWorker,
-    StepContext,
-    StepStatus,
-)
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
+
+if TYPE_CHECKING:
+    from dotmac_shared.business_logic.idempotency import (
+        IdempotencyKey,
+        IdempotencyManager,
+        IdempotencyResult,
+        IdempotentOperation,
+        idempotent,
+    )
+    from dotmac_shared.business_logic.observability.context import (
+        correlation_scope,
+        get_correlation_id,
+    )
+    from dotmac_shared.business_logic.persistence.session import (
+        close_session_factory,
+        create_session_factory,
+    )
+    from dotmac_shared.business_logic.policies import (
+        PolicyContext,
+        PolicyDecision,
+        PolicyEngine,
+        PolicyResult,
+    )
+    from dotmac_shared.business_logic.sagas import (
+        RetryPolicy,
+        SagaContext,
+        SagaCoordinator,
+        SagaDefinition,
+        SagaStatus,
+        SagaStep,
+        SagaWorker,
+        StepContext,
+        StepStatus,
+    )
+    from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
 
 try:
     # One source of truth: the installed distribution's metadata (pyproject's version).
@@ -122,3 +133,44 @@ __all__ = [
     "get_correlation_id",
     "idempotent",
 ]
+
+# Name -> module defining it, imported on first access (PEP 562).
+_LAZY: dict[str, str] = {
+    "ALL_TENANTS": "dotmac_shared.business_logic.sagas.scope",
+    "AllTenants": "dotmac_shared.business_logic.sagas.scope",
+    "IdempotencyKey": "dotmac_shared.business_logic.idempotency",
+    "IdempotencyManager": "dotmac_shared.business_logic.idempotency",
+    "IdempotencyResult": "dotmac_shared.business_logic.idempotency",
+    "IdempotentOperation": "dotmac_shared.business_logic.idempotency",
+    "PolicyContext": "dotmac_shared.business_logic.policies",
+    "PolicyDecision": "dotmac_shared.business_logic.policies",
+    "PolicyEngine": "dotmac_shared.business_logic.policies",
+    "PolicyResult": "dotmac_shared.business_logic.policies",
+    "RetryPolicy": "dotmac_shared.business_logic.sagas",
+    "SagaContext": "dotmac_shared.business_logic.sagas",
+    "SagaCoordinator": "dotmac_shared.business_logic.sagas",
+    "SagaDefinition": "dotmac_shared.business_logic.sagas",
+    "SagaStatus": "dotmac_shared.business_logic.sagas",
+    "SagaStep": "dotmac_shared.business_logic.sagas",
+    "SagaWorker": "dotmac_shared.business_logic.sagas",
+    "StepContext": "dotmac_shared.business_logic.sagas",
+    "StepStatus": "dotmac_shared.business_logic.sagas",
+    "close_session_factory": "dotmac_shared.business_logic.persistence.session",
+    "correlation_scope": "dotmac_shared.business_logic.observability.context",
+    "create_session_factory": "dotmac_shared.business_logic.persistence.session",
+    "get_correlation_id": "dotmac_shared.business_logic.observability.context",
+    "idempotent": "dotmac_shared.business_logic.idempotency",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

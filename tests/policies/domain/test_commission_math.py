@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.commissions import (
+from dotmac_shared.business_logic.policies import (
     CommissionRates,
     CommissionTransaction,
     calculate_commissions,
-    currency_quantum,
 )
+from dotmac_shared.business_logic.policies._commissions import currency_quantum
 
 RATES = CommissionRates.from_tiers(
     {"bronze": Decimal("0.05"), "silver": Decimal("0.10"), "gold": Decimal("0.15")}

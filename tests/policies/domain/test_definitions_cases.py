@@ -10,14 +10,19 @@ from typing import Any
 
 import pytest
 
-from dotmac_shared.business_logic.policies import PolicyEngine, run_policy_test_cases
-from dotmac_shared.business_logic.policies.document import PolicyTestCase, RuleDocument
-from dotmac_shared.business_logic.policies.eligibility import (
+from dotmac_shared.business_logic.policies import (
+    PolicyEngine,
+    PolicyTestCase,
+    RuleDocument,
+    parse_path,
+    run_policy_test_cases,
+)
+from dotmac_shared.business_logic.policies._eligibility import (
     DEFINITIONS_DIR,
     shipped_policy,
     shipped_policy_names,
 )
-from dotmac_shared.business_logic.policies.paths import MISSING, lookup, parse_path
+from dotmac_shared.business_logic.policies.core._paths import MISSING, lookup
 
 EXPECTED_POLICIES = [
     "commission.bonus",

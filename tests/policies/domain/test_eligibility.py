@@ -15,16 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.eligibility import (
-    PLAN_POLICIES,
+from dotmac_shared.business_logic.policies import (
     PlanEligibilityEngine,
-    shipped_policy,
-)
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.results import (
     PolicyContext,
     PolicyDecision,
+    PolicyEngine,
 )
+from dotmac_shared.business_logic.policies._eligibility import PLAN_POLICIES, shipped_policy
 
 ROOT = Path(__file__).resolve().parents[3]
 CONTEXT = PolicyContext(tenant_id="tenant123", user_id="user456", operation="plan_eligibility")

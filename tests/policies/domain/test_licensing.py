@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as redis_async
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.licensing import LICENSE_LIMITS, LicensingEngine
-from dotmac_shared.business_logic.policies.rate_limit import InMemoryRateLimiter, RedisRateLimiter
-from dotmac_shared.business_logic.policies.results import PolicyContext
+from dotmac_shared.business_logic.policies import LicensingEngine, PolicyContext
+from dotmac_shared.business_logic.policies._licensing import LICENSE_LIMITS
+from dotmac_shared.business_logic.ratelimit import InMemoryRateLimiter, RedisRateLimiter
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CTX = PolicyContext(tenant_id="tenant123", now=NOW)

@@ -18,30 +18,27 @@ from dotmac_shared.business_logic.cli.output import (
     one_line,
 )
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyDefinitionError
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.coverage import (
-    CoverageReport,
-    RuleSeen,
-    coverage_of_outcomes,
-)
-from dotmac_shared.business_logic.policies.eligibility import (
+from dotmac_shared.business_logic.policies._eligibility import (
     DEFINITIONS_DIR,
     shipped_policy,
     shipped_policy_names,
 )
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.registry import (
-    POLICY_FILE_SUFFIXES,
-    load_policy_directory,
-    load_policy_file,
-)
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core import (
+    CoverageReport,
+    Policy,
     PolicyContext,
     PolicyDecision,
+    PolicyEngine,
     PolicyResult,
     RuleResult,
+    RuleSeen,
+    load_policy_directory,
+    load_policy_file,
+    run_policy_test_cases,
 )
-from dotmac_shared.business_logic.policies.testing import run_policy_test_cases, select_policies
+from dotmac_shared.business_logic.policies.core._coverage import coverage_of_outcomes
+from dotmac_shared.business_logic.policies.core._registry import POLICY_FILE_SUFFIXES
+from dotmac_shared.business_logic.policies.core._testing import select_policies
 
 __all__ = ["build_engine", "policy_app"]
 
@@ -477,7 +474,7 @@ def impact_policy(
 ) -> None:
     """Replay inputs through two versions of a policy: which decisions flip, and why."""
     from dotmac_shared.business_logic.cli.output import err_console
-    from dotmac_shared.business_logic.policies.impact import parse_input_lines
+    from dotmac_shared.business_logic.policies.core import parse_input_lines
 
     with handle_errors():
         if (decisions is None) == (inputs is None):

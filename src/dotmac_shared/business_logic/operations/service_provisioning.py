@@ -19,8 +19,7 @@ from dotmac_shared.business_logic.operations.service_steps import (
 
 # The policies' own modules, not the package: policies/commissions.py imports this package's
 # models, so this module may be imported while the policies package is still initializing.
-from dotmac_shared.business_logic.policies.eligibility import PlanEligibilityEngine
-from dotmac_shared.business_logic.policies.results import PolicyContext
+from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyContext
 from dotmac_shared.business_logic.sagas import RetryPolicy, SagaDefinition, SagaStep, StepContext
 
 __all__ = ["ServiceProvisioningSaga", "check_plan_eligibility"]

@@ -29,7 +29,7 @@ from dotmac_shared.business_logic.persistence.types import utcnow
 
 # The policies' own modules, not the package: policies/commissions.py imports this package's
 # models, so this module may be imported while the policies package is still initializing.
-from dotmac_shared.business_logic.policies.licensing import LicensingEngine
+from dotmac_shared.business_logic.policies import LicensingEngine
 
 __all__ = ["TenantProvisioningSteps", "TenantRequest", "tenant_id_for", "validate_tenant_request"]
 

@@ -1,4 +1,4 @@
-"""Policy-as-code: declarative, versioned, weighted rules compiled into closures.
+"""Policy-as-code: the generic engine and the ISP rule sets built on it.
 
 A policy is a document (dict, JSON or YAML) validated by Pydantic, compiled once on
 registration and evaluated in microseconds::
@@ -7,10 +7,28 @@ registration and evaluated in microseconds::
     engine.register_policy(document)
     result = engine.evaluate("plan_eligibility.residential_basic", customer)
     result.decision  # PolicyDecision.ALLOW
+
+Layout:
+
+* :mod:`~dotmac_shared.business_logic.policies.core` — the engine itself (documents,
+  operators, compiler, registry, results, checks, coverage, impact, decision log); no
+  business rules and no I/O library.
+* This package adds the ISP rule sets (:class:`PlanEligibilityEngine`,
+  :class:`CommissionRulesEngine` and :func:`calculate_commissions`,
+  :class:`LicensingEngine`) and re-exports the engine's names.
+* The names that need a database or Redis (:class:`SqlDecisionRecorder`,
+  :func:`load_commission_rates`, :func:`save_commission_rate`, :class:`RedisRateLimiter`)
+  are loaded on first use, so importing this package loads no database or Redis library.
+  Rate limiting lives in :mod:`dotmac_shared.business_logic.ratelimit`; its names are
+  re-exported here for compatibility.
 """
 
-from dotmac_shared.business_logic.policies.checks import Finding, Severity, check_policy
-from dotmac_shared.business_logic.policies.commissions import (
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dotmac_shared.business_logic.policies._commissions import (
     CommissionBatchResult,
     CommissionLine,
     CommissionRates,
@@ -18,69 +36,66 @@ from dotmac_shared.business_logic.policies.commissions import (
     CommissionTransaction,
     PartnerPayout,
     calculate_commissions,
-    load_commission_rates,
-    save_commission_rate,
 )
-from dotmac_shared.business_logic.policies.compiler import Policy, compile_policy
-from dotmac_shared.business_logic.policies.coverage import (
-    CoverageReport,
-    PolicyCoverage,
-    RuleCoverage,
-    RuleSeen,
-    policy_coverage,
-    run_policy_coverage,
-)
-from dotmac_shared.business_logic.policies.decision_log import (
+from dotmac_shared.business_logic.policies._eligibility import PlanEligibilityEngine
+from dotmac_shared.business_logic.policies._licensing import LicensingEngine
+from dotmac_shared.business_logic.policies.core import (
+    OPERATORS,
     REDACTED,
     BufferedDecisionRecorder,
+    CoverageReport,
     DecisionRecord,
     DecisionRecorder,
-    JsonLinesDecisionRecorder,
-    compile_redaction,
-)
-from dotmac_shared.business_logic.policies.decision_log_sql import SqlDecisionRecorder
-from dotmac_shared.business_logic.policies.document import (
-    PolicyDocument,
-    PolicyTestCase,
-    RuleDocument,
-    parse_policy_document,
-    policy_json_schema,
-)
-from dotmac_shared.business_logic.policies.eligibility import PlanEligibilityEngine
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.impact import (
+    FieldPath,
+    Finding,
     ImpactReport,
     InputProblem,
-    ReplayInput,
-    RuleImpact,
-    analyze_impact,
-    parse_input_lines,
-)
-from dotmac_shared.business_logic.policies.licensing import LicensingEngine
-from dotmac_shared.business_logic.policies.operators import OPERATORS
-from dotmac_shared.business_logic.policies.paths import FieldPath, parse_path
-from dotmac_shared.business_logic.policies.rate_limit import (
-    InMemoryRateLimiter,
-    RateLimiter,
-    RateLimitResult,
-    RedisRateLimiter,
-)
-from dotmac_shared.business_logic.policies.registry import (
+    JsonLinesDecisionRecorder,
+    Policy,
+    PolicyContext,
+    PolicyCoverage,
+    PolicyDecision,
+    PolicyDocument,
+    PolicyEngine,
     PolicyRegistry,
+    PolicyResult,
+    PolicyTestCase,
+    ReplayInput,
+    RuleCoverage,
+    RuleDocument,
+    RuleImpact,
+    RuleResult,
+    RuleSeen,
+    Severity,
+    TestCaseOutcome,
+    analyze_impact,
+    assert_policy_test_cases,
+    check_policy,
+    compile_policy,
+    compile_redaction,
     load_policy_directory,
     load_policy_file,
-)
-from dotmac_shared.business_logic.policies.results import (
-    PolicyContext,
-    PolicyDecision,
-    PolicyResult,
-    RuleResult,
-)
-from dotmac_shared.business_logic.policies.testing import (
-    TestCaseOutcome,
-    assert_policy_test_cases,
+    parse_input_lines,
+    parse_path,
+    parse_policy_document,
+    policy_coverage,
+    policy_json_schema,
+    run_policy_coverage,
     run_policy_test_cases,
 )
+
+if TYPE_CHECKING:
+    from dotmac_shared.business_logic.policies._commission_store import (
+        load_commission_rates,
+        save_commission_rate,
+    )
+    from dotmac_shared.business_logic.policies._sql_decision_log import SqlDecisionRecorder
+    from dotmac_shared.business_logic.ratelimit import (
+        InMemoryRateLimiter,
+        RateLimiter,
+        RateLimitResult,
+        RedisRateLimiter,
+    )
 
 __all__ = [
     "BufferedDecisionRecorder",
@@ -142,3 +157,28 @@ __all__ = [
     "run_policy_test_cases",
     "save_commission_rate",
 ]
+
+# Names loaded on first access (PEP 562): their modules import SQLAlchemy or a Redis client,
+# or (rate limiting) now live in their own package.
+_LAZY: dict[str, str] = {
+    "InMemoryRateLimiter": "dotmac_shared.business_logic.ratelimit",
+    "RateLimitResult": "dotmac_shared.business_logic.ratelimit",
+    "RateLimiter": "dotmac_shared.business_logic.ratelimit",
+    "RedisRateLimiter": "dotmac_shared.business_logic.ratelimit",
+    "SqlDecisionRecorder": "dotmac_shared.business_logic.policies._sql_decision_log",
+    "load_commission_rates": "dotmac_shared.business_logic.policies._commission_store",
+    "save_commission_rate": "dotmac_shared.business_logic.policies._commission_store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -8,7 +8,7 @@ Load it with ``-p`` (on the command line or in ``addopts``), then use its two op
 
 At the end of the session it runs the test cases of every policy document in the folder
 (the policies shipped with the package when no folder is given), prints the rule coverage
-table (see :mod:`.coverage`) and fails the session when coverage is below the threshold.
+table (see :mod:`.core`) and fails the session when coverage is below the threshold.
 Give the folder with ``=`` (``--policy-coverage=DIR``): a separate argument would be read
 as a test path.
 
@@ -64,9 +64,11 @@ def _measure(config: pytest.Config) -> tuple[str, bool]:
     """The coverage text and whether it meets the threshold (errors fail it)."""
     # Imported here: the plugin is loaded in every session, the engine only when asked for.
     from dotmac_shared.business_logic.exceptions import BusinessLogicError
-    from dotmac_shared.business_logic.policies.coverage import run_policy_coverage
-    from dotmac_shared.business_logic.policies.eligibility import DEFINITIONS_DIR
-    from dotmac_shared.business_logic.policies.registry import load_policy_directory
+    from dotmac_shared.business_logic.policies._eligibility import DEFINITIONS_DIR
+    from dotmac_shared.business_logic.policies.core import (
+        load_policy_directory,
+        run_policy_coverage,
+    )
 
     option = config.getoption("policy_coverage")
     fail_under: float | None = config.getoption("policy_coverage_fail_under")

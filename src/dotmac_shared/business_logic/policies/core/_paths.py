@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
-    from dotmac_shared.business_logic.policies.results import PolicyContext
+    from dotmac_shared.business_logic.policies.core._results import PolicyContext
 
 __all__ = [
     "CONTEXT_FIELDS",

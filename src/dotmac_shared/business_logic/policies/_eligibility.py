@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyNotFoundError
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.registry import load_policy_file
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core import (
+    Policy,
     PolicyContext,
     PolicyDecision,
+    PolicyEngine,
     PolicyResult,
     RuleResult,
+    load_policy_file,
 )
 
 __all__ = [

@@ -22,9 +22,9 @@ from dotmac_shared.business_logic.policies import (
     PolicyContext,
     PolicyEngine,
 )
-from dotmac_shared.business_logic.policies.eligibility import shipped_policy
+from dotmac_shared.business_logic.policies._eligibility import shipped_policy
 
-ENGINE_LOGGER = "dotmac_shared.business_logic.policies.engine"
+ENGINE_LOGGER = "dotmac_shared.business_logic.policies.core._engine"
 PERSON = {"age": 19}
 # Set "1" lets a 19-year-old through both policies, set "2" through neither: each
 # decision (and each result's version) tells which set evaluated it.

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from dotmac_shared.business_logic.policies import (
     OPERATORS,
+    Policy,
     PolicyContext,
     PolicyDecision,
     compile_policy,
 )
-from dotmac_shared.business_logic.policies.compiler import Policy
 
 MISSING = object()
 

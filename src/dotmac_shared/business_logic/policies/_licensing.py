@@ -4,7 +4,8 @@ Usage limits, feature access and compliance are policy documents shipped in
 ``definitions/licensing.*.yaml``; the default limits of each license tier are data in the
 usage-limits policy (``parameters.tiers``), which is also where the tenant provisioning saga
 gets a new tenant's limits (:meth:`LicensingEngine.plan_defaults`). API limits are a real
-per-tenant rate limiter (:mod:`.rate_limit`) sized by the tier's ``max_api_calls_per_hour``.
+per-tenant rate limiter (:mod:`dotmac_shared.business_logic.ratelimit`) sized by the tier's
+``max_api_calls_per_hour``.
 
 Example:
     >>> engine = LicensingEngine()
@@ -21,19 +22,19 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.eligibility import (
+from dotmac_shared.business_logic.policies._eligibility import (
     register_shipped_policies,
     require_mapping,
     summarize,
 )
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.rate_limit import (
+from dotmac_shared.business_logic.policies.core import PolicyContext, PolicyEngine, PolicyResult
+from dotmac_shared.business_logic.policies.core._results import jsonable
+from dotmac_shared.business_logic.ratelimit import (
     API_CALLS_LIMIT,
     InMemoryRateLimiter,
     RateLimiter,
     RateLimitResult,
 )
-from dotmac_shared.business_logic.policies.results import PolicyContext, PolicyResult
 
 __all__ = [
     "API_WINDOW_SECONDS",
@@ -68,7 +69,8 @@ class LicensingEngine:
             licensing policies are registered unless the engine already has them.
         rate_limiter: Counts API calls for :meth:`check_api_limit`. Defaults to an
             :class:`InMemoryRateLimiter` (one process); pass a
-            :class:`~.rate_limit.RedisRateLimiter` to share limits between processes.
+            :class:`~dotmac_shared.business_logic.ratelimit.RedisRateLimiter` to share limits
+            between processes.
 
     A license is a mapping with ``tier`` (``basic``, ``pro`` — alias ``premium`` — or
     ``enterprise``), optional ``max_*`` limits (defaults come from the tier), ``status`` and
@@ -145,9 +147,19 @@ class LicensingEngine:
     ) -> dict[str, Any]:
         """Return the license with every limit it does not state filled from its tier.
 
+        Returns:
+            A JSON-safe copy (Decimals as strings, datetimes in ISO 8601).
+
         Raises:
             InvalidInputError: Not a mapping or tier name, or an unknown tier.
         """
+        resolved: dict[str, Any] = jsonable(self._resolve(license, context))
+        return resolved
+
+    def _resolve(
+        self, license: Mapping[str, Any] | str, context: PolicyContext | None
+    ) -> dict[str, Any]:
+        """The license with its tier's limits filled in, values as given (for evaluation)."""
         if isinstance(license, str):
             return {"tier": license, **self.tier_limits(license, context)}
         data = dict(require_mapping(license, "license"))
@@ -192,7 +204,7 @@ class LicensingEngine:
             raise InvalidInputError(
                 "no license: pass license= (a mapping or a tier name)", field="license"
             )
-        data["license"] = self.resolve_license(chosen, context)
+        data["license"] = self._resolve(chosen, context)
         result = self._evaluate("usage_limits", data, context)
         violations = []
         for rule in result.failed_rules:
@@ -206,8 +218,8 @@ class LicensingEngine:
                 {
                     "limit": limit,
                     "field": rule.field,
-                    "allowed_value": allowed,
-                    "current_value": current,
+                    "allowed_value": jsonable(allowed),
+                    "current_value": jsonable(current),
                     "missing": rule.missing,
                     "message": text,
                 }
@@ -243,7 +255,7 @@ class LicensingEngine:
         return {
             "allowed": result.passed and result.in_effect,
             "feature": feature,
-            "tier": resolved.get("tier"),
+            "tier": jsonable(resolved.get("tier")),
             **summarize(result),
         }
 
@@ -256,13 +268,14 @@ class LicensingEngine:
         ``context.now`` when given, else the current UTC time.
 
         Returns:
-            ``compliant``, ``expires_at`` plus the common fields.
+            ``compliant``, ``expires_at`` (ISO 8601 if it was a datetime) plus the common
+            fields.
         """
         data = dict(require_mapping(license, "license"))
         result = self._evaluate("compliance", {"license": data}, context)
         return {
             "compliant": result.passed and result.in_effect,
-            "expires_at": data.get("expires_at"),
+            "expires_at": jsonable(data.get("expires_at")),
             **summarize(result),
         }
 
@@ -294,7 +307,7 @@ class LicensingEngine:
         """
         if not isinstance(tenant_id, str) or not tenant_id:
             raise InvalidInputError("tenant_id must be a non-empty string", field="tenant_id")
-        resolved = self.resolve_license(license, context)
+        resolved = self._resolve(license, context)
         limit = resolved.get(API_CALLS_LIMIT)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise InvalidInputError(

@@ -14,12 +14,12 @@ from dotmac_shared.business_logic.policies import (
     PolicyEngine,
     RuleSeen,
     compile_policy,
+    load_policy_directory,
     policy_coverage,
     run_policy_coverage,
     run_policy_test_cases,
 )
-from dotmac_shared.business_logic.policies.eligibility import DEFINITIONS_DIR
-from dotmac_shared.business_logic.policies.registry import load_policy_directory
+from dotmac_shared.business_logic.policies._eligibility import DEFINITIONS_DIR
 
 PLUGIN = "dotmac_shared.business_logic.policies.pytest_plugin"
 

@@ -24,8 +24,8 @@ from dotmac_shared.business_logic.policies import (
     compile_policy,
     load_policy_directory,
 )
-from dotmac_shared.business_logic.policies.checks import CHECK_CODES, raise_for_errors
-from dotmac_shared.business_logic.policies.eligibility import DEFINITIONS_DIR
+from dotmac_shared.business_logic.policies._eligibility import DEFINITIONS_DIR
+from dotmac_shared.business_logic.policies.core._checks import CHECK_CODES, raise_for_errors
 
 
 def leaf(name: str, field: str, operator: str, *value: Any, **extra: Any) -> dict[str, Any]:

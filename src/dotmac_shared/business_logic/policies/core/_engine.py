@@ -28,21 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError, PolicyViolationError
-from dotmac_shared.business_logic.policies.compiler import Policy, _coerce_context
-from dotmac_shared.business_logic.policies.decision_log import DecisionRecorder
-from dotmac_shared.business_logic.policies.document import PolicyDocument
-from dotmac_shared.business_logic.policies.impact import (
+from dotmac_shared.business_logic.policies.core._compiler import Policy, _coerce_context
+from dotmac_shared.business_logic.policies.core._decision_log import DecisionRecorder
+from dotmac_shared.business_logic.policies.core._document import PolicyDocument
+from dotmac_shared.business_logic.policies.core._impact import (
     ImpactReport,
     InputProblem,
     ReplayInput,
     analyze_impact,
 )
-from dotmac_shared.business_logic.policies.registry import (
+from dotmac_shared.business_logic.policies.core._registry import (
     POLICY_FILE_SUFFIXES,
     PolicyRegistry,
     load_policy_directory,
 )
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core._results import (
     PolicyContext,
     PolicyDecision,
     PolicyResult,
@@ -61,7 +61,7 @@ class PolicyEngine:
     Args:
         registry: Where policies live; a new empty :class:`PolicyRegistry` by default.
         recorder: Where decisions are recorded (the decision log), e.g. a
-            :class:`~dotmac_shared.business_logic.policies.decision_log.JsonLinesDecisionRecorder`;
+            :class:`~dotmac_shared.business_logic.policies.core._decision_log.JsonLinesDecisionRecorder`;
             ``None`` (the default) records nothing at no cost. Settable later as ``recorder``.
 
     Example:
@@ -304,7 +304,7 @@ class PolicyEngine:
             policy_name: The policy.
             from_version: The version in force.
             to_version: The candidate version.
-            inputs: Input mappings, or :func:`~.impact.parse_input_lines` output (JSON
+            inputs: Input mappings, or :func:`~._impact.parse_input_lines` output (JSON
                 Lines of inputs or of decision-log records).
             tenant_id: Compare this tenant's versions (falling back to the global ones).
             sample_limit: Flipped inputs kept per direction.

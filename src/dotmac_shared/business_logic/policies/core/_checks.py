@@ -62,12 +62,12 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError
-from dotmac_shared.business_logic.policies.document import (
+from dotmac_shared.business_logic.policies.core._document import (
     PolicyDocument,
     RuleDocument,
     parse_policy_document,
 )
-from dotmac_shared.business_logic.policies.paths import (
+from dotmac_shared.business_logic.policies.core._paths import (
     CONTEXT_FIELDS,
     MISSING,
     lookup,
@@ -75,7 +75,7 @@ from dotmac_shared.business_logic.policies.paths import (
 )
 
 if TYPE_CHECKING:
-    from dotmac_shared.business_logic.policies.compiler import Policy
+    from dotmac_shared.business_logic.policies.core._compiler import Policy
 
 __all__ = [
     "CHECK_CODES",

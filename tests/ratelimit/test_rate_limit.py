@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
-from dotmac_shared.business_logic.policies.rate_limit import (
+from dotmac_shared.business_logic.ratelimit import (
     InMemoryRateLimiter,
     RateLimiter,
     RedisRateLimiter,
@@ -214,7 +214,7 @@ WORKER = textwrap.dedent(
     """
     import asyncio, sys, time
     import redis.asyncio as redis_async
-    from dotmac_shared.business_logic.policies.rate_limit import RedisRateLimiter
+    from dotmac_shared.business_logic.ratelimit import RedisRateLimiter
 
     async def main(url, prefix, go_key, n):
         client = redis_async.Redis.from_url(url)

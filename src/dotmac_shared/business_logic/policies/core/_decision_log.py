@@ -11,7 +11,7 @@ and nothing else. A recorder built on :class:`BufferedDecisionRecorder`:
 * takes the time from an injected :class:`~dotmac_shared.business_logic.clock.Clock`;
 * appends a snapshot to an in-memory buffer (a few microseconds) and writes it later, in
   batches: :class:`JsonLinesDecisionRecorder` (here, standard library only) on a background
-  thread; :class:`~dotmac_shared.business_logic.policies.decision_log_sql.SqlDecisionRecorder`
+  thread; :class:`~dotmac_shared.business_logic.policies.SqlDecisionRecorder`
   to the ``dotmac_policy_decisions`` table on a background task.
 
 What is snapshotted when: the redacted input and the context's attributes are serialised
@@ -45,8 +45,8 @@ from typing import IO, Any, Final, Protocol, runtime_checkable
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
-from dotmac_shared.business_logic.policies.paths import parse_path
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core._paths import parse_path
+from dotmac_shared.business_logic.policies.core._results import (
     PolicyContext,
     PolicyDecision,
     PolicyResult,

@@ -20,10 +20,10 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.document import iter_rules
-from dotmac_shared.business_logic.policies.results import PolicyResult, RuleResult
-from dotmac_shared.business_logic.policies.testing import (
+from dotmac_shared.business_logic.policies.core._compiler import Policy
+from dotmac_shared.business_logic.policies.core._document import iter_rules
+from dotmac_shared.business_logic.policies.core._results import PolicyResult, RuleResult
+from dotmac_shared.business_logic.policies.core._testing import (
     PolicySource,
     TestCaseOutcome,
     run_policy_test_cases,

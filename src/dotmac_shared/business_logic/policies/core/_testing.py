@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.document import PolicyTestCase
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.registry import PolicyRegistry
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core._compiler import Policy
+from dotmac_shared.business_logic.policies.core._document import PolicyTestCase
+from dotmac_shared.business_logic.policies.core._engine import PolicyEngine
+from dotmac_shared.business_logic.policies.core._registry import PolicyRegistry
+from dotmac_shared.business_logic.policies.core._results import (
     PolicyContext,
     PolicyDecision,
     PolicyResult,

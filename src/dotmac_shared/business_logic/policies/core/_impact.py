@@ -8,7 +8,7 @@ has counts when it fails there). A flip no rule explains (a changed threshold, `
 or effective window) is counted as ``unattributed``.
 
 Inputs come as mappings, or from JSON Lines text through :func:`parse_input_lines`: one
-input object a line, or the decision log of :mod:`.decision_log` (inputs and contexts as
+input object a line, or the decision log of :mod:`._decision_log` (inputs and contexts as
 recorded, so redacted fields stay redacted: rules reading them see the marker string).
 A bad line is reported with its number, never raised.
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, cast
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core._compiler import Policy
+from dotmac_shared.business_logic.policies.core._results import (
     PolicyContext,
     PolicyDecision,
     PolicyResult,

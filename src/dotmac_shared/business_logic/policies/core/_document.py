@@ -35,20 +35,20 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError
-from dotmac_shared.business_logic.policies.operators import (
+from dotmac_shared.business_logic.policies.core._operators import (
     OPERATORS,
     VALUE_FROM_OPERATORS,
     VALUELESS_OPERATORS,
     Operator,
     check_value,
 )
-from dotmac_shared.business_logic.policies.paths import (
+from dotmac_shared.business_logic.policies.core._paths import (
     MISSING,
     compile_getter,
     lookup,
     parse_path,
 )
-from dotmac_shared.business_logic.policies.results import PolicyDecision
+from dotmac_shared.business_logic.policies.core._results import PolicyDecision
 
 __all__ = [
     "MAX_DOCUMENT_DEPTH",

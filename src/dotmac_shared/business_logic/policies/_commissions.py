@@ -7,8 +7,9 @@ Three parts, from pure to I/O:
   currency's minor unit with ``ROUND_HALF_UP``, then capped per transaction. A partner whose
   total (this batch plus what was carried forward) stays under the minimum payout is paid
   nothing *now*: the amount is carried forward to the next run, never lost.
-* :func:`load_commission_rates` / :func:`save_commission_rate` keep rates per tier and per
-  partner in the ``commission_configurations`` table; a partner's own rate beats the tier's.
+* :class:`CommissionRates` holds rates per tier and per partner (a partner's own rate beats
+  the tier's); :mod:`._commission_store` loads and saves them in the database, and is
+  imported only when used, so this module needs no database library.
 * :class:`CommissionRulesEngine` evaluates the commission policies shipped in
   ``definitions/`` (partner eligibility, rate validation, tier advancement, clawback, bonus).
 
@@ -25,25 +26,20 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.operations.models.commissions import CommissionConfiguration
-from dotmac_shared.business_logic.persistence.sql import insert_for
-from dotmac_shared.business_logic.policies.eligibility import (
+from dotmac_shared.business_logic.policies._eligibility import (
     failed_rule_is_missing,
     register_shipped_policies,
     require_mapping,
     summarize,
 )
-from dotmac_shared.business_logic.policies.engine import PolicyEngine
-from dotmac_shared.business_logic.policies.results import PolicyContext, PolicyResult
+from dotmac_shared.business_logic.policies.core import PolicyContext, PolicyEngine, PolicyResult
+from dotmac_shared.business_logic.policies.core._results import jsonable
 
 __all__ = [
     "COMMISSION_POLICIES",
@@ -58,8 +54,7 @@ __all__ = [
     "PartnerPayout",
     "calculate_commissions",
     "currency_quantum",
-    "load_commission_rates",
-    "save_commission_rate",
+    "validated_rate",
 ]
 
 #: Payouts below this (per partner and run) are carried forward, not paid.
@@ -70,6 +65,8 @@ DEFAULT_MAX_PER_TRANSACTION: Final = Decimal("10000")
 MAX_COMMISSION_RATE: Final = Decimal("0.5")
 
 _ZERO: Final = Decimal(0)
+# Above 10**25 an amount rounded to cents needs more than the context's 28 digits.
+_CENTS_DIGITS_LIMIT: Final = 25
 # ISO 4217 currencies whose minor unit is not the cent; everything else rounds to 0.01.
 _MINOR_UNIT_DIGITS: Final = {
     "BHD": 3,
@@ -150,6 +147,15 @@ class CommissionTransaction:
     partner_id: str
     tier: str
     amount: Decimal
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict (the amount as a string)."""
+        return {
+            "transaction_id": self.transaction_id,
+            "partner_id": self.partner_id,
+            "tier": self.tier,
+            "amount": str(self.amount),
+        }
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> CommissionTransaction:
@@ -236,6 +242,17 @@ class CommissionRates:
             )
         return Decimal(rate)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict: rates as strings, partner overrides as a list."""
+        return {
+            "currency": self.currency,
+            "tier_rates": {tier: str(rate) for tier, rate in self.tier_rates.items()},
+            "partner_rates": [
+                {"tier": tier, "partner_id": partner, "rate": str(rate)}
+                for (tier, partner), rate in self.partner_rates.items()
+            ],
+        }
+
 
 class CommissionLine(NamedTuple):
     """The commission earned on one transaction (a named tuple: cheap to build by the 100,000).
@@ -255,6 +272,17 @@ class CommissionLine(NamedTuple):
     rate: Decimal
     commission: Decimal
     capped: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict (amounts and rate as strings)."""
+        return {
+            "transaction_id": self.transaction_id,
+            "partner_id": self.partner_id,
+            "amount": str(self.amount),
+            "rate": str(self.rate),
+            "commission": str(self.commission),
+            "capped": self.capped,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,68 +576,21 @@ def _from_any(item: Any) -> CommissionTransaction:
     )
 
 
-# --- persisted rates ------------------------------------------------------------------------
+# --- persisted rates (validation only; the SQL lives in _commission_store) -------------------
 
 
-async def load_commission_rates(
-    db_session_factory: async_sessionmaker[AsyncSession], tenant_id: str
-) -> CommissionRates:
-    """Load a tenant's commission rates from ``commission_configurations``.
-
-    Rows with an empty ``partner_id`` are tier defaults; the others override the tier's rate
-    for one partner.
-
-    Raises:
-        InvalidInputError: The tenant's rates mix currencies.
-    """
-    async with db_session_factory() as session:
-        rows = (
-            await session.execute(
-                select(CommissionConfiguration).where(
-                    CommissionConfiguration.tenant_id == tenant_id
-                )
-            )
-        ).scalars()
-        tier_rates: dict[str, Decimal] = {}
-        partner_rates: dict[tuple[str, str], Decimal] = {}
-        currencies: set[str] = set()
-        for row in rows:
-            currencies.add(row.currency)
-            if row.partner_id:
-                partner_rates[(row.tier, row.partner_id)] = row.rate
-            else:
-                tier_rates[row.tier] = row.rate
-    if len(currencies) > 1:
-        raise InvalidInputError(
-            f"tenant {tenant_id!r} has commission rates in several currencies:"
-            f" {', '.join(sorted(currencies))}",
-            field="currency",
-            tenant_id=tenant_id,
-        )
-    return CommissionRates(tier_rates, partner_rates, currencies.pop() if currencies else "USD")
-
-
-async def save_commission_rate(
-    db_session_factory: async_sessionmaker[AsyncSession],
-    tenant_id: str,
-    tier: str,
-    rate: Decimal,
-    *,
-    partner_id: str = "",
-    currency: str = "USD",
-) -> None:
-    """Insert or replace one commission rate (a tier default, or a partner's override).
+def validated_rate(rate: Any, *, tier: str, partner_id: str = "", currency: str = "USD") -> Decimal:
+    """Check one commission rate before it is stored, and return it as a Decimal.
 
     Args:
-        db_session_factory: The spec's session factory.
-        tenant_id: Owner of the configuration.
-        tier: Partner tier the rate applies to.
         rate: A fraction between 0 and 0.5 (0.10 = 10 %), as ``Decimal``.
+        tier: Partner tier the rate applies to (1..32 characters).
         partner_id: Empty for the tier default, else the partner whose rate this overrides.
         currency: ISO 4217 code.
 
     Raises:
-        InvalidInputError: The rate is not a Decimal in 0..0.5, or tier/currency are malformed.
+        InvalidInputError: The rate is not a Decimal in 0..0.5 with at most four decimal
+            places, or tier/currency are malformed.
     """
     value = _check_rate(
         _to_decimal(rate, field_name="rate"), where=f"tier {tier!r}, partner {partner_id!r}"
@@ -621,20 +602,7 @@ async def save_commission_rate(
     if not tier or len(tier) > 32:
         raise InvalidInputError("tier must be 1..32 characters", field="tier")
     currency_quantum(currency)
-    async with db_session_factory() as session, session.begin():
-        # One statement for both databases: insert, or replace the rate on the unique key.
-        stmt = insert_for(session, CommissionConfiguration).values(
-            tenant_id=tenant_id,
-            tier=tier,
-            partner_id=partner_id,
-            rate=value,
-            currency=currency.upper(),
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["tenant_id", "tier", "partner_id"],
-            set_={"rate": stmt.excluded.rate, "currency": stmt.excluded.currency},
-        )
-        await session.execute(stmt)
+    return value
 
 
 # --- commission rule policies ---------------------------------------------------------------
@@ -660,6 +628,32 @@ def _decimal_or_none(value: Any) -> Decimal | None:
     return result if result.is_finite() else None
 
 
+def _cents(amount: Decimal) -> Decimal:
+    """``amount`` rounded half-up to cents; amounts too large to hold cents stay as they are.
+
+    Such amounts are far above any payout limit, and quantizing them would exceed the
+    decimal context's precision (an ``InvalidOperation``).
+    """
+    if amount.adjusted() >= _CENTS_DIGITS_LIMIT:
+        return amount
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _derived(compute: Callable[[], Decimal], what: str) -> Decimal:
+    """Compute a derived field, refusing inputs beyond the decimal context's exponent range.
+
+    Raises:
+        InvalidInputError: The computation overflowed (``Decimal("1e999999")`` inputs).
+    """
+    try:
+        return compute()
+    except ArithmeticError as exc:  # decimal.Overflow / InvalidOperation
+        raise InvalidInputError(
+            f"{what} is out of the range of decimal arithmetic ({type(exc).__name__})",
+            field=what.split(" ", 1)[0],
+        ) from exc
+
+
 class CommissionRulesEngine:
     """Partner commission rules: eligibility, rates, tiers, clawbacks, bonuses and payouts.
 
@@ -671,8 +665,9 @@ class CommissionRulesEngine:
         minimum_payout: Default minimum payout for :meth:`calculate_commissions`.
         max_per_transaction: Default per-transaction cap for :meth:`calculate_commissions`.
 
-    Every ``check_*`` method returns a dict with at least ``decision``, ``reasons``,
-    ``failed_rules``, ``policy_name``, ``policy_version`` and ``policy_result``.
+    Every ``check_*`` method returns a JSON-safe dict (money as decimal strings) with at least
+    ``decision``, ``reasons``, ``failed_rules``, ``policy_name``, ``policy_version`` and
+    ``policy_result``.
     """
 
     def __init__(
@@ -728,20 +723,25 @@ class CommissionRulesEngine:
         ``pending_refunds`` (0).
 
         Returns:
-            ``valid``, ``calculated_payout`` (a Decimal or ``None``) plus the common fields.
+            ``valid``, ``calculated_payout`` (the amount as a decimal string, or ``None``)
+            plus the common fields; every value is JSON-safe.
+
+        Raises:
+            InvalidInputError: The payout to compute is beyond the range of decimal arithmetic.
         """
         data = dict(require_mapping(commission_data, "commission_data"))
         if "calculated_payout" not in data:
             amount = _decimal_or_none(data.get("transaction_amount"))
             rate = _decimal_or_none(data.get("commission_rate"))
             if amount is not None and rate is not None:
-                data["calculated_payout"] = (amount * rate).quantize(
-                    Decimal("0.01"), rounding=ROUND_HALF_UP
+                data["calculated_payout"] = _derived(
+                    lambda: _cents(amount * rate), "transaction_amount * commission_rate"
                 )
         result = self._evaluate("rate_validation", data, context)
+        payout = _decimal_or_none(data.get("calculated_payout"))
         return {
             "valid": result.passed and result.in_effect,
-            "calculated_payout": _decimal_or_none(data.get("calculated_payout")),
+            "calculated_payout": None if payout is None else str(payout),
             **summarize(result),
         }
 
@@ -770,7 +770,8 @@ class CommissionRulesEngine:
         Returns:
             ``advance``, ``current_tier``, ``next_tier`` (name or ``None`` at the top),
             ``next_tier_minimums``, ``shortfalls`` (per failed minimum: rule, field,
-            required and actual value) plus the common fields.
+            required and actual value) plus the common fields; every value is JSON-safe
+            (Decimals as strings).
 
         Raises:
             InvalidInputError: ``current_tier`` is missing or not a known tier.
@@ -797,8 +798,8 @@ class CommissionRulesEngine:
             {
                 "rule": rule.name,
                 "field": rule.field,
-                "required": rule.expected,
-                "actual": rule.actual,
+                "required": jsonable(rule.expected),
+                "actual": jsonable(rule.actual),
                 "message": rule.message,
             }
             for rule in result.failed_rules
@@ -808,7 +809,7 @@ class CommissionRulesEngine:
             "advance": result.passed and result.in_effect,
             "current_tier": current,
             "next_tier": next_name,
-            "next_tier_minimums": minimums,
+            "next_tier_minimums": jsonable(minimums),
             "shortfalls": shortfalls,
             **summarize(result),
         }
@@ -865,14 +866,21 @@ class CommissionRulesEngine:
 
         Returns:
             ``eligible``, ``score``, ``threshold``, ``bonus_payable`` (``bonus_amount`` if
-            eligible, else ``Decimal("0")``) plus the common fields.
+            eligible, else ``"0"``, as a decimal string) plus the common fields; every value
+            is JSON-safe.
+
+        Raises:
+            InvalidInputError: The performance to compute is beyond the range of decimal
+                arithmetic.
         """
         data = dict(require_mapping(performance_data, "performance_data"))
         if "quarterly_performance_pct" not in data:
             revenue = _decimal_or_none(data.get("quarterly_revenue"))
             target = _decimal_or_none(data.get("quarterly_target"))
             if revenue is not None and target is not None and target > _ZERO:
-                data["quarterly_performance_pct"] = revenue / target * 100
+                data["quarterly_performance_pct"] = _derived(
+                    lambda: revenue / target * 100, "quarterly_revenue / quarterly_target"
+                )
         result = self._evaluate("bonus", data, context)
         eligible = result.passed and result.in_effect
         payable = _ZERO
@@ -882,7 +890,7 @@ class CommissionRulesEngine:
             "eligible": eligible,
             "score": result.score,
             "threshold": result.threshold,
-            "bonus_payable": payable,
+            "bonus_payable": str(payable),
             **summarize(result),
         }
 

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import re2
 
-from dotmac_shared.business_logic.policies.paths import MISSING
+from dotmac_shared.business_logic.policies.core._paths import MISSING
 
 __all__ = [
     "MAX_IN_VALUES",

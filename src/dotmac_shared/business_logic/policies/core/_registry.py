@@ -7,7 +7,7 @@
 * Registering the same version again with the same content is a no-op; with different
   content it is an error (a version is immutable once published).
 * ``diff(name, v1, v2)`` is a unified diff of the two canonical YAML documents.
-* Files are read with the document limits of :mod:`.document`: at most
+* Files are read with the document limits of :mod:`._document`: at most
   :data:`MAX_POLICY_FILE_BYTES`, no YAML aliases, nesting bounded while parsing, and a
   directory's symbolic links must stay inside the directory.
 
@@ -28,14 +28,14 @@ from typing import Any, Final
 import yaml
 
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError, PolicyNotFoundError
-from dotmac_shared.business_logic.policies.checks import raise_for_errors
-from dotmac_shared.business_logic.policies.compiler import Policy
-from dotmac_shared.business_logic.policies.document import (
+from dotmac_shared.business_logic.policies.core._checks import raise_for_errors
+from dotmac_shared.business_logic.policies.core._compiler import Policy
+from dotmac_shared.business_logic.policies.core._document import (
     MAX_DOCUMENT_DEPTH,
     PolicyDocument,
     semver_key,
 )
-from dotmac_shared.business_logic.policies.results import PolicyContext
+from dotmac_shared.business_logic.policies.core._results import PolicyContext
 
 __all__ = [
     "MAX_POLICY_FILE_BYTES",
@@ -227,7 +227,7 @@ class PolicyRegistry:
 
         Raises:
             PolicyDefinitionError: Any invalid document or conflicting version, or a
-                static check's error (see :func:`.checks.check_policy`), naming the rule.
+                static check's error (see :func:`._checks.check_policy`), naming the rule.
         """
         compiled = [
             (item if isinstance(item, Policy) else Policy.compile(item)).for_tenant(tenant_id)

@@ -39,20 +39,20 @@ import yaml
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyDefinitionError
 from dotmac_shared.business_logic.observability.telemetry import POLICY_EVALUATION_DURATION
-from dotmac_shared.business_logic.policies.checks import Finding, Severity, check_policy
-from dotmac_shared.business_logic.policies.document import (
+from dotmac_shared.business_logic.policies.core._checks import Finding, Severity, check_policy
+from dotmac_shared.business_logic.policies.core._document import (
     PolicyDocument,
     PolicyTestCase,
     RuleDocument,
     parse_policy_document,
 )
-from dotmac_shared.business_logic.policies.operators import (
+from dotmac_shared.business_logic.policies.core._operators import (
     SEES_MISSING,
     compile_dynamic,
     compile_static,
     is_type_mismatch,
 )
-from dotmac_shared.business_logic.policies.paths import (
+from dotmac_shared.business_logic.policies.core._paths import (
     MISSING,
     compile_getter,
     descender,
@@ -60,7 +60,7 @@ from dotmac_shared.business_logic.policies.paths import (
     parse_path,
     top_level_getter,
 )
-from dotmac_shared.business_logic.policies.results import (
+from dotmac_shared.business_logic.policies.core._results import (
     PolicyContext,
     PolicyDecision,
     PolicyInfo,
@@ -855,7 +855,7 @@ class Policy:
 
     @functools.cached_property
     def findings(self) -> tuple[Finding, ...]:
-        """What the static checks find in the document (errors first); see :mod:`.checks`.
+        """What the static checks find in the document (errors first); see :mod:`._checks`.
 
         The registry refuses a policy with any error; warnings are in :attr:`warnings`.
         """

@@ -28,7 +28,7 @@ from dotmac_shared.business_logic.policies import (
     compile_policy,
     load_policy_file,
 )
-from dotmac_shared.business_logic.policies.document import (
+from dotmac_shared.business_logic.policies.core._document import (
     MAX_DOCUMENT_DEPTH,
     MAX_DOCUMENT_TEXT,
     MAX_DOCUMENT_VALUES,

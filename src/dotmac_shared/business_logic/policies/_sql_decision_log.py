@@ -1,9 +1,11 @@
 """The decision log in the database: batched inserts into ``dotmac_policy_decisions``.
 
-This module is the SQL sink of :mod:`.decision_log`; the policy core never imports it (the
-engine only knows the :class:`~.decision_log.DecisionRecorder` protocol). Recording a
-decision appends it to the in-memory buffer; a background task on the event loop that
-started the recorder inserts the buffer in batches, one transaction per batch.
+This module is the SQL sink of the decision log; the policy core never imports it (the engine
+only knows the :class:`~.core.DecisionRecorder` protocol), and the package
+:mod:`dotmac_shared.business_logic.policies` loads it only when :class:`SqlDecisionRecorder`
+is first used. Recording a decision appends it to the in-memory buffer; a background task on
+the event loop that started the recorder inserts the buffer in batches, one transaction per
+batch.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.persistence.models.policy_decisions import PolicyDecisionEntry
 from dotmac_shared.business_logic.persistence.session import database_error, engine_of
-from dotmac_shared.business_logic.policies.decision_log import (
+from dotmac_shared.business_logic.policies.core._decision_log import (
     BufferedDecisionRecorder,
     DecisionRecord,
     flush_seconds,
@@ -80,7 +82,7 @@ class SqlDecisionRecorder(BufferedDecisionRecorder):
         session_factory: A migrated session factory (``create_session_factory``).
         flush_interval: Seconds between background writes.
         **options: Sampling, redaction, clock and buffer options of
-            :class:`~.decision_log.BufferedDecisionRecorder`.
+            :class:`~.core.BufferedDecisionRecorder`.
 
     Raises:
         InvalidInputError: Bad options.
