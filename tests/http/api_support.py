@@ -38,7 +38,9 @@ class Api:
 
 
 @asynccontextmanager
-async def running_api(session_factory: Any, *, seed: bool = True, **options: Any) -> AsyncIterator[Api]:
+async def running_api(
+    session_factory: Any, *, seed: bool = True, **options: Any
+) -> AsyncIterator[Api]:
     """The app on ``session_factory`` with the demo data and three keys, its lifespan running."""
     if seed:
         await seed_demo_data(session_factory)

@@ -142,9 +142,7 @@ async def test_tenant_provisioning_creates_the_tenant_when_an_admin_asks(session
         taken = await api.client.post(
             "/v1/tenants", json=TENANT, headers=api.auth(api.admin, **key("t-2"))
         )
-        missing_key = await api.client.post(
-            "/v1/tenants", json=TENANT, headers=api.auth(api.admin)
-        )
+        missing_key = await api.client.post("/v1/tenants", json=TENANT, headers=api.auth(api.admin))
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["domain"] == "new-isp" and body["status"] == "active"

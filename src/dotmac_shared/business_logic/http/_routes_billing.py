@@ -9,12 +9,12 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from dotmac_shared.business_logic.exceptions import BillingRunError
-from dotmac_shared.business_logic.http._state import Caller, Services
+from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Caller, Services
 from dotmac_shared.business_logic.operations import billing_run_progress, start_billing_run
 
 __all__ = ["BillingRunAccepted", "BillingRunRequest", "BillingRunStatus", "router"]
 
-router = APIRouter(prefix="/v1/billing-runs", tags=["billing"])
+router = APIRouter(prefix="/v1/billing-runs", tags=["billing"], responses=PROBLEM_RESPONSES)
 
 
 class BillingRunRequest(BaseModel):
@@ -57,8 +57,14 @@ class BillingRunStatus(BaseModel):
     status_code=202,
     summary="Start a billing run",
     responses={
-        202: {"headers": {"Location": {"description": "Where to read its progress."}}},
-        409: {"description": "A retry the period's latest attempt does not allow."},
+        202: {
+            "headers": {
+                "Location": {
+                    "description": "Where to read its progress.",
+                    "schema": {"type": "string"},
+                }
+            }
+        },
     },
 )
 async def start_run(

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.http._state import Caller, Services
+from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Caller, Services
 from dotmac_shared.business_logic.observability.context import get_correlation_id
 from dotmac_shared.business_logic.policies import PolicyContext
 
 __all__ = ["PolicyEvaluation", "PolicyInfo", "PolicyVersionDiff", "require_finite", "router"]
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=PROBLEM_RESPONSES)
 
 #: Deepest nesting accepted in an evaluation's input (policy inputs are records).
 _MAX_DEPTH = 32

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
 from dotmac_shared.business_logic.http._dependencies import require_idempotency_key
 from dotmac_shared.business_logic.http._saga_results import SagaOutcome, outcome_view
-from dotmac_shared.business_logic.http._state import Admin, Caller, Services
+from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Admin, Caller, Services
 from dotmac_shared.business_logic.observability.context import get_correlation_id
 from dotmac_shared.business_logic.operations import customer_record
 from dotmac_shared.business_logic.operations.tenant_provisioning import (
@@ -28,7 +28,7 @@ from dotmac_shared.business_logic.sagas import SagaContext, SagaStatus
 
 __all__ = ["EligibilityAnswer", "TenantProvisioned", "router", "saga_id_for_key"]
 
-router = APIRouter(prefix="/v1", tags=["provisioning"])
+router = APIRouter(prefix="/v1", tags=["provisioning"], responses=PROBLEM_RESPONSES)
 
 IdempotencyKey = Annotated[str, Depends(require_idempotency_key)]
 # The step that checks a service request: a saga compensated there refused the request.
@@ -116,7 +116,6 @@ class ServiceRequest(BaseModel):
     status_code=201,
     tags=["customers"],
     summary="Provision a service for a customer (requires Idempotency-Key)",
-    responses={422: {"description": "The request was refused (e.g. not eligible)."}},
 )
 async def provision_service(
     customer_id: str,
@@ -186,7 +185,6 @@ class TenantProvisioned(BaseModel):
     status_code=201,
     tags=["tenants"],
     summary="Provision a tenant (admin; requires Idempotency-Key)",
-    responses={422: {"description": "The request was refused (e.g. the domain is taken)."}},
 )
 async def provision_tenant(
     request: TenantRequest,

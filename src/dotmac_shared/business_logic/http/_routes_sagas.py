@@ -21,13 +21,13 @@ from dotmac_shared.business_logic.http._saga_results import (
     outcome_view,
     summary_view,
 )
-from dotmac_shared.business_logic.http._state import Admin, Caller, Services
+from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Admin, Caller, Services
 from dotmac_shared.business_logic.persistence.models import SagaExecution
 from dotmac_shared.business_logic.sagas import SagaStatus
 
 __all__ = ["SagaPage", "decode_cursor", "encode_cursor", "router"]
 
-router = APIRouter(prefix="/v1/sagas", tags=["sagas"])
+router = APIRouter(prefix="/v1/sagas", tags=["sagas"], responses=PROBLEM_RESPONSES)
 
 StatusFilter = Annotated[SagaStatus | None, Query(description="Only sagas in this status.")]
 

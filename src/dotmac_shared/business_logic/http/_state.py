@@ -7,17 +7,58 @@ import dataclasses
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.clock import Clock
 from dotmac_shared.business_logic.http._auth import Principal, current_principal, require_role
+from dotmac_shared.business_logic.http._problems import PROBLEM_CONTENT_TYPE
 from dotmac_shared.business_logic.observability.log import get_logger
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyEngine
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 
-__all__ = ["Admin", "ApiServices", "Caller", "Services"]
+__all__ = ["PROBLEM_RESPONSES", "Admin", "ApiServices", "Caller", "Problem", "Services"]
 
 _logger = get_logger(__name__)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 Problem Details body (``application/problem+json``).
+
+    Besides these members, an error's structured context (``field``, ``failed_rules``,
+    ``reasons``, ...) is included when it has one.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    instance: str | None = None
+    correlation_id: str
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": Problem.model_json_schema()}},
+    }
+
+
+#: The errors every route may answer with, documented in OpenAPI as Problem Details.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("A required Idempotency-Key is missing or malformed."),
+    401: _problem("No valid API key."),
+    403: _problem("The key's role does not allow this."),
+    404: _problem("Not found (another tenant's resources are not found either)."),
+    409: _problem("A request with this Idempotency-Key is in progress, or a conflict."),
+    413: _problem("The request body is larger than the Idempotency-Key middleware keeps."),
+    422: _problem("The request is invalid, or was refused by a business rule."),
+    500: _problem("The server failed; quote the correlation_id."),
+    503: _problem("The database is unavailable; retry later."),
+}
 
 
 @dataclasses.dataclass
