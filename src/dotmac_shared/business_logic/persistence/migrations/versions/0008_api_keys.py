@@ -30,9 +30,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("key_id", name=op.f("pk_dotmac_api_keys")),
     )
-    op.create_index(
-        "ix_dotmac_api_keys_tenant", "dotmac_api_keys", ["tenant_id", "created_at"]
-    )
+    op.create_index("ix_dotmac_api_keys_tenant", "dotmac_api_keys", ["tenant_id", "created_at"])
 
 
 def downgrade() -> None:
