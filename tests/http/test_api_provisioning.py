@@ -148,3 +148,37 @@ async def test_tenant_provisioning_creates_the_tenant_when_an_admin_asks(session
     assert body["domain"] == "new-isp" and body["status"] == "active"
     assert taken.status_code == 422 and taken.headers["content-type"] == PROBLEM
     assert missing_key.status_code == 400
+
+
+async def test_service_provisioning_is_422_when_the_customer_is_not_eligible(session_factory):
+    from dotmac_shared.business_logic.persistence.models import Customer
+
+    async with running_api(session_factory) as api:
+        async with session_factory() as session, session.begin():
+            session.add(
+                Customer(
+                    id="cust-poor",
+                    tenant_id="tenant123",
+                    name="Low Score",
+                    email="low@example.com",
+                    customer_type="residential",
+                    profile={
+                        "customer_type": "residential",
+                        "credit_score": 400,
+                        "outstanding_balance": 0,
+                        "location": {"service_coverage": True},
+                    },
+                )
+            )
+        response = await api.client.post(
+            "/v1/customers/cust-poor/services",
+            json={"service_type": "internet", "plan": "basic"},
+            headers=api.auth(api.operator, **key("svc-poor")),
+        )
+        sagas = await api.client.get(
+            "/v1/sagas", params={"status": "compensated"}, headers=api.auth(api.operator)
+        )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert "credit score" in response.json()["detail"]
+    assert len(sagas.json()["items"]) == 1  # the refusal is on record

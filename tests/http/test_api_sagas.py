@@ -136,3 +136,21 @@ async def test_cancel_needs_the_admin_role_and_returns_the_outcome_when_finished
         done = await api.client.post("/v1/sagas/s0/cancel", headers=api.auth(api.admin))
     assert refused.status_code == 403
     assert done.status_code == 200 and done.json()["status"] == "completed"
+
+
+async def test_cancel_compensates_a_saga_whose_worker_died_when_an_admin_asks(
+    session_factory, database_url
+):
+    from tests.cli.helpers import abandon_service_sagas
+
+    async with running_api(session_factory) as api:
+        [saga_id] = await abandon_service_sagas(database_url)
+        before = await api.client.get(f"/v1/sagas/{saga_id}", headers=api.auth(api.admin))
+        cancelled = await api.client.post(
+            f"/v1/sagas/{saga_id}/cancel", headers=api.auth(api.admin)
+        )
+    assert before.json()["status"] == "running"
+    assert cancelled.status_code == 200, cancelled.text
+    body = cancelled.json()
+    assert body["status"] == "compensated"
+    assert "allocate_resources" in body["compensated_steps"]

@@ -168,3 +168,51 @@ def test_a_correlation_id_is_always_safe_to_store_when_any_request_id_is_sent(va
 )
 def test_an_invalid_traceparent_is_ignored_when_parsed(header):
     assert correlation_id_of({"traceparent": header}) != TRACE_ID
+
+
+# Run in a fresh interpreter: a process sets its tracer provider once (the telemetry tests do).
+_SPAN_SCRIPT = """
+import asyncio, json, sys
+import httpx
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+from dotmac_shared.business_logic.http.api import create_app
+from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
+
+async def main():
+    factory = create_session_factory(sys.argv[1])
+    app = create_app(factory)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await client.get("/v1/sagas", headers={"X-Request-ID": "span-7"})
+    await engine_of(factory).dispose()
+
+asyncio.run(main())
+print(json.dumps([[s.name, dict(s.attributes)] for s in exporter.get_finished_spans()]))
+"""
+
+
+def test_the_request_span_carries_the_correlation_id_when_an_sdk_is_installed(database_url):
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _SPAN_SCRIPT, database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    spans = json.loads(result.stdout.strip().splitlines()[-1])
+    [(name, attributes)] = [span for span in spans if span[0] == "http.request"]
+    assert attributes["dotmac.correlation_id"] == "span-7"
+    assert attributes["url.path"] == "/v1/sagas"

@@ -1,8 +1,6 @@
 """The table behind API keys: ``dotmac_api_keys``, on the framework's declarative base.
 
-Only SQLAlchemy here (no web framework), so that the migration and the ``apikey`` commands
-load it without the ``[http]`` extra's packages being needed for anything but the import
-of the package.
+Created by migration ``0008_api_keys``. The module itself needs only SQLAlchemy.
 """
 
 from __future__ import annotations
