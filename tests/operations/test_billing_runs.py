@@ -154,3 +154,17 @@ async def test_customer_record_is_not_found_when_the_customer_is_another_tenants
             await customer_record(session_factory, tenant, customer)
         assert caught.value.field == "customer_id"
         assert caught.value.metadata["reason"] == "not_found"
+
+
+async def test_start_raises_when_the_saga_cannot_be_written(session_factory, monkeypatch):
+    from dotmac_shared.business_logic.exceptions import PersistenceError
+    from dotmac_shared.business_logic.sagas import SqlSagaStore
+
+    async def broken(self, *args, **kwargs):
+        raise PersistenceError("the database went away")
+
+    clock = ManualClock()
+    await seed_demo_data(session_factory)
+    monkeypatch.setattr(SqlSagaStore, "create", broken)
+    with pytest.raises(PersistenceError):
+        await start_billing_run(session_factory, DEMO_TENANT_ID, last_month(clock), clock=clock)

@@ -174,12 +174,12 @@ class _CreationSignal(SqlSagaStore):
         lease_seconds: float,
         steps: Sequence[StepRecord] = (),
     ) -> bool:
-        try:
-            return await super().create(record, owner, lease_seconds, steps)
-        finally:
-            # Set on a refused create too (the id existed): the caller then sees the stored
-            # saga, which is just as durable.
-            self.created.set()
+        created = await super().create(record, owner, lease_seconds, steps)
+        # Set on a refused create too (the id existed: that saga is just as durable), never
+        # when the write failed: the run's task then ends with the error, which the caller
+        # of start_billing_run gets.
+        self.created.set()
+        return created
 
 
 async def _require_tenant(factory: async_sessionmaker[AsyncSession], tenant_id: str) -> None:
@@ -251,8 +251,8 @@ async def start_billing_run(
         await asyncio.wait({task, created}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         created.cancel()
-    if task.done() and not store.created.is_set():
-        task.result()  # raises what refused the run before its saga was written
+    if not store.created.is_set():
+        task.result()  # the run ended before its saga was written: raises why
     return BillingRunStart(
         billing_run_id=attempt.saga_id,
         tenant_id=tenant_id,
