@@ -58,7 +58,15 @@ def served(database_url: str) -> Iterator[tuple[str, str]]:
     server = uvicorn.Server(
         uvicorn.Config(create_app(factory), host="127.0.0.1", port=port, log_level="warning")
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+
+    async def serve_then_close() -> None:
+        try:
+            await server.serve()
+        finally:
+            # In the server's own loop: the pooled connections belong to it.
+            await engine_of(factory).dispose()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve_then_close(),), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -69,8 +77,7 @@ def served(database_url: str) -> Iterator[tuple[str, str]]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        # The engine's connections belonged to the server's loop, which has ended.
-        asyncio.run(engine_of(factory).dispose())
+        assert not thread.is_alive(), "the server did not stop"
 
 
 def test_every_operation_conforms_to_the_schema_when_fuzzed(served):
