@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy import inspect
 
+from dotmac_shared.business_logic.cli.apikey import apikey_app
 from dotmac_shared.business_logic.cli.billing import billing_app
 from dotmac_shared.business_logic.cli.idempotency import idempotency_app
 from dotmac_shared.business_logic.cli.output import (
@@ -22,6 +23,7 @@ from dotmac_shared.business_logic.cli.output import (
 )
 from dotmac_shared.business_logic.cli.policy import policy_app
 from dotmac_shared.business_logic.cli.saga import saga_app
+from dotmac_shared.business_logic.cli.serve import serve
 from dotmac_shared.business_logic.cli.worker import worker
 from dotmac_shared.business_logic.exceptions import BusinessLogicError
 from dotmac_shared.business_logic.persistence.migrate import (
@@ -48,6 +50,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(saga_app, name="saga")
 app.add_typer(billing_app, name="billing")
 app.add_typer(idempotency_app, name="idempotency")
+app.add_typer(apikey_app, name="apikey")
 
 
 @app.callback()
@@ -121,6 +124,7 @@ def demo(
 
 
 app.command("worker")(worker)
+app.command("serve")(serve)
 
 
 def main() -> None:

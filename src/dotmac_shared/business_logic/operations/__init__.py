@@ -1,7 +1,9 @@
 """Business operations: tenant provisioning, service provisioning and billing runs.
 
 Also the ports they use (payment gateway, network provisioner, notifier) with their real
-defaults, and :func:`seed_demo_data` for the spec's example records.
+defaults, :func:`seed_demo_data` for the spec's example records, and what callers that
+must not block read: :func:`start_billing_run`, :func:`billing_run_progress`,
+:func:`customer_record`.
 """
 
 from dotmac_shared.business_logic.operations.adapters import (
@@ -10,7 +12,18 @@ from dotmac_shared.business_logic.operations.adapters import (
     SandboxPaymentGateway,
 )
 from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga, run_billing
+from dotmac_shared.business_logic.operations.billing_runs import (
+    BillingRunProgress,
+    BillingRunStart,
+    billing_run_progress,
+    start_billing_run,
+)
 from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
+from dotmac_shared.business_logic.operations.customers import (
+    CustomerRecord,
+    CustomerService,
+    customer_record,
+)
 from dotmac_shared.business_logic.operations.ports import (
     ChargeResult,
     ChargeStatus,
@@ -27,9 +40,13 @@ from dotmac_shared.business_logic.operations.tenant_provisioning import (
 )
 
 __all__ = [
+    "BillingRunProgress",
     "BillingRunSaga",
+    "BillingRunStart",
     "ChargeResult",
     "ChargeStatus",
+    "CustomerRecord",
+    "CustomerService",
     "NetworkProvisioner",
     "Notifier",
     "OutboxNotifier",
@@ -41,7 +58,10 @@ __all__ = [
     "TenantProvisioningOperation",
     "TenantProvisioningSaga",
     "TransientGatewayError",
+    "billing_run_progress",
+    "customer_record",
     "run_billing",
     "seed_demo_data",
     "shipped_coordinator",
+    "start_billing_run",
 ]

@@ -1,0 +1,126 @@
+"""``/v1/sagas``: list a tenant's sagas (filters, cursor paging), show one, cancel one."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, or_, select
+
+from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.http._saga_results import (
+    SagaDetail,
+    SagaOutcome,
+    SagaSummary,
+    detail_view,
+    outcome_view,
+    summary_view,
+)
+from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Admin, Caller, Services
+from dotmac_shared.business_logic.persistence.models import SagaExecution
+from dotmac_shared.business_logic.sagas import SagaStatus
+
+__all__ = ["SagaPage", "decode_cursor", "encode_cursor", "router"]
+
+router = APIRouter(prefix="/v1/sagas", tags=["sagas"], responses=PROBLEM_RESPONSES)
+
+StatusFilter = Annotated[SagaStatus | None, Query(description="Only sagas in this status.")]
+
+
+def encode_cursor(created_at: dt.datetime, saga_id: str) -> str:
+    """The opaque cursor after a saga: its creation time and id (the list's sort key)."""
+    raw = json.dumps([created_at.isoformat(), saga_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    """The position a cursor of :func:`encode_cursor` names.
+
+    Raises:
+        InvalidInputError: The cursor was not made by :func:`encode_cursor` (field ``cursor``).
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, saga_id = json.loads(raw)
+        when = dt.datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(saga_id, str):
+            raise ValueError("not a cursor")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInputError("cursor is not one this API returned", field="cursor") from exc
+    return when, saga_id
+
+
+class SagaPage(BaseModel):
+    """One page of sagas, newest first."""
+
+    items: list[SagaSummary]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page."
+    )
+
+
+@router.get("", response_model=SagaPage, summary="List sagas")
+async def list_sagas(
+    caller: Caller,
+    services: Services,
+    name: Annotated[str | None, Query(description="Only sagas of this type.")] = None,
+    status: StatusFilter = None,
+    created_after: Annotated[
+        dt.datetime | None, Query(description="Only sagas created at or after this time.")
+    ] = None,
+    created_before: Annotated[
+        dt.datetime | None, Query(description="Only sagas created before this time.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="From a previous page's next_cursor.")] = None,
+) -> SagaPage:
+    """The caller's tenant's sagas, newest first, a page at a time (keyset paging)."""
+    query = select(SagaExecution).where(SagaExecution.tenant_id == caller.tenant_id)
+    if name is not None:
+        query = query.where(SagaExecution.saga_name == name)
+    if status is not None:
+        query = query.where(SagaExecution.status == status.value)
+    for bound in (created_after, created_before):
+        if bound is not None and bound.tzinfo is None:
+            raise InvalidInputError("times need a timezone (e.g. Z)", field="created_after")
+    if created_after is not None:
+        query = query.where(SagaExecution.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(SagaExecution.created_at < created_before)
+    if cursor is not None:
+        after_created, after_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                SagaExecution.created_at < after_created,
+                and_(
+                    SagaExecution.created_at == after_created,
+                    SagaExecution.saga_id < after_id,
+                ),
+            )
+        )
+    query = query.order_by(SagaExecution.created_at.desc(), SagaExecution.saga_id.desc())
+    async with services.session_factory() as session:
+        rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SagaPage(
+        items=[summary_view(row) for row in rows],
+        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].saga_id) if more else None,
+    )
+
+
+@router.get("/{saga_id}", response_model=SagaDetail, summary="Show a saga")
+async def get_saga(saga_id: str, caller: Caller, services: Services) -> SagaDetail:
+    """A saga's record: every step with its attempts, error and duration."""
+    return detail_view(await services.coordinator.get_saga(saga_id, tenant_id=caller.tenant_id))
+
+
+@router.post("/{saga_id}/cancel", response_model=SagaOutcome, summary="Cancel a saga (admin)")
+async def cancel_saga(saga_id: str, caller: Admin, services: Services) -> SagaOutcome:
+    """Stop a running saga and compensate what it did; a finished saga is returned as is."""
+    return outcome_view(await services.coordinator.cancel_saga(saga_id, tenant_id=caller.tenant_id))

@@ -1,0 +1,169 @@
+"""The one place the HTTP layer reads saga outcomes and records (``SagaCoordinator`` results).
+
+Every route that returns a saga goes through :func:`outcome_view` or :func:`detail_view`;
+when the coordinator's results change shape, only this module changes. Values are read by
+key (``result["status"]``), which both the dicts of today and a ``Mapping``-like typed
+result support.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "SagaDetail",
+    "SagaOutcome",
+    "SagaStepView",
+    "SagaSummary",
+    "detail_view",
+    "outcome_view",
+    "summary_view",
+]
+
+
+def _json(value: Any) -> Any:
+    """Step results are stored JSON; keep what is not (non-finite floats, objects) safe."""
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return json.loads(json.dumps(value, default=str))
+
+
+def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+class SagaOutcome(BaseModel):
+    """Where a saga ended (or is): what execute, resume and cancel return."""
+
+    saga_id: str
+    saga_name: str
+    status: str = Field(description="running, compensating, completed, compensated, ...")
+    step_results: dict[str, Any] = Field(description="Each completed step's result.")
+    error: str | None = Field(None, description="Why the saga failed, if it did.")
+    failed_step: str | None = None
+    compensated_steps: list[str] = Field(default_factory=list)
+
+
+class SagaStepView(BaseModel):
+    """One step of a saga: status, attempts, error and how long it ran."""
+
+    name: str
+    index: int
+    status: str
+    attempts: int
+    compensation_attempts: int
+    result: dict[str, Any] | None
+    error: str | None
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    compensated_at: dt.datetime | None
+    duration_seconds: float | None = Field(
+        description="From start to completion (or compensation), if both happened."
+    )
+
+
+class SagaDetail(SagaOutcome):
+    """A saga's full record."""
+
+    saga_version: str
+    tenant_id: str | None
+    user_id: str | None
+    correlation_id: str | None
+    initial_data: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    duration_seconds: float | None = Field(description="From creation to completion, if done.")
+    steps: list[SagaStepView]
+
+
+class SagaSummary(BaseModel):
+    """A saga in a list."""
+
+    saga_id: str
+    saga_name: str
+    status: str
+    error: str | None
+    failed_step: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
+    completed_at: dt.datetime | None
+
+
+def outcome_view(outcome: Mapping[str, Any]) -> SagaOutcome:
+    """The response model of an outcome from ``execute_saga``/``resume``/``cancel``."""
+    return SagaOutcome(
+        saga_id=str(outcome["saga_id"]),
+        saga_name=str(outcome["saga_name"]),
+        status=str(outcome["status"]),
+        step_results=_json(dict(outcome["step_results"])),
+        error=None if outcome["error"] is None else str(outcome["error"]),
+        failed_step=outcome["failed_step"],
+        compensated_steps=list(outcome["compensated_steps"]),
+    )
+
+
+def detail_view(saga: Mapping[str, Any]) -> SagaDetail:
+    """The response model of a record from ``get_saga``."""
+    base = outcome_view(saga)
+    steps = [
+        SagaStepView(
+            name=step["name"],
+            index=step["index"],
+            status=str(step["status"]),
+            attempts=step["attempts"],
+            compensation_attempts=step["compensation_attempts"],
+            result=_json(step["result"]) if step["result"] is not None else None,
+            error=None if step["error"] is None else str(step["error"]),
+            started_at=step["started_at"],
+            completed_at=step["completed_at"],
+            compensated_at=step["compensated_at"],
+            duration_seconds=_seconds(
+                step["started_at"], step["compensated_at"] or step["completed_at"]
+            ),
+        )
+        for step in saga["steps"]
+    ]
+    return SagaDetail(
+        **base.model_dump(),
+        saga_version=str(saga["saga_version"]),
+        tenant_id=saga["tenant_id"],
+        user_id=saga["user_id"],
+        correlation_id=saga["correlation_id"],
+        initial_data=_json(dict(saga["initial_data"])),
+        created_at=saga["created_at"],
+        updated_at=saga["updated_at"],
+        completed_at=saga["completed_at"],
+        duration_seconds=_seconds(saga["created_at"], saga["completed_at"]),
+        steps=steps,
+    )
+
+
+def summary_view(row: Any) -> SagaSummary:
+    """The list item of a stored saga row (``SagaExecution``)."""
+    return SagaSummary(
+        saga_id=row.saga_id,
+        saga_name=row.saga_name,
+        status=row.status,
+        error=row.error,
+        failed_step=row.failed_step,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        completed_at=row.completed_at,
+    )

@@ -1,0 +1,38 @@
+"""API keys of the HTTP layer: ``dotmac_api_keys`` (hashed secrets, looked up by key id).
+
+Revision ID: 0008_api_keys
+Revises: 0007_policy_decisions
+Create Date: 2026-11-29
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from dotmac_shared.business_logic.persistence.types import UTCDateTime
+
+revision: str = "0008_api_keys"
+down_revision: str | None = "0007_policy_decisions"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "dotmac_api_keys",
+        sa.Column("key_id", sa.String(32), nullable=False),
+        sa.Column("tenant_id", sa.String(255), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("secret_sha256", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("key_id", name=op.f("pk_dotmac_api_keys")),
+    )
+    op.create_index("ix_dotmac_api_keys_tenant", "dotmac_api_keys", ["tenant_id", "created_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_dotmac_api_keys_tenant", table_name="dotmac_api_keys")
+    op.drop_table("dotmac_api_keys")
