@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from dotmac_shared.business_logic.cli import app
-from dotmac_shared.business_logic.http.api import verify_api_key
+from dotmac_shared.business_logic.http import verify_api_key
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from tests.cli.helpers import flat
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dotmac_shared.business_logic.http.api import create_api_key
+from dotmac_shared.business_logic.http import create_api_key
 from dotmac_shared.business_logic.operations import seed_demo_data
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from tests.cli.helpers import abandon_service_sagas, one_error_line

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from dotmac_shared.business_logic.http.api import create_api_key, create_app
+from dotmac_shared.business_logic.http import create_api_key, create_app
 from dotmac_shared.business_logic.operations import seed_demo_data
 from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
 

@@ -151,7 +151,7 @@ async def test_tenant_provisioning_creates_the_tenant_when_an_admin_asks(session
 
 
 async def test_service_provisioning_is_422_when_the_customer_is_not_eligible(session_factory):
-    from dotmac_shared.business_logic.persistence.models import Customer
+    from dotmac_shared.business_logic.operations.models import Customer
 
     async with running_api(session_factory) as api:
         async with session_factory() as session, session.begin():

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from dotmac_shared.business_logic.http.api import create_api_key, create_app
+from dotmac_shared.business_logic.http import create_api_key, create_app
 from dotmac_shared.business_logic.operations import seed_demo_data
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from starlette.exceptions import HTTPException
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.http.api import (
+from dotmac_shared.business_logic.http import (
     ApiKey,
     Principal,
     correlation_id_of,
@@ -184,7 +184,7 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 trace.set_tracer_provider(provider)
 
-from dotmac_shared.business_logic.http.api import create_app
+from dotmac_shared.business_logic.http import create_app
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 
 async def main():

@@ -17,9 +17,11 @@ from dotmac_shared.business_logic import (
     SchemaVersionError,
     create_session_factory,
 )
+from dotmac_shared.business_logic.http import HttpBase
 from dotmac_shared.business_logic.operations.models import DomainBase
 from dotmac_shared.business_logic.persistence import (
     FRAMEWORK_BRANCH,
+    HTTP_BRANCH,
     ISP_BRANCH,
     current_revisions,
     engine_of,
@@ -58,6 +60,7 @@ ISP_TABLES = {
     "dotmac_tenant_settings",
     "dotmac_tenants",
 }
+HTTP_TABLES = {"dotmac_api_keys"}
 #: PostgreSQL cuts longer identifiers, which would make a constraint's name differ by database.
 MAX_IDENTIFIER = 63
 
@@ -93,7 +96,7 @@ def _names_in(url_conn) -> list[str]:
 
 def _both_metadata() -> MetaData:
     merged = MetaData()
-    for metadata in (Base.metadata, DomainBase.metadata):
+    for metadata in (Base.metadata, DomainBase.metadata, HttpBase.metadata):
         for table in metadata.sorted_tables:
             table.to_metadata(merged)
     return merged
@@ -106,7 +109,7 @@ async def test_full_upgrade_creates_every_table_with_the_prefix_when_database_is
 
     assert upgrade_database(database_url) == head_revisions()
 
-    assert await _tables(database_url) == FRAMEWORK_TABLES | ISP_TABLES
+    assert await _tables(database_url) == FRAMEWORK_TABLES | ISP_TABLES | HTTP_TABLES
     names = await _run(database_url, _names_in)
     assert all("dotmac_" in name for name in names), [n for n in names if "dotmac_" not in n]
     # SQLite keeps long names whole: none is cut (differently) by PostgreSQL either.
@@ -114,6 +117,7 @@ async def test_full_upgrade_creates_every_table_with_the_prefix_when_database_is
     assert current_revisions(database_url) == {
         FRAMEWORK_BRANCH: "f0001_framework",
         ISP_BRANCH: "d0001_isp_domain",
+        HTTP_BRANCH: "h0001_api_keys",
     }
 
 
@@ -142,7 +146,7 @@ async def test_full_upgrade_adds_the_isp_tables_when_framework_was_migrated_firs
 
     assert upgrade_database(database_url) == head_revisions()
 
-    assert await _tables(database_url) == FRAMEWORK_TABLES | ISP_TABLES
+    assert await _tables(database_url) == FRAMEWORK_TABLES | ISP_TABLES | HTTP_TABLES
 
 
 async def test_framework_upgrade_keeps_the_isp_branch_when_database_is_fully_migrated(
@@ -151,7 +155,7 @@ async def test_framework_upgrade_keeps_the_isp_branch_when_database_is_fully_mig
     upgrade_database(database_url)
 
     assert upgrade_database(database_url, schema="framework") == head_revisions()
-    assert await _tables(database_url) == FRAMEWORK_TABLES | ISP_TABLES
+    assert await _tables(database_url) == FRAMEWORK_TABLES | ISP_TABLES | HTTP_TABLES
 
 
 async def test_second_upgrade_changes_nothing_when_already_at_head(database_url):
@@ -180,7 +184,7 @@ async def test_models_and_migrations_agree_when_migrated(database_url, schema, m
 
 def test_framework_branch_is_migrated_first_when_listed():
     labels = [branch.label for branch in schema_branches()]
-    assert labels[:2] == [FRAMEWORK_BRANCH, ISP_BRANCH]
+    assert labels[:3] == [FRAMEWORK_BRANCH, ISP_BRANCH, HTTP_BRANCH]
 
 
 async def _stamp(url: str, revision: str) -> None:
@@ -304,6 +308,7 @@ async def test_registered_branch_is_migrated_with_all_and_not_with_framework(
     assert current_revisions(database_url) == {
         FRAMEWORK_BRANCH: "f0001_framework",
         ISP_BRANCH: "d0001_isp_domain",
+        HTTP_BRANCH: "h0001_api_keys",
         "dotmac_extra": "x0002_extra_name",
     }
 

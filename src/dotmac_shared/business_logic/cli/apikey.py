@@ -19,7 +19,7 @@ from dotmac_shared.business_logic.cli.output import (
 from dotmac_shared.business_logic.cli.serve import require_http_extra
 
 if TYPE_CHECKING:
-    from dotmac_shared.business_logic.http.api import ApiKeyInfo
+    from dotmac_shared.business_logic.http import ApiKeyInfo
 
 __all__ = ["apikey_app"]
 
@@ -27,7 +27,7 @@ apikey_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP API.")
 
 
 def _api() -> Any:
-    return require_http_extra("dotmac_shared.business_logic.http.api")[0]
+    return require_http_extra("dotmac_shared.business_logic.http")[0]
 
 
 @apikey_app.command("create")

@@ -87,7 +87,7 @@ def serve(
     The saga recovery worker runs beside it: sagas and billing runs whose process died
     are finished. Create a key first: dotmac-bl apikey create --tenant T.
     """
-    uvicorn, api = require_http_extra("uvicorn", "dotmac_shared.business_logic.http.api")
+    uvicorn, api = require_http_extra("uvicorn", "dotmac_shared.business_logic.http")
 
     async def run() -> None:
         async with session_factory(database_url) as factory:

@@ -7,7 +7,7 @@ Problem Details.
 
 Example:
     >>> from dotmac_shared.business_logic import create_session_factory
-    >>> from dotmac_shared.business_logic.http.api import create_app
+    >>> from dotmac_shared.business_logic.http import create_app
     >>> app = create_app(create_session_factory("sqlite:///api.db"))  # doctest: +SKIP
     >>> # uvicorn.run(app), or: dotmac-bl serve
 """
@@ -41,7 +41,7 @@ from dotmac_shared.business_logic.http._state import ApiServices
 from dotmac_shared.business_logic.idempotency import IdempotencyManager
 from dotmac_shared.business_logic.operations import shipped_coordinator
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyEngine
-from dotmac_shared.business_logic.policies.eligibility import (
+from dotmac_shared.business_logic.policies._eligibility import (
     register_shipped_policies,
     shipped_policy_names,
 )

@@ -1,22 +1,29 @@
-"""The table behind API keys: ``dotmac_api_keys``, on the framework's declarative base.
+"""The table behind API keys: ``dotmac_api_keys``, the HTTP layer's own schema branch.
 
-Created by migration ``0008_api_keys``. The module itself needs only SQLAlchemy.
+Created by migration ``h0001_api_keys`` (branch ``dotmac_http``). Its declarative base has a
+metadata of its own, so the framework's and the ISP domain's models never include it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Index, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from dotmac_shared.business_logic.persistence.models import Base
+from dotmac_shared.business_logic.persistence.models.base import NAMING_CONVENTION
 from dotmac_shared.business_logic.persistence.types import UTCDateTime, utcnow
 
-__all__ = ["ApiKey"]
+__all__ = ["ApiKey", "HttpBase"]
 
 
-class ApiKey(Base):
+class HttpBase(DeclarativeBase):
+    """Declarative base of the HTTP layer's tables (branch ``dotmac_http``)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ApiKey(HttpBase):
     """One API key: its public id, its tenant and role, and the SHA-256 of its secret.
 
     The secret itself is never stored: a key is looked up by its id (the part of the token

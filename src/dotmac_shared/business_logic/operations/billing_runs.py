@@ -36,7 +36,7 @@ from dotmac_shared.business_logic.operations.billing_run import (
     next_billing_attempt,
     run_billing,
 )
-from dotmac_shared.business_logic.persistence.models import BillingRun, Tenant
+from dotmac_shared.business_logic.operations.models import BillingRun, Tenant
 from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaRecord, SqlSagaStore, StepRecord
 
 __all__ = [

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.persistence.models import BillingAccount, Customer, Service
+from dotmac_shared.business_logic.operations.models import BillingAccount, Customer, Service
 
 __all__ = ["CustomerRecord", "CustomerService", "customer_record"]
 

@@ -6,7 +6,9 @@ revision scripts, all recorded in one version table (one row per branch):
 - ``dotmac_framework``: the framework's own tables (idempotency records, saga executions and
   steps, the policy decision log), in ``persistence/migrations/versions/``;
 - ``dotmac_isp``: the ISP domain's tables (tenants, customers, billing, ...), in
-  ``operations/migrations/``.
+  ``operations/migrations/``;
+- ``dotmac_http``: the HTTP layer's API keys, in ``http/migrations/`` (found by path, so
+  migrating needs none of the web libraries).
 
 A user who wants only idempotency or sagas migrates ``schema="framework"`` and gets only the
 framework's tables. Another package adds a branch of its own with
@@ -47,6 +49,7 @@ from dotmac_shared.business_logic.persistence.session import (
 
 __all__ = [
     "FRAMEWORK_BRANCH",
+    "HTTP_BRANCH",
     "ISP_BRANCH",
     "VERSION_TABLE",
     "SchemaBranch",
@@ -64,6 +67,8 @@ VERSION_TABLE = "dotmac_bl_alembic_version"
 FRAMEWORK_BRANCH = "dotmac_framework"
 #: Label of the ISP domain's branch: tenants, customers, services, billing, resources.
 ISP_BRANCH = "dotmac_isp"
+#: Label of the HTTP layer's branch: API keys.
+HTTP_BRANCH = "dotmac_http"
 
 #: Which branches to migrate: ``"all"`` (every registered branch), ``"framework"`` (the
 #: framework's only), or a sequence of branch labels (the framework's is always included).
@@ -156,6 +161,11 @@ register_schema_branch(
     ISP_BRANCH,
     str(_PACKAGE / "operations" / "migrations"),
     "tenants, customers, plans, services, billing, payments, outbox, resources, commissions",
+)
+register_schema_branch(
+    HTTP_BRANCH,
+    str(_PACKAGE / "http" / "migrations"),
+    "API keys of the HTTP API (hashed)",
 )
 
 

@@ -1,7 +1,8 @@
 """API keys of the HTTP layer: ``dotmac_api_keys`` (hashed secrets, looked up by key id).
 
-Revision ID: 0008_api_keys
-Revises: 0007_policy_decisions
+Revision ID: h0001_api_keys
+Revises:
+Branch: dotmac_http (the HTTP layer's tables; created by ``schema="all"``)
 Create Date: 2026-11-29
 """
 
@@ -12,9 +13,9 @@ from alembic import op
 
 from dotmac_shared.business_logic.persistence.types import UTCDateTime
 
-revision: str = "0008_api_keys"
-down_revision: str | None = "0007_policy_decisions"
-branch_labels: str | Sequence[str] | None = None
+revision: str = "h0001_api_keys"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = ("dotmac_http",)
 depends_on: str | Sequence[str] | None = None
 
 
