@@ -57,6 +57,7 @@ from dotmac_shared.business_logic.exceptions import (
     SagaLeaseLostError,
     SagaNotFoundError,
     SagaTimeoutError,
+    SchemaVersionError,
 )
 from dotmac_shared.business_logic.http._errors import (
     IdempotencyKeyInvalidError,
@@ -86,6 +87,8 @@ PROBLEM_STATUS: Final[Mapping[type[BusinessLogicError], int]] = {
     InvalidInputError: 422,
     # Retryable from the caller's point of view: the database is down or overloaded.
     PersistenceError: 503,
+    # The database was made by another schema history: an operator must act, not the caller.
+    SchemaVersionError: 503,
     PolicyError: 500,
     PolicyDefinitionError: 500,
     PolicyNotFoundError: 404,

@@ -2,6 +2,7 @@
 
 from dotmac_shared.business_logic.persistence.migrate import (
     FRAMEWORK_BRANCH,
+    HTTP_BRANCH,
     ISP_BRANCH,
     SchemaBranch,
     SchemaSelection,
@@ -28,6 +29,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
     "FRAMEWORK_BRANCH",
+    "HTTP_BRANCH",
     "ISP_BRANCH",
     "SchemaBranch",
     "SchemaSelection",
