@@ -52,6 +52,8 @@ from dotmac_shared.business_logic.policies import (
     PolicyResult,
 )
 from dotmac_shared.business_logic.sagas import (
+    ALL_TENANTS,
+    AllTenants,
     RetryPolicy,
     SagaContext,
     SagaCoordinator,
@@ -62,7 +64,6 @@ from dotmac_shared.business_logic.sagas import (
     StepContext,
     StepStatus,
 )
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
 
 try:
     # One source of truth: the installed distribution's metadata (pyproject's version).

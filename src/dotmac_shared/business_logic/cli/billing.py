@@ -33,7 +33,7 @@ from dotmac_shared.business_logic.operations.billing_run import (
 from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
 from dotmac_shared.business_logic.persistence.models import BillingRun, Tenant
 from dotmac_shared.business_logic.persistence.types import utcnow
-from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
+from dotmac_shared.business_logic.sagas import SagaCoordinator
 
 __all__ = ["billing_app", "print_attempts", "print_report", "run_billing_with_progress"]
 

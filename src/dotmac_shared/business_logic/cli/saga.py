@@ -17,8 +17,7 @@ from dotmac_shared.business_logic.cli.output import (
     session_factory,
 )
 from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
-from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope
+from dotmac_shared.business_logic.sagas import ALL_TENANTS, SagaCoordinator, TenantScope
 
 __all__ = ["print_outcome", "saga_app"]
 

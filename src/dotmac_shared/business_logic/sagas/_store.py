@@ -51,8 +51,8 @@ from dotmac_shared.business_logic.persistence.driver import (
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.sqlite_driver import run_transaction
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
-from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
+from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
+from dotmac_shared.business_logic.sagas._states import SagaStatus, StepStatus
 
 __all__ = ["SagaRecord", "SagaStore", "SqlSagaStore", "StepRecord"]
 

@@ -47,16 +47,21 @@ from dotmac_shared.business_logic.observability.telemetry import (
     start_span,
 )
 from dotmac_shared.business_logic.persistence.driver import is_connection_error
-from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
-from dotmac_shared.business_logic.sagas.definition import RetryPolicy, SagaDefinition, SagaStep
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
-from dotmac_shared.business_logic.sagas.states import (
+from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas._definition import RetryPolicy, SagaDefinition, SagaStep
+from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
+from dotmac_shared.business_logic.sagas._states import (
     SagaStatus,
     StepStatus,
     ensure_saga_transition,
     ensure_step_transition,
 )
-from dotmac_shared.business_logic.sagas.store import SagaRecord, SagaStore, SqlSagaStore, StepRecord
+from dotmac_shared.business_logic.sagas._store import (
+    SagaRecord,
+    SagaStore,
+    SqlSagaStore,
+    StepRecord,
+)
 
 __all__ = ["SagaCoordinator"]
 
