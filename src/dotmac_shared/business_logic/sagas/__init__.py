@@ -1,5 +1,10 @@
 """Sagas: multi-step operations that complete or are compensated in reverse, durably.
 
+``execute_saga``, ``resume_saga``, ``cancel_saga`` and ``get_saga`` return a
+:class:`SagaResult`; a failure is a :class:`SagaFailure` (stable code, message, step,
+structured context). A custom store implements :class:`SagaStore` over :class:`SagaRecord`
+and :class:`StepRecord`.
+
 Example:
     >>> from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaContext
 """
@@ -12,6 +17,12 @@ from dotmac_shared.business_logic.sagas._definition import (
     SagaStep,
     StepAction,
     StepHandler,
+)
+from dotmac_shared.business_logic.sagas._results import (
+    SagaFailure,
+    SagaResult,
+    SagaStepResult,
+    SagaSummary,
 )
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, AllTenants, TenantScope
 from dotmac_shared.business_logic.sagas._states import SagaStatus, StepStatus
@@ -30,10 +41,14 @@ __all__ = [
     "SagaContext",
     "SagaCoordinator",
     "SagaDefinition",
+    "SagaFailure",
     "SagaRecord",
+    "SagaResult",
     "SagaStatus",
     "SagaStep",
+    "SagaStepResult",
     "SagaStore",
+    "SagaSummary",
     "SagaWorker",
     "SqlSagaStore",
     "StepAction",

@@ -49,6 +49,14 @@ from dotmac_shared.business_logic.observability.telemetry import (
 from dotmac_shared.business_logic.persistence.driver import is_connection_error
 from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
 from dotmac_shared.business_logic.sagas._definition import RetryPolicy, SagaDefinition, SagaStep
+from dotmac_shared.business_logic.sagas._results import (
+    CANCELLED,
+    MAX_ERROR_CHARS,
+    SagaFailure,
+    SagaResult,
+    SagaStepResult,
+    SagaSummary,
+)
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas._states import (
     SagaStatus,
@@ -63,7 +71,7 @@ from dotmac_shared.business_logic.sagas._store import (
     StepRecord,
 )
 
-__all__ = ["SagaCoordinator"]
+__all__ = ["MAX_ERROR_CHARS", "SagaCoordinator"]
 
 logger = get_logger(__name__)
 
@@ -73,9 +81,6 @@ MAX_INITIAL_DATA_BYTES = 1_000_000
 MAX_STEP_RESULT_BYTES = 1_000_000
 #: Deepest nesting of mappings and lists accepted in initial data and step results.
 MAX_NESTING = 64
-#: Longest error text kept for a saga or a step (the rest is cut, marked with "…").
-MAX_ERROR_CHARS = 2_000
-_CANCELLED = "cancelled on request"
 #: Sorts after every real time (a compensated step that has no time yet comes last).
 _NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 #: Share of the lease kept in reserve. A worker that cannot renew stops its step this long
@@ -205,12 +210,9 @@ def _same_data(stored: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
     return canonical(stored) == canonical(given)
 
 
-def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
 def _describe(exc: BaseException) -> str:
-    return _bounded(f"{type(exc).__name__}: {exc}")
+    """``exc`` in one line, for log messages."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 class SagaCoordinator:
@@ -291,7 +293,7 @@ class SagaCoordinator:
         saga_name: str,
         context: SagaContext,
         initial_data: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SagaResult:
         """Run a saga to its end and return its outcome.
 
         Sagas are idempotent by id: an exact repeat (same tenant, saga name and initial
@@ -372,7 +374,7 @@ class SagaCoordinator:
             return self._outcome(existing)
         return await self._take_over(existing)
 
-    async def resume_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
+    async def resume_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """Drive an unfinished saga on (its lease must be free or expired).
 
         A saga in ``compensation_failed`` is compensated again: the operator resumes it
@@ -400,7 +402,7 @@ class SagaCoordinator:
         self._definition(record.saga_name)  # refuse before taking the lease
         return await self._take_over(record)
 
-    async def cancel_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
+    async def cancel_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """Stop a running saga and compensate what it did.
 
         If another live worker drives it, that worker compensates at its next step boundary
@@ -431,7 +433,7 @@ class SagaCoordinator:
         record = await self._require(saga_id, tenant_id=record.tenant_id)
         return await self._drive(record, definition)
 
-    async def get_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
+    async def get_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """The saga's full record: status, data, every step, lease and times.
 
         Args:
@@ -443,38 +445,7 @@ class SagaCoordinator:
             SagaNotFoundError: No saga of ``tenant_id`` has that id (another tenant's saga
                 is reported exactly like a missing one).
         """
-        record = await self._require(saga_id, tenant_id=tenant_id)
-        outcome = self._outcome(record)
-        steps = sorted(record.steps.values(), key=lambda s: s.index)
-        outcome.update(
-            saga_version=record.saga_version,
-            tenant_id=record.tenant_id,
-            user_id=record.user_id,
-            correlation_id=record.correlation_id,
-            initial_data=record.initial_data,
-            current_step=record.current_step,
-            lease_owner=record.lease_owner,
-            lease_expires_at=record.lease_expires_at,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            completed_at=record.completed_at,
-            steps=[
-                {
-                    "name": s.name,
-                    "index": s.index,
-                    "status": s.status.value,
-                    "attempts": s.attempts,
-                    "compensation_attempts": s.compensation_attempts,
-                    "result": _decoded(s.result) if s.result is not None else None,
-                    "error": s.error,
-                    "started_at": s.started_at,
-                    "completed_at": s.completed_at,
-                    "compensated_at": s.compensated_at,
-                }
-                for s in steps
-            ],
-        )
-        return outcome
+        return self._outcome(await self._require(saga_id, tenant_id=tenant_id))
 
     async def list_sagas(
         self,
@@ -482,7 +453,7 @@ class SagaCoordinator:
         tenant_id: TenantScope,
         status: SagaStatus | str | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[SagaSummary]:
         """Sagas of one tenant (or of all), newest first, optionally of one status.
 
         Args:
@@ -504,15 +475,16 @@ class SagaCoordinator:
             ) from None
         records = await self._store.list(tenant_id=scope, status=wanted, limit=limit)
         return [
-            {
-                "saga_id": r.saga_id,
-                "saga_name": r.saga_name,
-                "status": r.status.value,
-                "tenant_id": r.tenant_id,
-                "error": r.error,
-                "created_at": r.created_at,
-                "updated_at": r.updated_at,
-            }
+            SagaSummary(
+                saga_id=r.saga_id,
+                saga_name=r.saga_name,
+                status=r.status,
+                tenant_id=r.tenant_id,
+                error=r.error,
+                failed_step=r.failed_step,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
             for r in records
         ]
 
@@ -558,7 +530,7 @@ class SagaCoordinator:
             raise SagaNotFoundError(f"no saga with id {saga_id!r}", saga_id=saga_id)
         return record
 
-    async def _take_over(self, record: SagaRecord) -> dict[str, Any]:
+    async def _take_over(self, record: SagaRecord) -> SagaResult:
         leased_at = asyncio.get_running_loop().time()
         if record.saga_id in self._driving or not await self._store.acquire(
             record.saga_id, self.owner_id, self.lease_seconds
@@ -591,7 +563,7 @@ class SagaCoordinator:
         *,
         first_started: bool = False,
         leased_at: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> SagaResult:
         """Run the saga on while holding its lease; its outcome when it ends.
 
         ``leased_at``: loop time just before the lease was written (now by default).
@@ -615,7 +587,9 @@ class SagaCoordinator:
                 await self._leased(record, definition, lease, first_started)
                 span.set_attribute("dotmac.saga.status", record.status.value)
                 if record.status is not SagaStatus.COMPLETED:
-                    span.set_status(Status(StatusCode.ERROR, record.error or ""))
+                    span.set_status(
+                        Status(StatusCode.ERROR, record.error.code if record.error else "")
+                    )
             SAGA_FINISHED.add(1, {"saga": record.saga_name, "status": record.status.value})
             return self._outcome(record)
         except SagaLeaseLostError as exc:
@@ -656,9 +630,7 @@ class SagaCoordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
 
-    async def _after_lease_lost(
-        self, record: SagaRecord, error: SagaLeaseLostError
-    ) -> dict[str, Any]:
+    async def _after_lease_lost(self, record: SagaRecord, error: SagaLeaseLostError) -> SagaResult:
         """The stored outcome if the saga has ended (re-read), else ``error``.
 
         Another worker owns the saga now (or will, once the lease expires); this one reports
@@ -737,6 +709,9 @@ class SagaCoordinator:
         lease = self._leases.get(record.saga_id)
         give_up_at = lease.deadline if lease is not None else loop.time()
         delay = _RETRY_DELAY
+        record.updated_at = self.clock.now()
+        if not record.status.is_active:  # the store releases a finished saga's lease
+            record.lease_owner = record.lease_expires_at = None
         while True:
             try:
                 return await self._store.save(record, steps, self.owner_id)
@@ -825,14 +800,15 @@ class SagaCoordinator:
                 never_ran = current.attempts == 1
                 if never_ran:
                     self._withdraw(record, current)
-                await self._fail(record, current, _CANCELLED, mark_step=never_ran)
+                cancelled = SagaFailure(CANCELLED, "cancelled on request", current.name)
+                await self._fail(record, current, cancelled, mark_step=never_ran)
                 return
             try:
                 result = await self._execute(record, definition, step, current)
             except Exception as exc:  # any failure of the step leads to compensation
                 current.status = StepStatus.FAILED
-                current.error = _describe(exc)
-                await self._fail(record, current, _describe(exc), mark_step=True)
+                current.error = SagaFailure.from_exception(exc, step.name)
+                await self._fail(record, current, current.error, mark_step=True)
                 return
             current.status, current.result, current.completed_at = (
                 StepStatus.COMPLETED,
@@ -859,14 +835,20 @@ class SagaCoordinator:
         step.status, step.attempts, step.started_at = StepStatus.PENDING, step.attempts - 1, None
 
     async def _fail(
-        self, record: SagaRecord, step: StepRecord, error: str, *, mark_step: bool
+        self, record: SagaRecord, step: StepRecord, error: SagaFailure, *, mark_step: bool
     ) -> None:
         ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATING)
         record.status = SagaStatus.COMPENSATING
-        record.error = _bounded(error)
+        record.error = error
         record.failed_step = step.name
         await self._save(record, [step] if mark_step else [])
-        logger.warning("saga %s step %s failed: %s; compensating", record.saga_id, step.name, error)
+        logger.warning(
+            "saga %s step %s failed: %s: %s; compensating",
+            record.saga_id,
+            step.name,
+            error.code,
+            error.message,
+        )
 
     def _remaining(self, record: SagaRecord) -> float | None:
         if record.deadline_at is None:
@@ -1045,7 +1027,7 @@ class SagaCoordinator:
                 # The latest compensation error replaces the step's previous one; the saga's
                 # own error stays the original failure. _outcome shows both, so neither
                 # grows however often an operator resumes.
-                state.error = _describe(exc)
+                state.error = SagaFailure.from_exception(exc, step.name)
                 ensure_saga_transition(
                     record.saga_id, record.status, SagaStatus.COMPENSATION_FAILED
                 )
@@ -1056,7 +1038,7 @@ class SagaCoordinator:
                     "saga %s: compensation of %s failed; a person must look: %s",
                     record.saga_id,
                     step.name,
-                    state.error,
+                    state.error.message,
                 )
                 return
             state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
@@ -1091,28 +1073,8 @@ class SagaCoordinator:
         return run
 
     @staticmethod
-    def _outcome(record: SagaRecord) -> dict[str, Any]:
-        ordered = sorted(record.steps.values(), key=lambda s: s.index)
-        step_results = {s.name: _decoded(s.result) for s in ordered if s.result is not None}
-        compensated = [
-            s.name
-            for s in sorted(ordered, key=lambda s: s.compensated_at or _NEVER)
-            if s.status is StepStatus.COMPENSATED and s.compensation_attempts > 0
-        ]
-        error = record.error
-        if record.status is SagaStatus.COMPENSATION_FAILED:
-            stuck = next((s for s in ordered if s.status is StepStatus.COMPENSATION_FAILED), None)
-            if stuck is not None:
-                error = f"{error}; compensation of {stuck.name} failed: {stuck.error}"
-        return {
-            "saga_id": record.saga_id,
-            "saga_name": record.saga_name,
-            "status": record.status.value,
-            "step_results": step_results,
-            "error": error,
-            "failed_step": record.failed_step,
-            "compensated_steps": compensated,
-        }
+    def _outcome(record: SagaRecord) -> SagaResult:
+        return saga_result(record)
 
 
 def _discard_late(scope: asyncio.Timeout) -> None:
@@ -1151,3 +1113,53 @@ def _not_timeout(predicate: Any) -> Any:
         return bool(predicate(retry_state))
 
     return check
+
+
+def saga_result(record: SagaRecord) -> SagaResult:
+    """``record`` as the coordinator returns it (step results decoded)."""
+    ordered = sorted(record.steps.values(), key=lambda s: s.index)
+    steps = tuple(
+        SagaStepResult(
+            name=s.name,
+            index=s.index,
+            status=s.status,
+            attempts=s.attempts,
+            compensation_attempts=s.compensation_attempts,
+            result=_decoded(s.result) if s.result is not None else None,
+            error=s.error,
+            started_at=s.started_at,
+            completed_at=s.completed_at,
+            compensated_at=s.compensated_at,
+        )
+        for s in ordered
+    )
+    compensated = tuple(
+        s.name
+        for s in sorted(ordered, key=lambda s: s.compensated_at or _NEVER)
+        if s.status is StepStatus.COMPENSATED and s.compensation_attempts > 0
+    )
+    stuck = None
+    if record.status is SagaStatus.COMPENSATION_FAILED:
+        stuck = next((s.error for s in ordered if s.status is StepStatus.COMPENSATION_FAILED), None)
+    return SagaResult(
+        saga_id=record.saga_id,
+        saga_name=record.saga_name,
+        status=record.status,
+        step_results={s.name: s.result for s in steps if s.result is not None},
+        error=record.error,
+        failed_step=record.failed_step,
+        compensated_steps=compensated,
+        compensation_error=stuck,
+        saga_version=record.saga_version,
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        correlation_id=record.correlation_id,
+        initial_data=record.initial_data,
+        current_step=record.current_step,
+        lease_owner=record.lease_owner,
+        lease_expires_at=record.lease_expires_at,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        completed_at=record.completed_at,
+        steps=steps,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.persistence.models.base import Base
@@ -29,7 +29,8 @@ class SagaExecution(Base):
     current_step: Mapped[int] = mapped_column(Integer, default=0)
     initial_data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     context: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The failure that made the saga compensate: {"code", "message", "step", "context"}.
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
     failed_step: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # Set by cancel_saga(); the worker driving the saga compensates at the next step boundary.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -61,7 +62,8 @@ class SagaStepExecution(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     compensation_attempts: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The step's (or its compensation's) failure: {"code", "message", "step", "context"}.
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     compensated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
