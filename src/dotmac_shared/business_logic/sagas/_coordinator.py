@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -261,6 +261,8 @@ class SagaCoordinator:
         self._definitions: dict[str, SagaDefinition] = {}
         # Sagas this coordinator is driving right now: never drive one twice at once.
         self._driving: set[str] = set()
+        # Sagas started with start_saga and still running here: their task and tenant.
+        self._background: dict[str, tuple[asyncio.Task[SagaResult], str | None]] = {}
 
     # --- definitions -----------------------------------------------------------------
 
@@ -313,6 +315,107 @@ class SagaCoordinator:
                 ``initial_data``).
             SagaError: Another live worker runs the saga.
         """
+        return await (await self._begin(saga_name, context, initial_data))
+
+    async def start_saga(
+        self,
+        saga_name: str,
+        context: SagaContext,
+        initial_data: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Start a saga; return its id once its record is committed, and run it in the background.
+
+        The saga runs on a task this coordinator keeps: :meth:`wait` gives its outcome,
+        :meth:`aclose` finishes or cancels every such task. If this process dies, another
+        worker resumes the saga once its lease expires (see :meth:`recover`), as for
+        :meth:`execute_saga`. The same rules as :meth:`execute_saga` apply to the id (an
+        exact repeat of a finished saga starts nothing; its outcome is kept for
+        :meth:`wait`), and the same errors are raised, before this returns.
+
+        Returns:
+            The saga id (``context.saga_id``).
+
+        Raises:
+            SagaDefinitionError: Unknown saga name.
+            InvalidInputError: ``initial_data`` is not a JSON object (or is too large).
+            SagaConflictError: The id is already used otherwise (see :meth:`execute_saga`).
+            SagaError: Another live worker runs the saga, or this coordinator already does.
+        """
+        saga_id = context.saga_id if isinstance(context, SagaContext) else None
+        if saga_id is not None and saga_id in self._background:
+            raise SagaError(
+                f"saga {saga_id} is already running in the background here",
+                saga_id=saga_id,
+                saga_name=saga_name,
+            )
+        run = await self._begin(saga_name, context, initial_data)
+        task = asyncio.get_running_loop().create_task(run, name=f"saga:{context.saga_id}")
+        self._background[context.saga_id] = (task, context.tenant_id)
+        task.add_done_callback(self._started_done)
+        return context.saga_id
+
+    def _started_done(self, task: asyncio.Task[SagaResult]) -> None:
+        """A background saga ended: release what it held; log a failure nobody may read."""
+        saga_id = task.get_name().removeprefix("saga:")
+        self._driving.discard(saga_id)  # its drive may have been cancelled before it began
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved here; wait() raises it again
+        if error is not None:
+            logger.error("background saga %s stopped: %s", saga_id, _describe(error))
+
+    async def wait(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
+        """The outcome of a saga: when it ends, if :meth:`start_saga` runs it here, else now.
+
+        Args:
+            saga_id: The saga's id.
+            tenant_id: The tenant the saga belongs to (as for :meth:`get_saga`).
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            SagaLeaseLostError: The background run lost its lease (another worker goes on).
+            asyncio.CancelledError: The background run was cancelled (:meth:`aclose`).
+        """
+        scope = tenant_scope(tenant_id)
+        started = self._background.get(saga_id)
+        if started is not None and (scope is ALL_TENANTS or scope == started[1]):
+            task = started[0]
+            try:
+                return await asyncio.shield(task)
+            finally:
+                if task.done():
+                    self._background.pop(saga_id, None)
+        return await self.get_saga(saga_id, tenant_id=scope)
+
+    async def aclose(self, timeout: float | None = 0.0) -> None:
+        """Finish or cancel every saga :meth:`start_saga` runs here.
+
+        Args:
+            timeout: Seconds to let them finish (None: as long as they take); the rest are
+                cancelled. A cancelled saga keeps its lease until it expires, then another
+                worker resumes it (its state is durable at every step boundary).
+        """
+        tasks = [task for task, _ in self._background.values()]
+        self._background.clear()
+        if not tasks:
+            return
+        if timeout is None or timeout > 0:
+            await asyncio.wait(tasks, timeout=timeout)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _begin(
+        self,
+        saga_name: str,
+        context: SagaContext,
+        initial_data: Mapping[str, Any] | None,
+    ) -> Coroutine[Any, Any, SagaResult]:
+        """Everything of :meth:`execute_saga` before its steps run; the run itself after.
+
+        The saga's record is committed (or its existing record checked and its lease taken)
+        when this returns; awaiting the returned coroutine drives the saga to its end.
+        """
         definition = self._definition(saga_name)
         if not isinstance(context, SagaContext):
             raise InvalidInputError("context must be a SagaContext", field="context")
@@ -341,8 +444,10 @@ class SagaCoordinator:
         # runs. If the id exists already, neither is written.
         first = self._step_record(record, definition.steps[0], 0)
         self._start(record, first)
+        leased_at = asyncio.get_running_loop().time()
         if await self._store.create(record, self.owner_id, self.lease_seconds, [first]):
-            return await self._drive(record, definition, first_started=True)
+            self._driving.add(record.saga_id)
+            return self._drive(record, definition, first_started=True, leased_at=leased_at)
         # The id is taken. Read it within the caller's tenant only: another tenant's saga is
         # never loaded, so nothing of it (its steps' results above all) can leak out.
         existing = await self._store.load(context.saga_id, tenant_id=context.tenant_id)
@@ -371,7 +476,7 @@ class SagaCoordinator:
                 metadata={"reason": "initial_data"},
             )
         if not existing.status.is_active:
-            return self._outcome(existing)
+            return _ready(self._outcome(existing))
         return await self._take_over(existing)
 
     async def resume_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
@@ -400,7 +505,7 @@ class SagaCoordinator:
         if not record.status.is_active:
             return self._outcome(record)
         self._definition(record.saga_name)  # refuse before taking the lease
-        return await self._take_over(record)
+        return await (await self._take_over(record))
 
     async def cancel_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """Stop a running saga and compensate what it did.
@@ -530,7 +635,8 @@ class SagaCoordinator:
             raise SagaNotFoundError(f"no saga with id {saga_id!r}", saga_id=saga_id)
         return record
 
-    async def _take_over(self, record: SagaRecord) -> SagaResult:
+    async def _take_over(self, record: SagaRecord) -> Coroutine[Any, Any, SagaResult]:
+        """Take the lease of an unfinished saga; the coroutine that drives it on."""
         leased_at = asyncio.get_running_loop().time()
         if record.saga_id in self._driving or not await self._store.acquire(
             record.saga_id, self.owner_id, self.lease_seconds
@@ -542,7 +648,8 @@ class SagaCoordinator:
                 saga_name=record.saga_name,
                 metadata={"lease_owner": record.lease_owner},
             )
-        return await self._drive(record, self._definition(record.saga_name), leased_at=leased_at)
+        self._driving.add(record.saga_id)
+        return self._drive(record, self._definition(record.saga_name), leased_at=leased_at)
 
     async def _reopen(self, record: SagaRecord) -> None:
         """Move a compensation_failed saga back to compensating (an operator's resume)."""
@@ -1075,6 +1182,11 @@ class SagaCoordinator:
     @staticmethod
     def _outcome(record: SagaRecord) -> SagaResult:
         return saga_result(record)
+
+
+async def _ready(result: SagaResult) -> SagaResult:
+    """``result``, as a coroutine (the run of a saga that has ended already)."""
+    return result
 
 
 def _discard_late(scope: asyncio.Timeout) -> None:
