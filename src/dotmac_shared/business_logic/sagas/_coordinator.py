@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from decimal import Decimal
@@ -43,26 +42,37 @@ from dotmac_shared.business_logic.idempotency.codec import (
 from dotmac_shared.business_logic.observability.log import get_logger, log_context
 from dotmac_shared.business_logic.observability.telemetry import (
     SAGA_FINISHED,
-    SAGA_STEP_DURATION,
     start_span,
 )
 from dotmac_shared.business_logic.persistence.driver import is_connection_error
 from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
-from dotmac_shared.business_logic.sagas._definition import RetryPolicy, SagaDefinition, SagaStep
+from dotmac_shared.business_logic.sagas._decide import (
+    Begin,
+    CancelRequested,
+    Compensate,
+    CompensationFailed,
+    CompensationSucceeded,
+    DeadlinePassed,
+    Event,
+    RunStep,
+    StepFailed,
+    StepSucceeded,
+    decide,
+)
+from dotmac_shared.business_logic.sagas._definition import SagaDefinition, SagaStep
 from dotmac_shared.business_logic.sagas._results import (
-    CANCELLED,
     MAX_ERROR_CHARS,
     SagaFailure,
     SagaResult,
     SagaStepResult,
     SagaSummary,
 )
+from dotmac_shared.business_logic.sagas._runner import run_step
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas._states import (
     SagaStatus,
     StepStatus,
     ensure_saga_transition,
-    ensure_step_transition,
 )
 from dotmac_shared.business_logic.sagas._store import (
     SagaRecord,
@@ -442,10 +452,10 @@ class SagaCoordinator:
         )
         # One commit for "saga started" and "step 1 started": both are durable before step 1
         # runs. If the id exists already, neither is written.
-        first = self._step_record(record, definition.steps[0], 0)
-        self._start(record, first)
+        started = decide(record, definition, Begin(), now)
+        record = started.record
         leased_at = asyncio.get_running_loop().time()
-        if await self._store.create(record, self.owner_id, self.lease_seconds, [first]):
+        if await self._store.create(record, self.owner_id, self.lease_seconds, started.steps):
             self._driving.add(record.saga_id)
             return self._drive(record, definition, first_started=True, leased_at=leased_at)
         # The id is taken. Read it within the caller's tenant only: another tenant's saga is
@@ -691,7 +701,7 @@ class SagaCoordinator:
                     },
                 ) as span,
             ):
-                await self._leased(record, definition, lease, first_started)
+                record = await self._leased(record, definition, lease, first_started)
                 span.set_attribute("dotmac.saga.status", record.status.value)
                 if record.status is not SagaStatus.COMPLETED:
                     span.set_status(
@@ -707,19 +717,15 @@ class SagaCoordinator:
 
     async def _leased(
         self, record: SagaRecord, definition: SagaDefinition, lease: _Lease, first_started: bool
-    ) -> None:
-        """Run the steps in a task that the lease keeper cancels if the lease cannot be kept."""
+    ) -> SagaRecord:
+        """Run the steps in a task that the lease keeper cancels if the lease cannot be kept.
 
-        async def steps() -> None:
-            if record.status is SagaStatus.RUNNING:
-                await self._forward(record, definition, first_started=first_started)
-            if record.status is SagaStatus.COMPENSATING:
-                await self._backward(record, definition)
-
-        work = asyncio.create_task(steps())
+        Returns the saga's record as it ended.
+        """
+        work = asyncio.create_task(self._run(record, definition, first_started))
         keeper = asyncio.create_task(self._keep_lease(record, lease, work))
         try:
-            await work  # cancelling this task cancels the work too
+            return await work  # cancelling this task cancels the work too
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if lease.lost and task is not None and not task.cancelling():
@@ -754,7 +760,7 @@ class SagaCoordinator:
         return self._outcome(stored)
 
     async def _keep_lease(
-        self, record: SagaRecord, lease: _Lease, work: asyncio.Task[None]
+        self, record: SagaRecord, lease: _Lease, work: asyncio.Task[SagaRecord]
     ) -> None:
         """Renew the lease while the saga runs (a long step must not lose it).
 
@@ -842,13 +848,6 @@ class SagaCoordinator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.lease_seconds / 10)
 
-    def _step_record(self, record: SagaRecord, step: SagaStep, index: int) -> StepRecord:
-        existing = record.steps.get(step.name)
-        if existing is None:
-            existing = StepRecord(name=step.name, index=index)
-            record.steps[step.name] = existing
-        return existing
-
     def _accumulated(
         self, record: SagaRecord, upto: int, definition: SagaDefinition
     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -862,122 +861,108 @@ class SagaCoordinator:
                 results[step.name] = result
         return data, results
 
-    def _start(self, record: SagaRecord, step: StepRecord) -> None:
-        ensure_step_transition(record.saga_id, step.name, step.status, StepStatus.RUNNING)
-        step.status = StepStatus.RUNNING
-        step.attempts += 1
-        step.started_at = self.clock.now()
-        step.error = None
-        record.current_step = step.index
+    async def _run(
+        self, record: SagaRecord, definition: SagaDefinition, first_started: bool
+    ) -> SagaRecord:
+        """The loop: ask :func:`decide`, commit its state change, act, repeat; the end record.
 
-    async def _forward(
-        self, record: SagaRecord, definition: SagaDefinition, *, first_started: bool = False
-    ) -> None:
-        """Run the steps not completed yet, in order.
-
-        ``first_started``: the first of them is already committed as running (a new saga's
-        step 1 is written with the saga itself), so it is not started again.
+        Every state change is committed before its action runs, so any worker can go on
+        from the stored state.
         """
-        steps = definition.steps
-        pending = [
-            i
-            for i, s in enumerate(steps)
-            if self._step_record(record, s, i).status is not StepStatus.COMPLETED
-        ]
-        if not pending:
-            ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
-            record.status, record.completed_at = SagaStatus.COMPLETED, self.clock.now()
-            await self._save(record, [])
-            return
-        cancel = False
-        if not first_started:
-            first = self._step_record(record, steps[pending[0]], pending[0])
-            self._start(record, first)
-            cancel = await self._save(record, [first])
-        for index in pending:
-            step = steps[index]
-            current = self._step_record(record, step, index)
-            if cancel:
-                # The commit that started this step said "cancel": its action has not begun.
-                # Started for the first time, it never ran anywhere, so its start is
-                # withdrawn in the same commit that turns the saga to compensating, and it is
-                # not compensated (no refund of a charge never made). Started before (its
-                # worker died in it), it may have taken effect: it stays running and is
-                # compensated (steps are at-least-once).
-                never_ran = current.attempts == 1
-                if never_ran:
-                    self._withdraw(record, current)
-                cancelled = SagaFailure(CANCELLED, "cancelled on request", current.name)
-                await self._fail(record, current, cancelled, mark_step=never_ran)
-                return
-            try:
-                result = await self._execute(record, definition, step, current)
-            except Exception as exc:  # any failure of the step leads to compensation
-                current.status = StepStatus.FAILED
-                current.error = SagaFailure.from_exception(exc, step.name)
-                await self._fail(record, current, current.error, mark_step=True)
-                return
-            current.status, current.result, current.completed_at = (
-                StepStatus.COMPLETED,
-                result,
-                self.clock.now(),
-            )
-            writes = [current]
-            if index + 1 < len(steps):
-                # One commit for "step i completed" and "step i+1 started": both are durable
-                # before step i+1 runs, with half the round trips.
-                following = self._step_record(record, steps[index + 1], index + 1)
-                self._start(record, following)
-                writes.append(following)
-            else:
-                ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
-                record.status, record.completed_at = SagaStatus.COMPLETED, self.clock.now()
-                record.current_step = len(steps)
-            cancel = await self._save(record, writes)
-
-    @staticmethod
-    def _withdraw(record: SagaRecord, step: StepRecord) -> None:
-        """Undo :meth:`_start` of a step whose action never began."""
-        ensure_step_transition(record.saga_id, step.name, step.status, StepStatus.PENDING)
-        step.status, step.attempts, step.started_at = StepStatus.PENDING, step.attempts - 1, None
-
-    async def _fail(
-        self, record: SagaRecord, step: StepRecord, error: SagaFailure, *, mark_step: bool
-    ) -> None:
-        ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATING)
-        record.status = SagaStatus.COMPENSATING
-        record.error = error
-        record.failed_step = step.name
-        await self._save(record, [step] if mark_step else [])
-        logger.warning(
-            "saga %s step %s failed: %s: %s; compensating",
-            record.saga_id,
-            step.name,
-            error.code,
-            error.message,
-        )
+        decision = decide(record, definition, Begin(first_started), self.clock.now())
+        while True:
+            record, action = decision.record, decision.action
+            cancel = await self._save(record, decision.steps) if decision.write else False
+            event: Event
+            if isinstance(action, RunStep):
+                if cancel:  # the commit that started the step said "cancel": it has not begun
+                    event = CancelRequested(action.index)
+                else:
+                    event = await self._execute(record, definition, action.index)
+            elif isinstance(action, Compensate):
+                event = await self._compensate(record, definition, action.index)
+            else:  # Finish, Stop
+                return record
+            decision = decide(record, definition, event, self.clock.now())
 
     def _remaining(self, record: SagaRecord) -> float | None:
         if record.deadline_at is None:
             return None
         return (record.deadline_at - self.clock.now()).total_seconds()
 
-    async def _execute(
-        self, record: SagaRecord, definition: SagaDefinition, step: SagaStep, state: StepRecord
-    ) -> dict[str, Any]:
-        data, results = self._accumulated(record, state.index, definition)
+    async def _execute(self, record: SagaRecord, definition: SagaDefinition, index: int) -> Event:
+        """Run step ``index``'s action; what came of it."""
+        step = definition.steps[index]
+        state = record.steps[step.name]
+        data, results = self._accumulated(record, index, definition)
         context = SagaContext.from_dict(record.context)
-        outcome = await self._attempts(
-            record,
-            step,
-            step.retry,
-            self._contexts(record, step, state, context, data, results, state.attempts - 1),
-            step.action,
-            "execute",
-        )
-        # Encoded (and refused if it cannot be stored) here, so a result that cannot be
-        # stored fails its step before the saga records the step as completed.
-        return _step_result(outcome, step.name)
+        try:
+            outcome = await run_step(
+                saga_id=record.saga_id,
+                saga_name=record.saga_name,
+                step=step,
+                phase="execute",
+                policy=step.retry,
+                make_context=self._contexts(
+                    record, step, state, context, data, results, state.attempts - 1
+                ),
+                action=step.action,
+                remaining=lambda: self._remaining(record),
+            )
+            # Encoded (and refused if it cannot be stored) here, so a result that cannot be
+            # stored fails its step before the saga records the step as completed.
+            result = _step_result(outcome, step.name)
+        except Exception as exc:  # any failure of the step leads to compensation
+            failure = SagaFailure.from_exception(exc, step.name)
+            logger.warning(
+                "saga %s step %s failed: %s: %s; compensating",
+                record.saga_id,
+                step.name,
+                failure.code,
+                failure.message,
+            )
+            if isinstance(exc, SagaTimeoutError):
+                return DeadlinePassed(index, failure)
+            return StepFailed(index, failure)
+        return StepSucceeded(index, result)
+
+    async def _compensate(
+        self, record: SagaRecord, definition: SagaDefinition, index: int
+    ) -> Event:
+        """Run step ``index``'s compensation; what came of it."""
+        step = definition.steps[index]
+        state = record.steps[step.name]
+        data, results = self._accumulated(record, index, definition)
+        try:
+            await run_step(
+                saga_id=record.saga_id,
+                saga_name=record.saga_name,
+                step=step,
+                phase="compensate",
+                policy=step.compensation_retry,
+                make_context=self._contexts(
+                    record,
+                    step,
+                    state,
+                    SagaContext.from_dict(record.context),
+                    data,
+                    results,
+                    state.compensation_attempts - 1,
+                    result=_decoded(state.result) if state.result is not None else None,
+                ),
+                action=self._counted(record, step, state),
+                remaining=lambda: None,
+            )
+        except Exception as exc:  # recorded; the saga then waits for a person
+            failure = SagaFailure.from_exception(exc, step.name)
+            logger.error(
+                "saga %s: compensation of %s failed; a person must look: %s",
+                record.saga_id,
+                step.name,
+                failure.message,
+            )
+            return CompensationFailed(index, failure)
+        return CompensationSucceeded(index)
 
     def _contexts(
         self,
@@ -1007,152 +992,6 @@ class SagaCoordinator:
             )
 
         return make
-
-    async def _attempts(
-        self,
-        record: SagaRecord,
-        step: SagaStep,
-        policy: RetryPolicy,
-        make_context: Callable[[int], StepContext],
-        action: Any,
-        phase: str,
-    ) -> Any:
-        if policy.max_attempts == 1:  # nothing to retry: no retry machinery
-            return await self._attempt(record, step, make_context, action, phase, 1)
-        retrying = policy.retrying()
-        retrying.retry = _not_timeout(retrying.retry)
-        async for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                return await self._attempt(record, step, make_context, action, phase, number)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    async def _attempt(
-        self,
-        record: SagaRecord,
-        step: SagaStep,
-        make_context: Callable[[int], StepContext],
-        action: Any,
-        phase: str,
-        number: int,
-    ) -> Any:
-        """One try of ``action``: deadline and timeout checks, a span, a duration metric."""
-        remaining = self._remaining(record)
-        if remaining is not None and remaining <= 0 and phase == "execute":
-            raise SagaTimeoutError(
-                f"saga {record.saga_id} ran past its timeout",
-                saga_id=record.saga_id,
-                saga_name=record.saga_name,
-                failed_step=step.name,
-            )
-        limit = _min_timeout(step.timeout, remaining if phase == "execute" else None)
-        started = time.perf_counter()
-        outcome = "error"
-        with start_span(
-            f"saga.step.{phase}",
-            {
-                "dotmac.saga.id": record.saga_id,
-                "dotmac.saga.step": step.name,
-                "dotmac.saga.attempt": number,
-            },
-        ):
-            try:
-                awaitable = action(make_context(number))
-                if not inspect.isawaitable(awaitable):
-                    raise SagaDefinitionError(
-                        f"step {step.name}: {phase} must be async (returned "
-                        f"{type(awaitable).__name__})",
-                        saga_id=record.saga_id,
-                        failed_step=step.name,
-                    )
-                try:
-                    async with asyncio.timeout(limit) as scope:
-                        value = await awaitable
-                    _discard_late(scope)
-                except TimeoutError as exc:
-                    if remaining is not None and limit == remaining:
-                        raise SagaTimeoutError(
-                            f"saga {record.saga_id} ran past its timeout in {step.name}",
-                            saga_id=record.saga_id,
-                            saga_name=record.saga_name,
-                            failed_step=step.name,
-                        ) from exc
-                    raise TimeoutError(
-                        f"step {step.name} {phase} took longer than {limit}s"
-                    ) from exc
-                outcome = "ok"
-            finally:
-                SAGA_STEP_DURATION.record(
-                    (time.perf_counter() - started) * 1000,
-                    {
-                        "saga": record.saga_name,
-                        "step": step.name,
-                        "phase": phase,
-                        "outcome": outcome,
-                    },
-                )
-        return value
-
-    async def _backward(self, record: SagaRecord, definition: SagaDefinition) -> None:
-        context = SagaContext.from_dict(record.context)
-        for index in reversed(range(len(definition.steps))):
-            step = definition.steps[index]
-            state = record.steps.get(step.name)
-            if state is None or state.status in (StepStatus.PENDING, StepStatus.COMPENSATED):
-                continue
-            ensure_step_transition(record.saga_id, step.name, state.status, StepStatus.COMPENSATING)
-            if step.compensate is None:
-                state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
-                await self._save(record, [state])
-                continue
-            # Every try is counted durably before it runs (the first in this commit), so a
-            # compensation retried after a crash is told its real attempt number.
-            state.status = StepStatus.COMPENSATING
-            state.compensation_attempts += 1
-            await self._save(record, [state])
-            data, results = self._accumulated(record, index, definition)
-            try:
-                await self._attempts(
-                    record,
-                    step,
-                    step.compensation_retry,
-                    self._contexts(
-                        record,
-                        step,
-                        state,
-                        context,
-                        data,
-                        results,
-                        state.compensation_attempts - 1,
-                        result=_decoded(state.result) if state.result is not None else None,
-                    ),
-                    self._counted(record, step, state),
-                    "compensate",
-                )
-            except Exception as exc:  # recorded; the saga then waits for a person
-                state.status = StepStatus.COMPENSATION_FAILED
-                # The latest compensation error replaces the step's previous one; the saga's
-                # own error stays the original failure. _outcome shows both, so neither
-                # grows however often an operator resumes.
-                state.error = SagaFailure.from_exception(exc, step.name)
-                ensure_saga_transition(
-                    record.saga_id, record.status, SagaStatus.COMPENSATION_FAILED
-                )
-                record.status = SagaStatus.COMPENSATION_FAILED
-                record.completed_at = self.clock.now()
-                await self._save(record, [state])
-                logger.error(
-                    "saga %s: compensation of %s failed; a person must look: %s",
-                    record.saga_id,
-                    step.name,
-                    state.error.message,
-                )
-                return
-            state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
-            await self._save(record, [state])
-        ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATED)
-        record.status, record.completed_at = SagaStatus.COMPENSATED, self.clock.now()
-        await self._save(record, [])
 
     def _counted(
         self, record: SagaRecord, step: SagaStep, state: StepRecord
@@ -1187,44 +1026,6 @@ class SagaCoordinator:
 async def _ready(result: SagaResult) -> SagaResult:
     """``result``, as a coroutine (the run of a saga that has ended already)."""
     return result
-
-
-def _discard_late(scope: asyncio.Timeout) -> None:
-    """Refuse the result of a step that outlived its cancellation or its time limit.
-
-    A step that catches ``CancelledError`` and returns, or that blocks the event loop (a
-    synchronous sleep) past its timeout, still hands back a value; it must not be recorded as
-    completed. Cancelled (the lease was lost, or the caller gave up): cancellation goes on.
-    Past the time limit: the try counts as timed out, and is retried or fails per its policy.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError("the step ignored its cancellation; its result is discarded")
-    when = scope.when()
-    if scope.expired() or (when is not None and asyncio.get_running_loop().time() >= when):
-        raise TimeoutError("the step returned after its time limit; its result is discarded")
-
-
-def _min_timeout(a: float | None, b: float | None) -> float | None:
-    values = [v for v in (a, b) if v is not None]
-    return min(values) if values else None
-
-
-def _not_timeout(predicate: Any) -> Any:
-    """Never retry past the saga's deadline, nor a programming error in the step's shape."""
-
-    def check(retry_state: Any) -> bool:
-        outcome = retry_state.outcome
-        if outcome is not None and outcome.failed:
-            error = outcome.exception()
-            # Cancellation (lease lost, caller gone) is never a failed try to retry.
-            if not isinstance(error, Exception) or isinstance(
-                error, SagaTimeoutError | SagaDefinitionError
-            ):
-                return False
-        return bool(predicate(retry_state))
-
-    return check
 
 
 def saga_result(record: SagaRecord) -> SagaResult:
