@@ -18,7 +18,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaStep,
     SqlSagaStore,
 )
-from dotmac_shared.business_logic.sagas._coordinator import MAX_ERROR_CHARS
+from dotmac_shared.business_logic.sagas._results import MAX_ERROR_CHARS
 from tests.sagas.steps import done, refund_down, stuck_definition
 
 TENANT = "tenant-a"

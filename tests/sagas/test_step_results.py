@@ -16,7 +16,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaStep,
     SqlSagaStore,
 )
-from dotmac_shared.business_logic.sagas._coordinator import MAX_NESTING, MAX_STEP_RESULT_BYTES
+from dotmac_shared.business_logic.sagas._data import MAX_NESTING, MAX_STEP_RESULT_BYTES
 from tests.sagas.test_store import REFUSE_BOOM
 
 TENANT = "tenant-a"

@@ -11,12 +11,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import inspect
-import json
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
@@ -26,18 +24,12 @@ from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import (
     InvalidInputError,
     PersistenceError,
-    ResultSerializationError,
     SagaConflictError,
     SagaDefinitionError,
     SagaError,
     SagaLeaseLostError,
     SagaNotFoundError,
     SagaTimeoutError,
-)
-from dotmac_shared.business_logic.idempotency.codec import (
-    canonical_json,
-    decode_result,
-    encode_result,
 )
 from dotmac_shared.business_logic.observability.log import get_logger, log_context
 from dotmac_shared.business_logic.observability.telemetry import (
@@ -46,6 +38,13 @@ from dotmac_shared.business_logic.observability.telemetry import (
 )
 from dotmac_shared.business_logic.persistence.driver import is_connection_error
 from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas._data import (
+    decoded,
+    json_object,
+    saga_result,
+    same_data,
+    step_result,
+)
 from dotmac_shared.business_logic.sagas._decide import (
     Begin,
     CancelRequested,
@@ -61,17 +60,14 @@ from dotmac_shared.business_logic.sagas._decide import (
 )
 from dotmac_shared.business_logic.sagas._definition import SagaDefinition, SagaStep
 from dotmac_shared.business_logic.sagas._results import (
-    MAX_ERROR_CHARS,
     SagaFailure,
     SagaResult,
-    SagaStepResult,
     SagaSummary,
 )
 from dotmac_shared.business_logic.sagas._runner import run_step
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas._states import (
     SagaStatus,
-    StepStatus,
     ensure_saga_transition,
 )
 from dotmac_shared.business_logic.sagas._store import (
@@ -81,18 +77,10 @@ from dotmac_shared.business_logic.sagas._store import (
     StepRecord,
 )
 
-__all__ = ["MAX_ERROR_CHARS", "SagaCoordinator"]
+__all__ = ["SagaCoordinator"]
 
 logger = get_logger(__name__)
 
-#: Largest initial data accepted, as JSON text (a saga row is not a blob store).
-MAX_INITIAL_DATA_BYTES = 1_000_000
-#: Largest step result stored, as JSON text; a larger one fails its step.
-MAX_STEP_RESULT_BYTES = 1_000_000
-#: Deepest nesting of mappings and lists accepted in initial data and step results.
-MAX_NESTING = 64
-#: Sorts after every real time (a compensated step that has no time yet comes last).
-_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 #: Share of the lease kept in reserve. A worker that cannot renew stops its step this long
 #: before its lease would expire, so that the step has stopped before another worker may
 #: claim the saga: it covers the time the step takes to stop, the round trip that wrote the
@@ -121,103 +109,6 @@ class _Lease:
     def deadline(self) -> float:
         """Loop time after which this worker must no longer act for the saga."""
         return self.renewed_at + self.seconds * (1 - _LEASE_MARGIN)
-
-
-def _check_storable(value: object, what: str, field: str) -> None:
-    """Refuse what both databases cannot store: nesting past a limit, NUL characters.
-
-    PostgreSQL's ``jsonb`` refuses the NUL character (U+0000) in any string; a
-    self-referential value is nesting without end. Both are refused here, before anything
-    is written, on either database (a saga must not depend on which one it runs on).
-    """
-    pending: list[tuple[object, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidInputError(f"{what} holds a NUL character (\\x00)", field=field)
-        elif isinstance(item, Mapping | list | tuple):
-            if depth >= MAX_NESTING:
-                raise InvalidInputError(
-                    f"{what} is nested deeper than {MAX_NESTING} levels", field=field
-                )
-            if isinstance(item, Mapping):
-                pending.extend((key, depth + 1) for key in item)
-                pending.extend((entry, depth + 1) for entry in item.values())
-            else:
-                pending.extend((entry, depth + 1) for entry in item)
-
-
-def _json_object(value: object, what: str, field: str) -> dict[str, Any]:
-    """Return ``value`` as a plain dict if it is a JSON object, else a clear error."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(
-            f"{what} must be a mapping, got {type(value).__name__}", field=field
-        )
-    _check_storable(value, what, field)
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what} is not JSON-serializable: {exc}", field=field) from exc
-    if len(text) > MAX_INITIAL_DATA_BYTES:
-        raise InvalidInputError(
-            f"{what} is {len(text)} bytes as JSON; the limit is {MAX_INITIAL_DATA_BYTES}",
-            field=field,
-        )
-    result: dict[str, Any] = json.loads(text)
-    return result
-
-
-def _step_result(value: object, step: str) -> dict[str, Any]:
-    """A step's result in its stored form, or a clear error before anything is recorded.
-
-    ``Decimal``, timezone-aware ``datetime``, ``date`` and ``UUID`` values are kept, tagged
-    as the idempotency codec tags them (``{"$decimal": "12.50"}``, see
-    :mod:`dotmac_shared.business_logic.idempotency.codec`); :func:`_decoded` gives them back.
-
-    Raises:
-        InvalidInputError: Not a mapping, or not storable (an unsupported type, NaN, a naive
-            datetime, a reserved ``$`` tag key, a NUL character, too deep or too large).
-    """
-    what = f"step {step} result"
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}", field=step)
-    _check_storable(value, what, step)
-    try:
-        encoded = encode_result(value)
-    except ResultSerializationError as exc:
-        raise InvalidInputError(
-            f"{what} cannot be stored: {exc.message}", field=step, metadata=exc.metadata
-        ) from exc
-    size = len(json.dumps(encoded))
-    if size > MAX_STEP_RESULT_BYTES:
-        raise InvalidInputError(
-            f"{what} is {size} bytes as JSON; the limit is {MAX_STEP_RESULT_BYTES}", field=step
-        )
-    return encoded
-
-
-def _decoded(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored step result as the step returned it (tagged values decoded)."""
-    return decode_result(stored)
-
-
-def _same_data(stored: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
-    """Whether two initial data are the same JSON, compared canonically.
-
-    Numbers are compared as decimals read from the JSON text: PostgreSQL's ``jsonb`` gives
-    ``1e300`` back as ``1000...0``, which is the same number, not another payload.
-    """
-
-    def canonical(value: Mapping[str, Any]) -> str:
-        exact = json.loads(json.dumps(value), parse_float=Decimal, parse_int=Decimal)
-        return canonical_json(exact)
-
-    return canonical(stored) == canonical(given)
 
 
 def _describe(exc: BaseException) -> str:
@@ -433,7 +324,7 @@ class SagaCoordinator:
             raise InvalidInputError(
                 "context.tenant_id must be a tenant id (str) or None", field="tenant_id"
             )
-        data = _json_object(initial_data, "initial_data", "initial_data")
+        data = json_object(initial_data, "initial_data", "initial_data")
         now = self.clock.now()
         record = SagaRecord(
             saga_id=context.saga_id,
@@ -441,7 +332,7 @@ class SagaCoordinator:
             saga_version=definition.version,
             status=SagaStatus.RUNNING,
             initial_data=data,
-            context=_json_object(context.to_dict(), "context", "context"),
+            context=json_object(context.to_dict(), "context", "context"),
             tenant_id=context.tenant_id,
             user_id=context.user_id,
             correlation_id=context.correlation_id,
@@ -477,7 +368,7 @@ class SagaCoordinator:
                 tenant_id=context.tenant_id,
                 metadata={"reason": "saga_name"},
             )
-        if not _same_data(existing.initial_data, data):
+        if not same_data(existing.initial_data, data):
             raise SagaConflictError(
                 f"saga id {context.saga_id} was started with other initial data",
                 saga_id=context.saga_id,
@@ -856,7 +747,7 @@ class SagaCoordinator:
         for step in definition.steps[:upto]:
             done = record.steps.get(step.name)
             if done is not None and done.result is not None:
-                result = _decoded(done.result)
+                result = decoded(done.result)
                 data.update(result)
                 results[step.name] = result
         return data, results
@@ -911,7 +802,7 @@ class SagaCoordinator:
             )
             # Encoded (and refused if it cannot be stored) here, so a result that cannot be
             # stored fails its step before the saga records the step as completed.
-            result = _step_result(outcome, step.name)
+            result = step_result(outcome, step.name)
         except Exception as exc:  # any failure of the step leads to compensation
             failure = SagaFailure.from_exception(exc, step.name)
             logger.warning(
@@ -948,7 +839,7 @@ class SagaCoordinator:
                     data,
                     results,
                     state.compensation_attempts - 1,
-                    result=_decoded(state.result) if state.result is not None else None,
+                    result=decoded(state.result) if state.result is not None else None,
                 ),
                 action=self._counted(record, step, state),
                 remaining=lambda: None,
@@ -1026,53 +917,3 @@ class SagaCoordinator:
 async def _ready(result: SagaResult) -> SagaResult:
     """``result``, as a coroutine (the run of a saga that has ended already)."""
     return result
-
-
-def saga_result(record: SagaRecord) -> SagaResult:
-    """``record`` as the coordinator returns it (step results decoded)."""
-    ordered = sorted(record.steps.values(), key=lambda s: s.index)
-    steps = tuple(
-        SagaStepResult(
-            name=s.name,
-            index=s.index,
-            status=s.status,
-            attempts=s.attempts,
-            compensation_attempts=s.compensation_attempts,
-            result=_decoded(s.result) if s.result is not None else None,
-            error=s.error,
-            started_at=s.started_at,
-            completed_at=s.completed_at,
-            compensated_at=s.compensated_at,
-        )
-        for s in ordered
-    )
-    compensated = tuple(
-        s.name
-        for s in sorted(ordered, key=lambda s: s.compensated_at or _NEVER)
-        if s.status is StepStatus.COMPENSATED and s.compensation_attempts > 0
-    )
-    stuck = None
-    if record.status is SagaStatus.COMPENSATION_FAILED:
-        stuck = next((s.error for s in ordered if s.status is StepStatus.COMPENSATION_FAILED), None)
-    return SagaResult(
-        saga_id=record.saga_id,
-        saga_name=record.saga_name,
-        status=record.status,
-        step_results={s.name: s.result for s in steps if s.result is not None},
-        error=record.error,
-        failed_step=record.failed_step,
-        compensated_steps=compensated,
-        compensation_error=stuck,
-        saga_version=record.saga_version,
-        tenant_id=record.tenant_id,
-        user_id=record.user_id,
-        correlation_id=record.correlation_id,
-        initial_data=record.initial_data,
-        current_step=record.current_step,
-        lease_owner=record.lease_owner,
-        lease_expires_at=record.lease_expires_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        completed_at=record.completed_at,
-        steps=steps,
-    )
