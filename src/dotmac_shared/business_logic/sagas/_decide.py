@@ -22,10 +22,9 @@ The rules:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from dotmac_shared.business_logic.exceptions import IllegalSagaTransitionError
 from dotmac_shared.business_logic.sagas._definition import SagaDefinition
@@ -217,9 +216,20 @@ def decide(
 
 
 def _copy(record: SagaRecord) -> SagaRecord:
-    saga = copy.copy(record)
-    saga.steps = {name: copy.copy(step) for name, step in record.steps.items()}
+    """A copy of ``record`` whose steps mapping is its own (the steps are copied on change)."""
+    saga = _shallow(record)
+    saga.steps = dict(record.steps)
     return saga
+
+
+_Copied = TypeVar("_Copied", SagaRecord, StepRecord)
+
+
+def _shallow(value: _Copied) -> _Copied:
+    """A shallow copy of a record (``copy.copy`` without its generic machinery)."""
+    clone = object.__new__(type(value))
+    clone.__dict__.update(value.__dict__)
+    return clone
 
 
 class _Change:
@@ -235,16 +245,20 @@ class _Change:
         return Decision(action, self.saga, tuple(self.touched.values()), write)
 
     def step(self, index: int) -> StepRecord:
+        """Step ``index``'s record in the new state, ready to change (copied on first use)."""
         name = self.definition.steps[index].name
-        state = self.saga.steps.get(name)
-        if state is None:
-            state = self.saga.steps[name] = StepRecord(name=name, index=index)
-        return state
+        return self.changeable(name, self.saga.steps.get(name), index)
+
+    def changeable(self, name: str, state: StepRecord | None, index: int) -> StepRecord:
+        copied = self.touched.get(name)
+        if copied is None:
+            copied = StepRecord(name=name, index=index) if state is None else _shallow(state)
+            self.saga.steps[name] = self.touched[name] = copied
+        return copied
 
     def set_step(self, state: StepRecord, status: StepStatus) -> None:
         ensure_step_transition(self.saga.saga_id, state.name, state.status, status)
         state.status = status
-        self.touched[state.name] = state
 
     def set_saga(self, status: SagaStatus) -> None:
         ensure_saga_transition(self.saga.saga_id, self.saga.status, status)
@@ -334,6 +348,7 @@ class _Change:
             state = self.saga.steps.get(step.name)
             if state is None or state.status in (StepStatus.PENDING, StepStatus.COMPENSATED):
                 continue
+            state = self.changeable(step.name, state, index)
             self.set_step(state, StepStatus.COMPENSATING)
             if step.compensate is None:
                 self.set_step(state, StepStatus.COMPENSATED)
