@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import operator
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any, Literal, Protocol, TypeVar, cast
 
@@ -341,19 +342,40 @@ def _list_statement(kind: _ScopeKind, by_status: bool) -> Executable:
 _LIST = {(k, s): _list_statement(k, s) for k in _SCOPES for s in (False, True)}
 
 
-def _step_values(saga_id: str, step: StepRecord) -> tuple[Any, ...]:
+class _Row:
+    """Reads a write's values in a column order off a record, plus values given per write.
+
+    ``attributes`` maps a column to the record attribute holding its value (the column's
+    own name by default); ``given`` are the columns whose value each write supplies
+    (positions filled in by :meth:`values`). One C-level ``attrgetter`` call reads the rest.
+    """
+
+    def __init__(
+        self, columns: Sequence[str], given: Sequence[str], attributes: dict[str, str]
+    ) -> None:
+        # A given column reads a placeholder attribute (overwritten right after).
+        placeholder = "saga_id" if "saga_id" not in given else "name"
+        self._read = operator.attrgetter(
+            *(placeholder if c in given else attributes.get(c, c) for c in columns)
+        )
+        self._at = [columns.index(c) for c in given]
+
+    def values(self, record: object, *given: Any) -> list[Any]:
+        """The row of ``record``, with ``given`` in the given columns' positions."""
+        row = list(self._read(record))
+        for position, value in zip(self._at, given, strict=True):
+            row[position] = value
+        return row
+
+
+_NEW_ROW = _Row(NEW_COLUMNS, ("status", "lease_owner", "lease_expires_at", "created_at"), {})
+_CHANGE_ROW = _Row(CHANGE_COLUMNS, ("lease_owner", "status", "error", "updated_at"), {})
+_STEP_ROW = _Row(STEP_COLUMNS, ("saga_id", "status", "error"), _STEP_ATTRIBUTES)
+
+
+def _step_values(saga_id: str, step: StepRecord) -> list[Any]:
     """``step``'s row values in :data:`STEP_COLUMNS` order."""
-    values: list[Any] = []
-    for name in STEP_COLUMNS:
-        if name == "saga_id":
-            values.append(saga_id)
-        elif name == "status":
-            values.append(step.status.value)
-        elif name == "error":
-            values.append(_stored(step.error))
-        else:
-            values.append(getattr(step, _STEP_ATTRIBUTES.get(name, name)))
-    return tuple(values)
+    return _STEP_ROW.values(step, saga_id, step.status.value, _stored(step.error))
 
 
 class _Autocommit:
@@ -542,14 +564,14 @@ class SqlSagaStore:
 
         Returns False (and writes nothing) if the id exists already.
         """
-        values = {
-            "status": record.status.value,
-            "lease_owner": owner,
-            "lease_expires_at": self._lease_until(lease_seconds),
-            "created_at": record.created_at or self.clock.now(),
-        }
         new = self._encode_new(
-            *(values[n] if n in values else getattr(record, n) for n in NEW_COLUMNS)
+            *_NEW_ROW.values(
+                record,
+                record.status.value,
+                owner,
+                self._lease_until(lease_seconds),
+                record.created_at or self.clock.now(),
+            )
         )
         write = Write(
             saga_id=record.saga_id,
@@ -570,14 +592,14 @@ class SqlSagaStore:
         Raises:
             SagaLeaseLostError: ``owner`` no longer holds the lease; nothing was written.
         """
-        values = {
-            "lease_owner": owner,
-            "status": record.status.value,
-            "error": _stored(record.error),
-            "updated_at": record.updated_at or self.clock.now(),
-        }
         change = self._encode_change(
-            *(values[n] if n in values else getattr(record, n) for n in CHANGE_COLUMNS)
+            *_CHANGE_ROW.values(
+                record,
+                owner,
+                record.status.value,
+                _stored(record.error),
+                record.updated_at or self.clock.now(),
+            )
         )
         write = Write(
             saga_id=record.saga_id,
