@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
+from dotmac_shared.business_logic.policies import PolicyEngine
 from dotmac_shared.business_logic.policies._eligibility import (
     register_shipped_policies,
     shipped_policy,
     shipped_policy_names,
 )
-
-from dotmac_shared.business_logic.policies import PolicyEngine
 from tests.http.api_support import PROBLEM, running_api
 
 BASIC = "plan_eligibility.residential_basic"

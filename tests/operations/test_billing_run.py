@@ -51,7 +51,7 @@ async def test_bad_period_fails_the_run_clearly_when_validating(session_factory,
     await seed_demo_data(session_factory, customers=3)
     outcome = await run_billing(session_factory, DEMO_TENANT_ID, period)
     assert outcome["status"] == "compensated" and outcome["failed_step"] == "validate_period"
-    assert message in outcome["error"]
+    assert message in outcome["error"]["message"]
     assert await scalar(session_factory, select(func.count()).select_from(Invoice)) == 0
 
 

@@ -48,7 +48,10 @@ async def test_only_as_many_sagas_succeed_as_addresses_when_20_race_for_10(sessi
     assert statuses == ["compensated"] * 10 + ["completed"] * 10
     for failed in (o for o in outcomes if o["status"] == "compensated"):
         assert failed["failed_step"] == "allocate_resources"
-        assert "no free ipv4" in failed["error"].lower() or "exhausted" in failed["error"].lower()
+        assert (
+            "no free ipv4" in failed["error"]["message"].lower()
+            or "exhausted" in failed["error"]["message"].lower()
+        )
     addresses = [
         o["step_results"]["allocate_resources"]["ip_address"]
         for o in outcomes
@@ -101,5 +104,5 @@ async def test_ineligible_customer_is_refused_with_reasons_when_validating(sessi
         initial_data={**REQUEST, "plan": "premium"},  # premium needs a business customer
     )
     assert outcome["status"] == "compensated" and outcome["failed_step"] == "validate_request"
-    assert "not eligible" in outcome["error"]
+    assert "not eligible" in outcome["error"]["message"]
     assert await scalar(session_factory, select(func.count()).select_from(Service)) == 0

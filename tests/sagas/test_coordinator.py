@@ -74,7 +74,7 @@ async def test_failed_step_compensates_completed_steps_in_reverse(coordinator, s
     context = ctx()
     result = await coordinator.execute_saga(saga_name="recording", context=context, initial_data={})
     assert result["status"] == "compensated"
-    assert result["failed_step"] == "step_3" and "step_3 exploded" in result["error"]
+    assert result["failed_step"] == "step_3" and "step_3 exploded" in result["error"]["message"]
     # The failed step took effect before failing, so it is compensated too, first.
     assert result["compensated_steps"] == ["step_3", "step_2", "step_1"]
     assert await effects(session_factory) == []
@@ -139,7 +139,7 @@ async def test_step_timeout_fails_the_step_and_compensates(coordinator, session_
     )
     result = await coordinator.execute_saga(saga_name="slow", context=ctx())
     assert result["status"] == "compensated"
-    assert "took longer than 0.1s" in result["error"]
+    assert "took longer than 0.1s" in result["error"]["message"]
     assert await effects(session_factory) == []
 
 
@@ -157,7 +157,7 @@ async def test_saga_timeout_compensates_with_a_timeout_error(coordinator):
         )
     )
     result = await coordinator.execute_saga(saga_name="slow_saga", context=ctx())
-    assert result["status"] == "compensated" and "SagaTimeoutError" in result["error"]
+    assert result["status"] == "compensated" and result["error"]["code"] == "saga_timeout"
 
 
 async def test_compensation_failing_twice_then_succeeding_ends_compensated(coordinator):
@@ -220,7 +220,7 @@ async def test_compensation_that_always_fails_needs_a_person_then_resumes(
     context = ctx()
     result = await coordinator.execute_saga(saga_name="stuck", context=context)
     assert result["status"] == "compensation_failed"
-    assert "billing system down" in result["error"]
+    assert "billing system down" in result["compensation_error"]["message"]
     saga = await coordinator.get_saga(context.saga_id, tenant_id=context.tenant_id)
     assert saga["steps"][0]["status"] == "compensation_failed"
     assert await effects(session_factory) == [f"{context.saga_id}:a"]
@@ -284,7 +284,7 @@ async def test_step_returning_a_non_mapping_fails_clearly(coordinator):
     )
     result = await coordinator.execute_saga(saga_name="wrong", context=ctx())
     assert result["status"] == "compensated"
-    assert "step w result must be a mapping" in result["error"]
+    assert "step w result must be a mapping" in result["error"]["message"]
 
 
 async def test_sync_step_is_a_definition_error_and_not_retried(coordinator):
@@ -301,7 +301,7 @@ async def test_sync_step_is_a_definition_error_and_not_retried(coordinator):
         )
     )
     result = await coordinator.execute_saga(saga_name="sync", context=ctx())
-    assert "must be async" in result["error"] and calls == [1]
+    assert "must be async" in result["error"]["message"] and calls == [1]
 
 
 async def test_list_and_get_by_tenant_and_status(coordinator):
@@ -410,5 +410,5 @@ async def test_cancel_of_a_saga_driven_elsewhere_compensates_at_the_next_step(se
     assert view["status"] == "running"  # the driver owns it; it will compensate
     go_on.set()
     result = await task
-    assert result["status"] == "compensated" and result["error"] == "cancelled on request"
+    assert result["status"] == "compensated" and result["error"]["code"] == "saga_cancelled"
     assert await effects(session_factory) == []

@@ -15,10 +15,11 @@ from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
     SagaDefinition,
+    SagaFailure,
     SagaStep,
     SqlSagaStore,
 )
-from dotmac_shared.business_logic.sagas.coordinator import MAX_ERROR_CHARS
+from dotmac_shared.business_logic.sagas._results import MAX_ERROR_CHARS
 from tests.sagas.steps import done, refund_down, stuck_definition
 
 TENANT = "tenant-a"
@@ -109,18 +110,29 @@ async def test_error_keeps_its_shape_when_resumes_keep_failing(session_factory):
     owner, saga_id = await stuck_saga(session_factory)
     store = SqlSagaStore(session_factory)
     first = await owner.get_saga(saga_id, tenant_id=TENANT)
-    expected = "RuntimeError: boom; compensation of a failed: ConnectionError: refund service down"
-    assert first["error"] == expected
+    boom = {
+        "code": "unexpected_error",
+        "message": "boom",
+        "step": "b",
+        "context": {"exception_type": "RuntimeError"},
+    }
+    refund = {
+        "code": "unexpected_error",
+        "message": "refund service down",
+        "step": "a",
+        "context": {"exception_type": "ConnectionError"},
+    }
+    assert (first["error"], first["compensation_error"]) == (boom, refund)
     for _ in range(3):
         resumed = await owner.resume_saga(saga_id, tenant_id=TENANT)
         assert resumed["status"] == "compensation_failed"
-        assert resumed["error"] == expected
+        assert (resumed["error"], resumed["compensation_error"]) == (boom, refund)
         stored = await store.load(saga_id, tenant_id=TENANT)
         # The original failure and the latest compensation error, each in its own place.
-        assert stored.error == "RuntimeError: boom"
-        assert stored.steps["a"].error == "ConnectionError: refund service down"
+        assert stored.error == SagaFailure.from_dict(boom)
+        assert stored.steps["a"].error == SagaFailure.from_dict(refund)
     listed = await owner.list_sagas(tenant_id=TENANT)
-    assert [s["error"] for s in listed] == ["RuntimeError: boom"]
+    assert [s["error"] for s in listed] == [boom]
 
 
 async def test_stored_errors_are_bounded_when_a_step_fails_with_a_huge_message(session_factory):
@@ -135,7 +147,8 @@ async def test_stored_errors_are_bounded_when_a_step_fails_with_a_huge_message(s
     context = SagaContext(saga_id=str(uuid4()), tenant_id=TENANT)
     await coordinator.execute_saga(saga_name="loud", context=context)
     stored = await SqlSagaStore(session_factory).load(context.saga_id, tenant_id=TENANT)
-    assert len(stored.error) == MAX_ERROR_CHARS and stored.error.endswith("…")
-    assert stored.error.startswith("RuntimeError: xxx")
-    assert len(stored.steps["a"].error) == MAX_ERROR_CHARS
-    assert len(stored.steps["b"].error) == MAX_ERROR_CHARS
+    message = stored.error.message
+    assert len(message) == MAX_ERROR_CHARS and message.endswith("…")
+    assert message.startswith("xxx")
+    assert len(stored.steps["a"].error.message) == MAX_ERROR_CHARS
+    assert len(stored.steps["b"].error.message) == MAX_ERROR_CHARS

@@ -4,7 +4,7 @@ import pytest
 
 from dotmac_shared.business_logic import IllegalSagaTransitionError
 from dotmac_shared.business_logic.sagas import SagaStatus, StepStatus
-from dotmac_shared.business_logic.sagas.states import (
+from dotmac_shared.business_logic.sagas._states import (
     SAGA_TRANSITIONS,
     STEP_TRANSITIONS,
     ensure_saga_transition,

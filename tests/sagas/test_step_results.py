@@ -16,7 +16,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaStep,
     SqlSagaStore,
 )
-from dotmac_shared.business_logic.sagas.coordinator import MAX_NESTING, MAX_STEP_RESULT_BYTES
+from dotmac_shared.business_logic.sagas._data import MAX_NESTING, MAX_STEP_RESULT_BYTES
 from tests.sagas.test_store import REFUSE_BOOM
 
 TENANT = "tenant-a"
@@ -143,10 +143,12 @@ async def test_result_that_cannot_be_stored_fails_its_step_before_it_is_recorded
     ctx = SagaContext(saga_id=str(uuid.uuid4()), tenant_id=TENANT)
     outcome = await coordinator.execute_saga(saga_name="unstorable", context=ctx)
     assert outcome["status"] == "compensated" and outcome["failed_step"] == "boom"
-    assert "InvalidInputError: step boom result" in outcome["error"]
-    assert message in outcome["error"]
+    assert outcome["error"]["code"] == "invalid_input"
+    assert outcome["error"]["context"]["field"] == "boom"
+    assert "step boom result" in outcome["error"]["message"]
+    assert message in outcome["error"]["message"]
     assert undone == ["boom", "fine"]
     saga = await coordinator.get_saga(ctx.saga_id, tenant_id=TENANT)
     step = saga["steps"][1]
     assert step["status"] == "compensated" and step["result"] is None
-    assert message in step["error"]
+    assert message in step["error"]["message"]

@@ -61,7 +61,7 @@ async def test_step_ignoring_cancellation_is_timed_out_when_it_returns_after_its
 ):
     saga_view = await run(session_factory, saga("stubborn", stubborn))
     assert saga_view["status"] == "compensated"
-    assert f"took longer than {TIMEOUT}s" in saga_view["error"]
+    assert f"took longer than {TIMEOUT}s" in saga_view["error"]["message"]
     late = saga_view["steps"][1]
     assert late["status"] != "completed" and late["result"] is None
     assert "late" not in saga_view["step_results"]
@@ -73,7 +73,7 @@ async def test_step_blocking_past_its_timeout_is_timed_out_when_it_returns_a_res
 ):
     saga_view = await run(session_factory, saga("blocking", blocking))
     assert saga_view["status"] == "compensated"
-    assert f"took longer than {TIMEOUT}s" in saga_view["error"]
+    assert f"took longer than {TIMEOUT}s" in saga_view["error"]["message"]
     assert saga_view["steps"][1]["result"] is None
 
 

@@ -83,7 +83,7 @@ async def test_worker_logs_backs_off_and_recovers_when_passes_fail(
     coordinator = SagaCoordinator(session_factory, lease_seconds=LEASE, store=store, clock=clock)
     coordinator.register_saga(definition(finish))
     worker = SagaWorker(coordinator, poll_interval=0.01)
-    caplog.set_level(logging.ERROR, logger="dotmac_shared.business_logic.sagas.worker")
+    caplog.set_level(logging.ERROR, logger="dotmac_shared.business_logic.sagas._worker")
     running = asyncio.create_task(worker.run())
     try:
         for _ in range(500):
@@ -140,7 +140,7 @@ async def test_recovery_pass_finishes_every_other_saga_when_one_cannot_be_writte
         rescuer.register_saga(
             SagaDefinition(name=name, steps=[SagaStep(name=name, execute=finish)])
         )
-    caplog.set_level(logging.ERROR, logger="dotmac_shared.business_logic.sagas.coordinator")
+    caplog.set_level(logging.ERROR, logger="dotmac_shared.business_logic.sagas._coordinator")
     assert await rescuer.recover() == 3  # the bad saga does not fail the whole pass
     statuses = [
         (await rescuer.get_saga(saga_id, tenant_id=ALL_TENANTS))["status"] for saga_id in ids

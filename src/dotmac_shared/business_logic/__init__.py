@@ -64,17 +64,22 @@ if TYPE_CHECKING:
         PolicyResult,
     )
     from dotmac_shared.business_logic.sagas import (
+        ALL_TENANTS,
+        AllTenants,
         RetryPolicy,
         SagaContext,
         SagaCoordinator,
         SagaDefinition,
+        SagaFailure,
+        SagaResult,
         SagaStatus,
         SagaStep,
+        SagaStepResult,
+        SagaSummary,
         SagaWorker,
         StepContext,
         StepStatus,
     )
-    from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
 
 try:
     # One source of truth: the installed distribution's metadata (pyproject's version).
@@ -118,10 +123,14 @@ __all__ = [
     "SagaDefinition",
     "SagaDefinitionError",
     "SagaError",
+    "SagaFailure",
     "SagaLeaseLostError",
     "SagaNotFoundError",
+    "SagaResult",
     "SagaStatus",
     "SagaStep",
+    "SagaStepResult",
+    "SagaSummary",
     "SagaTimeoutError",
     "SagaWorker",
     "SchemaVersionError",
@@ -136,8 +145,8 @@ __all__ = [
 
 # Name -> module defining it, imported on first access (PEP 562).
 _LAZY: dict[str, str] = {
-    "ALL_TENANTS": "dotmac_shared.business_logic.sagas.scope",
-    "AllTenants": "dotmac_shared.business_logic.sagas.scope",
+    "ALL_TENANTS": "dotmac_shared.business_logic.sagas",
+    "AllTenants": "dotmac_shared.business_logic.sagas",
     "IdempotencyKey": "dotmac_shared.business_logic.idempotency",
     "IdempotencyManager": "dotmac_shared.business_logic.idempotency",
     "IdempotencyResult": "dotmac_shared.business_logic.idempotency",
@@ -150,8 +159,12 @@ _LAZY: dict[str, str] = {
     "SagaContext": "dotmac_shared.business_logic.sagas",
     "SagaCoordinator": "dotmac_shared.business_logic.sagas",
     "SagaDefinition": "dotmac_shared.business_logic.sagas",
+    "SagaFailure": "dotmac_shared.business_logic.sagas",
+    "SagaResult": "dotmac_shared.business_logic.sagas",
     "SagaStatus": "dotmac_shared.business_logic.sagas",
     "SagaStep": "dotmac_shared.business_logic.sagas",
+    "SagaStepResult": "dotmac_shared.business_logic.sagas",
+    "SagaSummary": "dotmac_shared.business_logic.sagas",
     "SagaWorker": "dotmac_shared.business_logic.sagas",
     "StepContext": "dotmac_shared.business_logic.sagas",
     "StepStatus": "dotmac_shared.business_logic.sagas",

@@ -33,7 +33,7 @@ from dotmac_shared.business_logic.operations.billing_run import (
 from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
 from dotmac_shared.business_logic.operations.models import BillingRun, Tenant
 from dotmac_shared.business_logic.persistence.types import utcnow
-from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
+from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaResult
 
 __all__ = ["billing_app", "print_attempts", "print_report", "run_billing_with_progress"]
 
@@ -89,7 +89,7 @@ async def run_billing_with_progress(
     *,
     poll_seconds: float = 0.2,
     retry: bool = False,
-) -> dict[str, Any]:
+) -> SagaResult:
     """Run (or resume, or with ``retry`` start a new attempt of) a billing run with a progress bar.
 
     Returns:
@@ -173,7 +173,7 @@ def billing_run(
     charge was already submitted are finished with the same key, nobody is charged twice.
     """
 
-    async def run() -> tuple[dict[str, Any], bool]:
+    async def run() -> tuple[SagaResult, bool]:
         canonical = _period(period)
         async with session_factory(database_url) as factory:
             await _require_tenant(factory, tenant)
@@ -198,7 +198,7 @@ def billing_run(
         )
         fail(
             f"billing run of tenant {tenant} for {period} {outcome['status']}: "
-            f"{outcome['error']}{hint}"
+            f"{outcome['error']['message'] if outcome['error'] else ''}{hint}"
         )
     if finished_before:
         console.print(

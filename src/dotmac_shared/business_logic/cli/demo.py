@@ -25,7 +25,7 @@ from dotmac_shared.business_logic.persistence import (
     engine_of,
 )
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyContext
-from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator
+from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator, SagaResult
 
 __all__ = ["run_demo"]
 
@@ -90,7 +90,7 @@ async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
         coordinator.register_saga(ServiceProvisioningSaga.create_definition())
         coordinator.register_saga(BillingRunSaga.create_definition())
 
-        async def provision(plan: str) -> dict[str, Any]:
+        async def provision(plan: str) -> SagaResult:
             return await coordinator.execute_saga(
                 saga_name="service_provisioning",
                 context=SagaContext(
@@ -146,7 +146,8 @@ async def _billing_with_progress(
 ) -> dict[str, Any]:
     outcome = await run_billing_with_progress(factory, coordinator, DEMO_TENANT_ID, period, console)
     if outcome["status"] != "completed":
-        console.print(f"[red]billing run {outcome['status']}[/]: {outcome['error']}")
+        message = outcome["error"]["message"] if outcome["error"] else ""
+        console.print(f"[red]billing run {outcome['status']}[/]: {message}")
         return {"status": outcome["status"], "error": outcome["error"]}
     report: dict[str, Any] = dict(outcome["step_results"]["finalize"])
     return report

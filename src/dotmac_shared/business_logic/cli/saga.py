@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -17,8 +17,14 @@ from dotmac_shared.business_logic.cli.output import (
     session_factory,
 )
 from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
-from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope
+from dotmac_shared.business_logic.sagas import (
+    ALL_TENANTS,
+    SagaCoordinator,
+    SagaFailure,
+    SagaResult,
+    SagaSummary,
+    TenantScope,
+)
 
 __all__ = ["print_outcome", "saga_app"]
 
@@ -60,7 +66,11 @@ def _status(value: str) -> str:
     return f"[{_STATUS_STYLE.get(value, 'white')}]{value}[/]"
 
 
-def print_outcome(outcome: dict[str, Any]) -> None:
+def _failure(failure: SagaFailure | None) -> str:
+    return "" if failure is None else f"{failure.code}: {failure.message}"
+
+
+def print_outcome(outcome: SagaResult) -> None:
     """Print a saga outcome (from execute, resume or cancel) in a few lines."""
     console.print(
         f"saga {escape(outcome['saga_id'])} ({escape(outcome['saga_name'])}): "
@@ -69,8 +79,13 @@ def print_outcome(outcome: dict[str, Any]) -> None:
     )
     if outcome.get("failed_step"):
         console.print(f"  failed step: {escape(outcome['failed_step'])}", soft_wrap=True)
-    if outcome.get("error"):
-        console.print(f"  error: {escape(str(outcome['error']))}", soft_wrap=True)
+    if outcome.error is not None:
+        console.print(f"  error: {escape(_failure(outcome.error))}", soft_wrap=True)
+    if outcome.compensation_error is not None:
+        console.print(
+            f"  compensation error: {escape(_failure(outcome.compensation_error))}",
+            soft_wrap=True,
+        )
     if outcome.get("compensated_steps"):
         console.print(
             f"  compensated: {escape(', '.join(outcome['compensated_steps']))}", soft_wrap=True
@@ -94,7 +109,7 @@ def list_sagas(
     """List a tenant's sagas (or every tenant's), newest first."""
     scope = _scope(tenant, all_tenants)
 
-    async def fetch() -> list[dict[str, Any]]:
+    async def fetch() -> list[SagaSummary]:
         async with session_factory(database_url, must_exist=True) as factory:
             return await SagaCoordinator(factory).list_sagas(
                 tenant_id=scope, status=status, limit=limit
@@ -112,7 +127,7 @@ def list_sagas(
             _status(row["status"]),
             escape(row["tenant_id"] or "-"),
             format_value(row["created_at"]),
-            escape(format_value(row["error"], limit=80) if row["error"] else ""),
+            escape(format_value(_failure(row.error), limit=80)),
         )
     console.print(table)
     console.print(f"{len(rows)} saga{'s' if len(rows) != 1 else ''}")
@@ -128,7 +143,7 @@ def show_saga(
     """Show one saga: its record and every step."""
     scope = _scope(tenant, all_tenants)
 
-    async def fetch() -> dict[str, Any]:
+    async def fetch() -> SagaResult:
         async with session_factory(database_url, must_exist=True) as factory:
             return await SagaCoordinator(factory).get_saga(saga_id, tenant_id=scope)
 
@@ -144,13 +159,14 @@ def show_saga(
         ("correlation id", "correlation_id"),
         ("current step", "current_step"),
         ("failed step", "failed_step"),
-        ("error", "error"),
         ("lease", "lease_owner"),
         ("lease expires", "lease_expires_at"),
         ("created", "created_at"),
         ("updated", "updated_at"),
         ("finished", "completed_at"),
     ):
+        if key == "lease_owner" and saga.error is not None:
+            console.print(f"  error: {escape(_failure(saga.error))}", soft_wrap=True)
         if saga.get(key) is not None:
             console.print(
                 f"  {label}: {escape(format_value(saga[key], limit=2000))}", soft_wrap=True
@@ -167,7 +183,7 @@ def show_saga(
         attempts = str(step["attempts"])
         if step["compensation_attempts"]:
             attempts += f" (+{step['compensation_attempts']} undo)"
-        detail = step["error"] if step["error"] else format_value(step["result"], limit=80)
+        detail = _failure(step.error) if step.error else format_value(step.result, limit=80)
         table.add_row(
             str(step["index"]),
             escape(step["name"]),
@@ -193,7 +209,7 @@ def resume_saga(
     """
     scope = _scope(tenant, all_tenants)
 
-    async def resume() -> dict[str, Any]:
+    async def resume() -> SagaResult:
         async with session_factory(database_url) as factory:
             return await shipped_coordinator(factory).resume_saga(saga_id, tenant_id=scope)
 
@@ -213,7 +229,7 @@ def cancel_saga(
     """
     scope = _scope(tenant, all_tenants)
 
-    async def cancel() -> dict[str, Any]:
+    async def cancel() -> SagaResult:
         async with session_factory(database_url) as factory:
             return await shipped_coordinator(factory).cancel_saga(saga_id, tenant_id=scope)
 

@@ -13,7 +13,7 @@ from dotmac_shared.business_logic.cli.output import (
     session_factory,
 )
 from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
-from dotmac_shared.business_logic.sagas.worker import SagaWorker
+from dotmac_shared.business_logic.sagas import SagaWorker
 
 __all__ = ["worker"]
 

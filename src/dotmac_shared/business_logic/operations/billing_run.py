@@ -25,6 +25,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
     SagaDefinition,
+    SagaResult,
     SagaStatus,
     SagaStep,
     StepContext,
@@ -165,7 +166,7 @@ class BillingAttempt:
 
 async def billing_saga(
     coordinator: SagaCoordinator, tenant_id: str, saga_id: str
-) -> dict[str, Any] | None:
+) -> SagaResult | None:
     """The record of a billing attempt's saga (``get_saga``), or ``None`` if it never started.
 
     The one place billing code reads a saga, so that the tenant travels with every read:
@@ -255,7 +256,7 @@ async def run_billing(
     user_id: str | None = None,
     retry: bool = False,
     **definition_options: Any,
-) -> dict[str, Any]:
+) -> SagaResult:
     """Run (or resume, or return the stored result of) the billing run of one period.
 
     The saga id is ``billing_run_id(tenant_id, billing_period, attempt)``, so running it

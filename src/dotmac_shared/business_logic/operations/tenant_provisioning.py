@@ -159,7 +159,8 @@ class TenantProvisioningOperation(IdempotentOperation):
         )
         if outcome["status"] != SagaStatus.COMPLETED:
             raise ProvisioningError(
-                f"tenant {request.domain!r} was not provisioned: {outcome['error']}",
+                f"tenant {request.domain!r} was not provisioned: "
+                f"{outcome['error']['message'] if outcome['error'] else outcome['status']}",
                 operation="tenant_provisioning",
                 resource_type="tenant",
                 resource_id=tenant_id_for(saga_id),

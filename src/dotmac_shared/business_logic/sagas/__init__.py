@@ -1,22 +1,38 @@
 """Sagas: multi-step operations that complete or are compensated in reverse, durably.
 
+``execute_saga``, ``resume_saga``, ``cancel_saga`` and ``get_saga`` return a
+:class:`SagaResult`; a failure is a :class:`SagaFailure` (stable code, message, step,
+structured context). A custom store implements :class:`SagaStore` over :class:`SagaRecord`
+and :class:`StepRecord`.
+
 Example:
     >>> from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaContext
 """
 
-from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
-from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
-from dotmac_shared.business_logic.sagas.definition import (
+from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas._coordinator import SagaCoordinator
+from dotmac_shared.business_logic.sagas._definition import (
     RetryPolicy,
     SagaDefinition,
     SagaStep,
     StepAction,
     StepHandler,
 )
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, AllTenants
-from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
-from dotmac_shared.business_logic.sagas.store import SagaRecord, SagaStore, SqlSagaStore, StepRecord
-from dotmac_shared.business_logic.sagas.worker import SagaWorker
+from dotmac_shared.business_logic.sagas._results import (
+    SagaFailure,
+    SagaResult,
+    SagaStepResult,
+    SagaSummary,
+)
+from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, AllTenants, TenantScope
+from dotmac_shared.business_logic.sagas._states import SagaStatus, StepStatus
+from dotmac_shared.business_logic.sagas._store import (
+    SagaRecord,
+    SagaStore,
+    SqlSagaStore,
+    StepRecord,
+)
+from dotmac_shared.business_logic.sagas._worker import SagaWorker
 
 __all__ = [
     "ALL_TENANTS",
@@ -25,10 +41,14 @@ __all__ = [
     "SagaContext",
     "SagaCoordinator",
     "SagaDefinition",
+    "SagaFailure",
     "SagaRecord",
+    "SagaResult",
     "SagaStatus",
     "SagaStep",
+    "SagaStepResult",
     "SagaStore",
+    "SagaSummary",
     "SagaWorker",
     "SqlSagaStore",
     "StepAction",
@@ -36,4 +56,5 @@ __all__ = [
     "StepHandler",
     "StepRecord",
     "StepStatus",
+    "TenantScope",
 ]

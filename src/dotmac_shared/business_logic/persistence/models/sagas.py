@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.persistence.models.base import Base
 from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime, utcnow
+
+#: A failure: ``{"code", "message", "step", "context"}``; SQL NULL when there is none.
+_Failure = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 __all__ = ["SagaExecution", "SagaStepExecution"]
 
@@ -29,7 +33,8 @@ class SagaExecution(Base):
     current_step: Mapped[int] = mapped_column(Integer, default=0)
     initial_data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     context: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The failure that made the saga compensate: {"code", "message", "step", "context"}.
+    error: Mapped[dict[str, Any] | None] = mapped_column(_Failure, nullable=True)
     failed_step: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # Set by cancel_saga(); the worker driving the saga compensates at the next step boundary.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -63,7 +68,8 @@ class SagaStepExecution(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     compensation_attempts: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The step's (or its compensation's) failure: {"code", "message", "step", "context"}.
+    error: Mapped[dict[str, Any] | None] = mapped_column(_Failure, nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     compensated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

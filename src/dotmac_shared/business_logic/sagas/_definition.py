@@ -15,7 +15,7 @@ from tenacity import (
 )
 
 from dotmac_shared.business_logic.exceptions import SagaDefinitionError
-from dotmac_shared.business_logic.sagas.context import StepContext
+from dotmac_shared.business_logic.sagas._context import StepContext
 
 __all__ = ["RetryPolicy", "SagaDefinition", "SagaStep", "StepAction", "StepHandler"]
 

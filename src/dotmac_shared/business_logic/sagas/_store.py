@@ -1,22 +1,19 @@
-"""Durable saga state behind a ``Protocol``, and its SQL implementation for both databases.
+"""Durable saga state: the store ``Protocol``, its records, and the SQL store's shared part.
 
-The store writes what the coordinator decided; the state machine lives in ``states.py``.
+The store writes what the coordinator decided; the state machine lives in ``_states.py``.
 Every write that belongs to a running saga is fenced by the lease: it only lands if the
 writer still owns the saga, so a worker that stalled past its lease cannot overwrite the
 progress of the worker that took over (it gets :class:`SagaLeaseLostError` and stops).
 
 Reads and lease updates are single statements on SQLAlchemy Core, built once with bind
-parameters (each call only binds values and hits the compiled cache), in autocommit mode.
-
-State changes (a new saga, or a saga row plus its step rows) are the hot path: one per step.
-They are group-committed: the changes of every saga submitted while a batch is being written
-go together in the next batch. On PostgreSQL a batch is one statement (data-modifying CTEs
-over unnested arrays; one round trip, one commit); on SQLite it is one ``BEGIN IMMEDIATE``
-transaction of at most three statements: on the event loop's thread when the batch is small
-and nothing would wait, else whole in one trip to a worker thread (see
-``sqlite_driver.run_transaction``). A saga alone is written as a batch of one. Either way each
-saga's change is atomic and fenced on its own: one saga's lost lease (or bad data) does not
-stop the others' changes in the same batch.
+parameters (each call only binds values and hits the compiled cache), in autocommit mode;
+they are the same on both databases and live here. State changes (a new saga, or a saga row
+plus its step rows) are the hot path: they are group-committed (``_group_commit.py``) and each
+batch is written by a :class:`BatchWriter` of the dialect (``_store_postgres.py``: one
+statement; ``_store_sqlite.py``: one ``BEGIN IMMEDIATE`` transaction). The columns each write
+carries are derived from the tables' metadata (:data:`NEW_COLUMNS`, :data:`CHANGE_COLUMNS`,
+:data:`STEP_COLUMNS`). Either way each saga's change is atomic and fenced on its own: one
+saga's lost lease (or bad data) does not stop the others' changes in the same batch.
 
 Every database, driver or network error that leaves a public method is a
 :class:`PersistenceError` with the original chained (``persistence.driver.persistence_errors``,
@@ -26,35 +23,41 @@ applied where the store reaches the database). Every wall time the store writes 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import json
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+import operator
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Select, Update
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
-from dotmac_shared.business_logic.persistence.driver import (
-    driver_connection,
-    persistence_errors,
-)
+from dotmac_shared.business_logic.persistence.driver import persistence_errors
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
-from dotmac_shared.business_logic.persistence.sqlite_driver import run_transaction
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
-from dotmac_shared.business_logic.sagas.states import SagaStatus, StepStatus
+from dotmac_shared.business_logic.sagas._group_commit import GroupCommit, Write
+from dotmac_shared.business_logic.sagas._results import SagaFailure
+from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
+from dotmac_shared.business_logic.sagas._states import SagaStatus, StepStatus
 
-__all__ = ["SagaRecord", "SagaStore", "SqlSagaStore", "StepRecord"]
+__all__ = [
+    "CHANGE_COLUMNS",
+    "NEW_COLUMNS",
+    "STEP_COLUMNS",
+    "BatchWriter",
+    "SagaRecord",
+    "SagaStore",
+    "SqlSagaStore",
+    "StepRecord",
+]
 
 _ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
 
@@ -69,7 +72,7 @@ class StepRecord:
     attempts: int = 0
     compensation_attempts: int = 0
     result: dict[str, Any] | None = None
-    error: str | None = None
+    error: SagaFailure | None = None
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
     compensated_at: dt.datetime | None = None
@@ -89,7 +92,7 @@ class SagaRecord:
     user_id: str | None = None
     correlation_id: str | None = None
     current_step: int = 0
-    error: str | None = None
+    error: SagaFailure | None = None
     failed_step: str | None = None
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = None
@@ -178,6 +181,44 @@ _SAGAS = cast(Table, SagaExecution.__table__)
 _STEPS = cast(Table, SagaStepExecution.__table__)
 _S = _SAGAS.c
 _T = _STEPS.c
+
+# --- the columns each write carries, derived from the tables ------------------------------
+#: Saga columns a create does not set: the outcome (null until it exists), the cancel flag
+#: (false), and ``updated_at`` (the creation time: the writer copies ``created_at``).
+_NOT_CREATED = frozenset({"error", "failed_step", "completed_at", "cancel_requested", "updated_at"})
+#: Saga columns a state change sets (after its key and fence, ``saga_id`` and
+#: ``lease_owner``): everything but what identifies the saga, its input and its lease.
+_NOT_CHANGED = frozenset(
+    {
+        "saga_id",
+        "saga_name",
+        "saga_version",
+        "tenant_id",
+        "user_id",
+        "correlation_id",
+        "initial_data",
+        "context",
+        "cancel_requested",
+        "lease_owner",
+        "lease_expires_at",
+        "deadline_at",
+        "created_at",
+    }
+)
+#: A new saga row, in table order.
+NEW_COLUMNS: tuple[str, ...] = tuple(c.name for c in _SAGAS.columns if c.name not in _NOT_CREATED)
+#: A state change of a saga row: key, fence (the lease owner), then the new values. A
+#: change row carries one more value after these: whether the saga is final (then its lease
+#: is released: nobody owns a finished saga).
+CHANGE_COLUMNS: tuple[str, ...] = (
+    "saga_id",
+    "lease_owner",
+    *(c.name for c in _SAGAS.columns if c.name not in _NOT_CHANGED),
+)
+#: A step row, in table order; ``(saga_id, step_name)`` is its key.
+STEP_COLUMNS: tuple[str, ...] = tuple(c.name for c in _STEPS.columns)
+#: The step row's columns as :class:`StepRecord` attributes.
+_STEP_ATTRIBUTES = {"step_name": "name", "step_index": "index"}
 
 # --- single statements (leases, reads), built once with bind parameters ---------------------
 # The hot path only binds values, so SQLAlchemy's compiled cache is hit every time.
@@ -300,352 +341,41 @@ def _list_statement(kind: _ScopeKind, by_status: bool) -> Executable:
 
 _LIST = {(k, s): _list_statement(k, s) for k in _SCOPES for s in (False, True)}
 
-# --- state changes: group commit ------------------------------------------------------------
-# Creating a saga and saving a state change are the hot path (one per step). Each is one
-# atomic write per saga; writes submitted while another batch is being written go together in
-# the next one (group commit), so many sagas in flight share round trips and commits. A saga
-# alone gets a batch of one, written at once. Values are encoded by the columns' own types.
 
-#: A new saga row, in this order (``cancel_requested`` is false, ``updated_at`` is created_at).
-_NEW = (
-    "saga_id",
-    "saga_name",
-    "saga_version",
-    "tenant_id",
-    "user_id",
-    "correlation_id",
-    "status",
-    "current_step",
-    "initial_data",
-    "context",
-    "lease_owner",
-    "lease_expires_at",
-    "deadline_at",
-    "created_at",
-)
-#: A state change of a saga row: key, fence (lease owner), new values, and whether it is final
-#: (then the lease is released: nobody owns a finished saga).
-_CHANGE = (
-    "saga_id",
-    "lease_owner",
-    "status",
-    "current_step",
-    "error",
-    "failed_step",
-    "completed_at",
-    "updated_at",
-)
-#: A step row; ``(saga_id, step_name)`` is its key.
-_STEP = tuple(c.name for c in _STEPS.columns)
-#: Most changes written in one batch (the rest wait for the next).
-_MAX_BATCH = 256
-#: Largest SQLite batch that may be written on the event loop's thread (see
-#: ``sqlite_driver.transaction``): a few changes take tens of microseconds there, less than
-#: a trip to aiosqlite's thread; a larger batch makes that trip worth it and would hold the
-#: loop longer.
-_INLINE_MAX_BATCH = 4
+class _Row:
+    """Reads a write's values in a column order off a record, plus values given per write.
 
-# PostgreSQL: any batch is this one statement. Arrays of the batch's values are unnested;
-# ``created`` inserts the new sagas, ``fenced`` updates the sagas whose lease the writer
-# still holds, and ``written`` upserts the step rows of exactly those sagas. One round trip,
-# one commit (autocommit), atomic per saga and for the whole batch.
-_PG_WRITE = """
-WITH created AS (
-    INSERT INTO dotmac_saga_executions (
-        saga_id, saga_name, saga_version, tenant_id, user_id, correlation_id, status,
-        current_step, initial_data, context, lease_owner, lease_expires_at, deadline_at,
-        created_at, updated_at, cancel_requested
-    )
-    SELECT n.saga_id, n.saga_name, n.saga_version, n.tenant_id, n.user_id, n.correlation_id,
-        n.status, n.current_step, n.initial_data::jsonb, n.context::jsonb, n.lease_owner,
-        n.lease_expires_at, n.deadline_at, n.created_at, n.created_at, false
-    FROM unnest(
-        $1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
-        $6::varchar[], $7::varchar[], $8::integer[], $9::text[], $10::text[], $11::varchar[],
-        $12::timestamptz[], $13::timestamptz[], $14::timestamptz[]
-    ) AS n(
-        saga_id, saga_name, saga_version, tenant_id, user_id, correlation_id, status,
-        current_step, initial_data, context, lease_owner, lease_expires_at, deadline_at,
-        created_at
-    )
-    ON CONFLICT (saga_id) DO NOTHING
-    RETURNING saga_id
-),
-fenced AS (
-    UPDATE dotmac_saga_executions AS s
-    SET status = c.status, current_step = c.current_step, error = c.error,
-        failed_step = c.failed_step, completed_at = c.completed_at, updated_at = c.updated_at,
-        lease_owner = CASE WHEN c.final THEN NULL ELSE s.lease_owner END,
-        lease_expires_at = CASE WHEN c.final THEN NULL ELSE s.lease_expires_at END
-    FROM unnest(
-        $15::varchar[], $16::varchar[], $17::varchar[], $18::integer[], $19::text[],
-        $20::varchar[], $21::timestamptz[], $22::timestamptz[], $23::boolean[]
-    ) AS c(
-        saga_id, lease_owner, status, current_step, error, failed_step, completed_at,
-        updated_at, final
-    )
-    WHERE s.saga_id = c.saga_id AND s.lease_owner = c.lease_owner
-    RETURNING s.saga_id, s.cancel_requested
-),
-written AS (
-    INSERT INTO dotmac_saga_step_executions (
-        saga_id, step_name, step_index, status, attempts, compensation_attempts, result,
-        error, started_at, completed_at, compensated_at
-    )
-    SELECT r.saga_id, r.step_name, r.step_index, r.status, r.attempts,
-        r.compensation_attempts, r.result::jsonb, r.error, r.started_at, r.completed_at,
-        r.compensated_at
-    FROM unnest(
-        $24::varchar[], $25::varchar[], $26::integer[], $27::varchar[], $28::integer[],
-        $29::integer[], $30::text[], $31::text[], $32::timestamptz[], $33::timestamptz[],
-        $34::timestamptz[]
-    ) AS r(
-        saga_id, step_name, step_index, status, attempts, compensation_attempts, result,
-        error, started_at, completed_at, compensated_at
-    )
-    WHERE r.saga_id IN (SELECT saga_id FROM created UNION ALL SELECT saga_id FROM fenced)
-    ON CONFLICT (saga_id, step_name) DO UPDATE SET
-        step_index = excluded.step_index, status = excluded.status,
-        attempts = excluded.attempts, compensation_attempts = excluded.compensation_attempts,
-        result = excluded.result, error = excluded.error, started_at = excluded.started_at,
-        completed_at = excluded.completed_at, compensated_at = excluded.compensated_at
-)
-SELECT saga_id, NULL::boolean AS cancel_requested, true AS created FROM created
-UNION ALL
-SELECT saga_id, cancel_requested, false FROM fenced
-"""
-
-# SQLite (no data-modifying CTEs, one writer at a time): a batch is one ``BEGIN IMMEDIATE``
-# transaction of at most three statements, each taking the batch's rows as one JSON array
-# (``json_each``): insert the new sagas, update the sagas whose lease the writer still holds
-# (both return which rows they wrote), then upsert the step rows of exactly those sagas.
-
-
-def _json_columns(alias: str, first: int, count: int) -> str:
-    return ", ".join(f"json_extract({alias}.value, '$[{i}]')" for i in range(first, first + count))
-
-
-_SQLITE_INSERT = f"""
-INSERT INTO dotmac_saga_executions (
-    saga_id, saga_name, saga_version, tenant_id, user_id, correlation_id, status, current_step,
-    initial_data, context, lease_owner, lease_expires_at, deadline_at, created_at, updated_at,
-    cancel_requested
-)
-SELECT {_json_columns("n", 0, 14)}, json_extract(n.value, '$[13]'), 0
-FROM json_each(?) AS n WHERE true
-ON CONFLICT (saga_id) DO NOTHING
-RETURNING saga_id
-"""
-_SQLITE_UPDATE = """
-UPDATE dotmac_saga_executions AS s
-SET status = json_extract(c.value, '$[2]'), current_step = json_extract(c.value, '$[3]'),
-    error = json_extract(c.value, '$[4]'), failed_step = json_extract(c.value, '$[5]'),
-    completed_at = json_extract(c.value, '$[6]'), updated_at = json_extract(c.value, '$[7]'),
-    lease_owner = CASE WHEN json_extract(c.value, '$[8]') THEN NULL ELSE s.lease_owner END,
-    lease_expires_at = CASE WHEN json_extract(c.value, '$[8]') THEN NULL
-        ELSE s.lease_expires_at END
-FROM json_each(?) AS c
-WHERE s.saga_id = json_extract(c.value, '$[0]')
-    AND s.lease_owner = json_extract(c.value, '$[1]')
-RETURNING saga_id, cancel_requested
-"""
-_SQLITE_STEPS = f"""
-INSERT INTO dotmac_saga_step_executions (
-    saga_id, step_name, step_index, status, attempts, compensation_attempts, result, error,
-    started_at, completed_at, compensated_at
-)
-SELECT {_json_columns("r", 0, 11)}
-FROM json_each(?) AS r WHERE true
-ON CONFLICT (saga_id, step_name) DO UPDATE SET
-    step_index = excluded.step_index, status = excluded.status, attempts = excluded.attempts,
-    compensation_attempts = excluded.compensation_attempts, result = excluded.result,
-    error = excluded.error, started_at = excluded.started_at,
-    completed_at = excluded.completed_at, compensated_at = excluded.compensated_at
-"""
-
-
-def _sqlite_batch(
-    connection: sqlite3.Connection,
-    new: str,
-    changes: str,
-    steps: list[tuple[bool, str, list[tuple[Any, ...]]]],
-) -> tuple[set[str], dict[str, bool]]:
-    """Write one batch on SQLite, inside the caller's transaction: the created and held sagas."""
-    created: set[str] = set()
-    held: dict[str, bool] = {}
-    statement = _SQLITE_INSERT
-    try:
-        if new != "[]":
-            created = {saga_id for (saga_id,) in connection.execute(statement, (new,))}
-        if changes != "[]":
-            statement = _SQLITE_UPDATE
-            rows = connection.execute(statement, (changes,))
-            held = {saga_id: bool(cancel) for saga_id, cancel in rows}
-        # Only the steps of sagas whose row was written: a saga that lost its lease (or
-        # whose id was taken) writes nothing.
-        written = [
-            row
-            for is_new, saga_id, step_rows in steps
-            if (saga_id in created if is_new else saga_id in held)
-            for row in step_rows
-        ]
-        if written:
-            statement = _SQLITE_STEPS
-            connection.execute(statement, (json.dumps(written),))
-    except sqlite3.Error as exc:
-        # As SQLAlchemy would have raised it (OperationalError, IntegrityError, ...).
-        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
-    return created, held
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class _Write:
-    """One saga's state change, waiting for its batch.
-
-    ``new`` (a create) or ``change`` (a save) is set, with ``steps``; all values encoded.
-    The future's result: for a create, whether the saga was inserted; for a save, the cancel
-    flag, or None if the writer no longer holds the lease (nothing of it was written).
+    ``attributes`` maps a column to the record attribute holding its value (the column's
+    own name by default); ``given`` are the columns whose value each write supplies
+    (positions filled in by :meth:`values`). One C-level ``attrgetter`` call reads the rest.
     """
 
-    saga_id: str
-    new: tuple[Any, ...] | None
-    change: tuple[Any, ...] | None
-    final: bool
-    steps: list[tuple[Any, ...]]
-    future: asyncio.Future[bool | None]
+    def __init__(
+        self, columns: Sequence[str], given: Sequence[str], attributes: dict[str, str]
+    ) -> None:
+        # A given column reads a placeholder attribute (overwritten right after).
+        placeholder = "saga_id" if "saga_id" not in given else "name"
+        self._read = operator.attrgetter(
+            *(placeholder if c in given else attributes.get(c, c) for c in columns)
+        )
+        self._at = [columns.index(c) for c in given]
+
+    def values(self, record: object, *given: Any) -> list[Any]:
+        """The row of ``record``, with ``given`` in the given columns' positions."""
+        row = list(self._read(record))
+        for position, value in zip(self._at, given, strict=True):
+            row[position] = value
+        return row
 
 
-_Writer = Callable[[list[_Write]], Awaitable[dict[str, bool | None]]]
+_NEW_ROW = _Row(NEW_COLUMNS, ("status", "lease_owner", "lease_expires_at", "created_at"), {})
+_CHANGE_ROW = _Row(CHANGE_COLUMNS, ("lease_owner", "status", "error", "updated_at"), {})
+_STEP_ROW = _Row(STEP_COLUMNS, ("saga_id", "status", "error"), _STEP_ATTRIBUTES)
 
 
-class _GroupCommit:
-    """Writes submitted while a batch is being written go together in the next batch.
-
-    The first writer finding nothing in progress lets the event loop run once, so that
-    writers ready to write join its batch, then writes the batch itself (alone, it is a
-    batch of one: no waiting, no extra task). That turn matters on SQLite, where a small
-    batch is written without leaving the event loop's thread (``sqlite_driver.run_transaction``):
-    without it no other writer could queue, and one transaction per change is slower than
-    one per batch. Changes that arrive meanwhile queue up; when the batch is done, a task
-    writes everything queued as the next batch, and so on. Each saga appears at most once
-    per batch. If a batch fails, its changes are written one by one, so one bad change fails
-    only its own writer. A writer cancelled before its batch started writes nothing.
-    """
-
-    def __init__(self, write: _Writer) -> None:
-        self._write = write
-        self._queue: list[_Write] = []
-        self._busy = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def submit(self, change: _Write) -> bool | None:
-        """Write ``change`` in the next batch; return its result (see :class:`_Write`)."""
-        loop = change.future.get_loop()
-        if loop is not self._loop:
-            # First use, or the store moved to another event loop (the old one is gone, and
-            # with it anything it had queued).
-            self._loop, self._queue, self._busy = loop, [], False
-        self._queue.append(change)
-        if self._busy:
-            return await change.future
-        self._busy = True
-        try:
-            await asyncio.sleep(0)  # one turn of the loop: see the class docstring
-            await self._flush(self._take())
-        except BaseException:
-            if change.future.done() and not change.future.cancelled():
-                change.future.exception()  # retrieved: it is raised right here instead
-            raise
-        finally:
-            self._hand_over()
-        return change.future.result()
-
-    def _take(self) -> list[_Write]:
-        batch: list[_Write] = []
-        later: list[_Write] = []
-        sagas: set[str] = set()
-        for change in self._queue:
-            if change.future.done():  # its writer was cancelled: write nothing
-                continue
-            if change.saga_id in sagas or len(batch) >= _MAX_BATCH:
-                later.append(change)
-            else:
-                sagas.add(change.saga_id)
-                batch.append(change)
-        self._queue = later
-        return batch
-
-    def _hand_over(self) -> None:
-        if not self._queue:
-            self._busy = False
-            return
-        task = asyncio.get_running_loop().create_task(self._drain())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                await self._flush(self._take())
-        finally:
-            self._busy = False
-            abandoned, self._queue = self._queue, []
-            for change in abandoned:  # only if this task was cancelled (loop shutdown)
-                _settle(
-                    change, PersistenceError("saga state write abandoned", operation="saga.save")
-                )
-
-    async def _flush(self, batch: list[_Write]) -> None:
-        if not batch:
-            return
-        try:
-            try:
-                results = await self._write(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0], exc)
-                    return
-                # Nothing of the batch was written (one statement or one transaction):
-                # write each change alone, so that only a bad one fails.
-                for change in batch:
-                    if change.future.done():
-                        continue
-                    try:
-                        alone = await self._write([change])
-                    except Exception as error:
-                        _settle(change, error)
-                    else:
-                        _settle(change, alone[change.saga_id])
-                return
-            for change in batch:
-                _settle(change, results[change.saga_id])
-        except BaseException:
-            # Cancelled mid-write (the loop is shutting down, or the only writer gave up):
-            # whether the batch landed is unknown. The recovery worker will know.
-            lost = PersistenceError(
-                "saga state write interrupted; it may or may not have been committed",
-                operation="saga.save",
-            )
-            for change in batch:
-                _settle(change, lost)
-            raise
-
-
-def _settle(change: _Write, outcome: bool | None | Exception) -> None:
-    if change.future.done():
-        return
-    if isinstance(outcome, Exception):
-        change.future.set_exception(outcome)
-    else:
-        change.future.set_result(outcome)
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Transpose ``rows`` into ``width`` column lists (PostgreSQL array parameters)."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
+def _step_values(saga_id: str, step: StepRecord) -> list[Any]:
+    """``step``'s row values in :data:`STEP_COLUMNS` order."""
+    return _STEP_ROW.values(step, saga_id, step.status.value, _stored(step.error))
 
 
 class _Autocommit:
@@ -677,7 +407,7 @@ def _to_record(row: Any) -> SagaRecord:
         user_id=row.user_id,
         correlation_id=row.correlation_id,
         current_step=row.current_step,
-        error=row.error,
+        error=_failure(row.error),
         failed_step=row.failed_step,
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
@@ -688,6 +418,14 @@ def _to_record(row: Any) -> SagaRecord:
     )
 
 
+def _failure(stored: Any) -> SagaFailure | None:
+    return None if stored is None else SagaFailure.from_dict(stored)
+
+
+def _stored(failure: SagaFailure | None) -> dict[str, Any] | None:
+    return None if failure is None else failure.to_dict()
+
+
 def _to_step(row: Row[Any]) -> StepRecord:
     return StepRecord(
         name=row.step_step_name,
@@ -696,7 +434,7 @@ def _to_step(row: Row[Any]) -> StepRecord:
         attempts=row.step_attempts,
         compensation_attempts=row.step_compensation_attempts,
         result=row.step_result,
-        error=row.step_error,
+        error=_failure(row.step_error),
         started_at=row.step_started_at,
         completed_at=row.step_completed_at,
         compensated_at=row.step_compensated_at,
@@ -722,11 +460,56 @@ def _encoder(
     return encode
 
 
+class BatchWriter(abc.ABC):
+    """Writes one batch of state changes on one database: the part of the store per dialect.
+
+    Args:
+        engine: The store's engine.
+
+    A subclass implements :meth:`write`; values arrive encoded by the columns' own types
+    (in :data:`NEW_COLUMNS`, :data:`CHANGE_COLUMNS` plus ``final``, :data:`STEP_COLUMNS`
+    order).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @abc.abstractmethod
+    async def write(
+        self, batch: list[Write], new: list[tuple[Any, ...]], changes: list[tuple[Any, ...]]
+    ) -> tuple[set[str], dict[str, bool]]:
+        """Write ``batch`` in one transaction, atomic and fenced per saga.
+
+        Returns:
+            The ids of the sagas created, and for each saga whose change landed (its writer
+            held the lease), whether a cancel was requested.
+        """
+
+
+def _batch_writer(engine: AsyncEngine) -> BatchWriter:
+    """The batch writer of ``engine``'s dialect."""
+    name = engine.dialect.name
+    if name == "postgresql":
+        from dotmac_shared.business_logic.sagas._store_postgres import (  # noqa: PLC0415
+            PostgresBatchWriter,
+        )
+
+        return PostgresBatchWriter(engine)
+    if name == "sqlite":
+        from dotmac_shared.business_logic.sagas._store_sqlite import (  # noqa: PLC0415
+            SqliteBatchWriter,
+        )
+
+        return SqliteBatchWriter(engine)
+    raise PersistenceError(f"unsupported database dialect {name!r}")
+
+
 class SqlSagaStore:
     """The saga store on SQLite or PostgreSQL (the URL picks the dialect).
 
-    State changes are group-committed (see the module docstring): a saga run alone costs one
-    commit per state change; many sagas in flight share commits.
+    Reads, leases and operator actions are shared statements; state changes are
+    group-committed and written by the dialect's :class:`BatchWriter`: a saga run alone
+    costs one commit per state change; many sagas in flight share commits.
 
     Args:
         session_factory: The spec's ``db_session_factory`` (or an ``AsyncEngine``); the store
@@ -750,19 +533,17 @@ class SqlSagaStore:
             if isinstance(session_factory, AsyncEngine)
             else engine_of(session_factory)
         )
-        dialect = engine.dialect
-        if dialect.name not in ("postgresql", "sqlite"):
-            raise PersistenceError(f"unsupported database dialect {dialect.name!r}")
+        self._writer = _batch_writer(engine)
         self._engine = engine
         self.clock = as_clock(clock)
         # Single statements (reads, leases) run in autocommit: each is its own transaction,
-        # with no BEGIN round trip. State changes go on the driver connection (_write).
+        # with no BEGIN round trip. State changes go through the batch writer.
         self._autocommit = _Autocommit(engine)
-        self._postgres = dialect.name == "postgresql"
-        self._encode_new = _encoder(_SAGAS, _NEW, dialect)
-        self._encode_change = _encoder(_SAGAS, _CHANGE, dialect)
-        self._encode_step = _encoder(_STEPS, _STEP, dialect)
-        self._writes = _GroupCommit(self._write)
+        dialect = engine.dialect
+        self._encode_new = _encoder(_SAGAS, NEW_COLUMNS, dialect)
+        self._encode_change = _encoder(_SAGAS, CHANGE_COLUMNS, dialect)
+        self._encode_step = _encoder(_STEPS, STEP_COLUMNS, dialect)
+        self._writes = GroupCommit(self._write)
 
     def _lease_until(self, lease_seconds: float) -> dt.datetime:
         return self.clock.now() + dt.timedelta(seconds=lease_seconds)
@@ -770,22 +551,7 @@ class SqlSagaStore:
     def _step_rows(self, saga_id: str, steps: Sequence[StepRecord]) -> list[tuple[Any, ...]]:
         # One row per step name (the last wins): an upsert may touch a row once.
         unique = list({step.name: step for step in steps}.values()) if len(steps) > 1 else steps
-        return [
-            self._encode_step(
-                saga_id,
-                step.name,
-                step.index,
-                step.status.value,
-                step.attempts,
-                step.compensation_attempts,
-                step.result,
-                step.error,
-                step.started_at,
-                step.completed_at,
-                step.compensated_at,
-            )
-            for step in unique
-        ]
+        return [self._encode_step(*_step_values(saga_id, step)) for step in unique]
 
     async def create(
         self,
@@ -799,22 +565,15 @@ class SqlSagaStore:
         Returns False (and writes nothing) if the id exists already.
         """
         new = self._encode_new(
-            record.saga_id,
-            record.saga_name,
-            record.saga_version,
-            record.tenant_id,
-            record.user_id,
-            record.correlation_id,
-            record.status.value,
-            record.current_step,
-            record.initial_data,
-            record.context,
-            owner,
-            self._lease_until(lease_seconds),
-            record.deadline_at,
-            self.clock.now(),
+            *_NEW_ROW.values(
+                record,
+                record.status.value,
+                owner,
+                self._lease_until(lease_seconds),
+                record.created_at or self.clock.now(),
+            )
         )
-        write = _Write(
+        write = Write(
             saga_id=record.saga_id,
             new=new,
             change=None,
@@ -827,22 +586,22 @@ class SqlSagaStore:
     async def save(self, record: SagaRecord, steps: Sequence[StepRecord], owner: str) -> bool:
         """Write the saga row and ``steps`` in one transaction, fenced by the lease.
 
-        Returns whether a cancel was requested (the driving worker then compensates).
+        ``updated_at`` is the record's (the store's clock if it has none). Returns whether a
+        cancel was requested (the driving worker then compensates).
 
         Raises:
             SagaLeaseLostError: ``owner`` no longer holds the lease; nothing was written.
         """
         change = self._encode_change(
-            record.saga_id,
-            owner,
-            record.status.value,
-            record.current_step,
-            record.error,
-            record.failed_step,
-            record.completed_at,
-            self.clock.now(),
+            *_CHANGE_ROW.values(
+                record,
+                owner,
+                record.status.value,
+                _stored(record.error),
+                record.updated_at or self.clock.now(),
+            )
         )
-        write = _Write(
+        write = Write(
             saga_id=record.saga_id,
             new=None,
             change=change,
@@ -859,46 +618,16 @@ class SqlSagaStore:
             )
         return cancel
 
-    async def _write(self, batch: list[_Write]) -> dict[str, bool | None]:
-        """Write ``batch`` in one transaction; each change's result as :class:`_Write` says."""
+    async def _write(self, batch: list[Write]) -> dict[str, bool | None]:
+        """Write ``batch`` in one transaction; each change's result as :class:`Write` says."""
         new = [w.new for w in batch if w.new is not None]
         changes = [(*w.change, w.final) for w in batch if w.change is not None]
-        write = self._write_postgres if self._postgres else self._write_sqlite
         with persistence_errors("saga.save", self._engine.url):
-            created, held = await write(batch, new, changes)
+            created, held = await self._writer.write(batch, new, changes)
         return {
             w.saga_id: (w.saga_id in created) if w.new is not None else held.get(w.saga_id)
             for w in batch
         }
-
-    async def _write_postgres(
-        self, batch: list[_Write], new: list[tuple[Any, ...]], changes: list[tuple[Any, ...]]
-    ) -> tuple[set[str], dict[str, bool]]:
-        steps = [row for w in batch for row in w.steps]
-        params = (
-            *_columns(new, len(_NEW)),
-            *_columns(changes, len(_CHANGE) + 1),
-            *_columns(steps, len(_STEP)),
-        )
-        async with driver_connection(self._engine) as raw:
-            rows: Sequence[Any] = await raw.fetch(_PG_WRITE, *params)
-        created = {saga_id for saga_id, _, was_created in rows if was_created}
-        held = {saga_id: bool(cancel) for saga_id, cancel, was_created in rows if not was_created}
-        return created, held
-
-    async def _write_sqlite(
-        self, batch: list[_Write], new: list[tuple[Any, ...]], changes: list[tuple[Any, ...]]
-    ) -> tuple[set[str], dict[str, bool]]:
-        new_json, changes_json = json.dumps(new), json.dumps(changes)
-        steps = [(w.new is not None, w.saga_id, w.steps) for w in batch]
-        # The whole transaction at most one trip to a worker thread, and none when a small
-        # batch gets the write lock at once (a trip costs more than its SQL; SQLAlchemy
-        # would take one per statement and one for the COMMIT).
-        return await run_transaction(
-            self._engine,
-            lambda connection: _sqlite_batch(connection, new_json, changes_json, steps),
-            inline=len(batch) <= _INLINE_MAX_BATCH,
-        )
 
     async def _rowcount(self, statement: Executable, params: dict[str, Any]) -> int:
         async with self._autocommit.connect() as conn:

@@ -7,7 +7,7 @@ import contextlib
 import signal
 
 from dotmac_shared.business_logic.observability.log import get_logger
-from dotmac_shared.business_logic.sagas.coordinator import SagaCoordinator
+from dotmac_shared.business_logic.sagas._coordinator import SagaCoordinator
 
 __all__ = ["SagaWorker"]
 

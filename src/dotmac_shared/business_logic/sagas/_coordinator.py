@@ -11,13 +11,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import inspect
-import json
 import os
 import socket
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
@@ -27,7 +24,6 @@ from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import (
     InvalidInputError,
     PersistenceError,
-    ResultSerializationError,
     SagaConflictError,
     SagaDefinitionError,
     SagaError,
@@ -35,44 +31,56 @@ from dotmac_shared.business_logic.exceptions import (
     SagaNotFoundError,
     SagaTimeoutError,
 )
-from dotmac_shared.business_logic.idempotency.codec import (
-    canonical_json,
-    decode_result,
-    encode_result,
-)
 from dotmac_shared.business_logic.observability.log import get_logger, log_context
 from dotmac_shared.business_logic.observability.telemetry import (
     SAGA_FINISHED,
-    SAGA_STEP_DURATION,
     start_span,
 )
 from dotmac_shared.business_logic.persistence.driver import is_connection_error
-from dotmac_shared.business_logic.sagas.context import SagaContext, StepContext
-from dotmac_shared.business_logic.sagas.definition import RetryPolicy, SagaDefinition, SagaStep
-from dotmac_shared.business_logic.sagas.scope import ALL_TENANTS, TenantScope, tenant_scope
-from dotmac_shared.business_logic.sagas.states import (
-    SagaStatus,
-    StepStatus,
-    ensure_saga_transition,
-    ensure_step_transition,
+from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas._data import (
+    decoded,
+    json_object,
+    saga_result,
+    same_data,
+    step_result,
 )
-from dotmac_shared.business_logic.sagas.store import SagaRecord, SagaStore, SqlSagaStore, StepRecord
+from dotmac_shared.business_logic.sagas._decide import (
+    Begin,
+    CancelRequested,
+    Compensate,
+    CompensationFailed,
+    CompensationSucceeded,
+    DeadlinePassed,
+    Event,
+    RunStep,
+    StepFailed,
+    StepSucceeded,
+    decide,
+)
+from dotmac_shared.business_logic.sagas._definition import SagaDefinition, SagaStep
+from dotmac_shared.business_logic.sagas._results import (
+    SagaFailure,
+    SagaResult,
+    SagaSummary,
+)
+from dotmac_shared.business_logic.sagas._runner import run_step
+from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
+from dotmac_shared.business_logic.sagas._states import (
+    SagaStatus,
+    ensure_saga_transition,
+)
+from dotmac_shared.business_logic.sagas._store import (
+    SagaRecord,
+    SagaStore,
+    SqlSagaStore,
+    StepRecord,
+)
 
 __all__ = ["SagaCoordinator"]
 
 logger = get_logger(__name__)
 
-#: Largest initial data accepted, as JSON text (a saga row is not a blob store).
-MAX_INITIAL_DATA_BYTES = 1_000_000
-#: Largest step result stored, as JSON text; a larger one fails its step.
-MAX_STEP_RESULT_BYTES = 1_000_000
-#: Deepest nesting of mappings and lists accepted in initial data and step results.
-MAX_NESTING = 64
-#: Longest error text kept for a saga or a step (the rest is cut, marked with "…").
-MAX_ERROR_CHARS = 2_000
-_CANCELLED = "cancelled on request"
-#: Sorts after every real time (a compensated step that has no time yet comes last).
-_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 #: Share of the lease kept in reserve. A worker that cannot renew stops its step this long
 #: before its lease would expire, so that the step has stopped before another worker may
 #: claim the saga: it covers the time the step takes to stop, the round trip that wrote the
@@ -103,109 +111,9 @@ class _Lease:
         return self.renewed_at + self.seconds * (1 - _LEASE_MARGIN)
 
 
-def _check_storable(value: object, what: str, field: str) -> None:
-    """Refuse what both databases cannot store: nesting past a limit, NUL characters.
-
-    PostgreSQL's ``jsonb`` refuses the NUL character (U+0000) in any string; a
-    self-referential value is nesting without end. Both are refused here, before anything
-    is written, on either database (a saga must not depend on which one it runs on).
-    """
-    pending: list[tuple[object, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidInputError(f"{what} holds a NUL character (\\x00)", field=field)
-        elif isinstance(item, Mapping | list | tuple):
-            if depth >= MAX_NESTING:
-                raise InvalidInputError(
-                    f"{what} is nested deeper than {MAX_NESTING} levels", field=field
-                )
-            if isinstance(item, Mapping):
-                pending.extend((key, depth + 1) for key in item)
-                pending.extend((entry, depth + 1) for entry in item.values())
-            else:
-                pending.extend((entry, depth + 1) for entry in item)
-
-
-def _json_object(value: object, what: str, field: str) -> dict[str, Any]:
-    """Return ``value`` as a plain dict if it is a JSON object, else a clear error."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(
-            f"{what} must be a mapping, got {type(value).__name__}", field=field
-        )
-    _check_storable(value, what, field)
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what} is not JSON-serializable: {exc}", field=field) from exc
-    if len(text) > MAX_INITIAL_DATA_BYTES:
-        raise InvalidInputError(
-            f"{what} is {len(text)} bytes as JSON; the limit is {MAX_INITIAL_DATA_BYTES}",
-            field=field,
-        )
-    result: dict[str, Any] = json.loads(text)
-    return result
-
-
-def _step_result(value: object, step: str) -> dict[str, Any]:
-    """A step's result in its stored form, or a clear error before anything is recorded.
-
-    ``Decimal``, timezone-aware ``datetime``, ``date`` and ``UUID`` values are kept, tagged
-    as the idempotency codec tags them (``{"$decimal": "12.50"}``, see
-    :mod:`dotmac_shared.business_logic.idempotency.codec`); :func:`_decoded` gives them back.
-
-    Raises:
-        InvalidInputError: Not a mapping, or not storable (an unsupported type, NaN, a naive
-            datetime, a reserved ``$`` tag key, a NUL character, too deep or too large).
-    """
-    what = f"step {step} result"
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}", field=step)
-    _check_storable(value, what, step)
-    try:
-        encoded = encode_result(value)
-    except ResultSerializationError as exc:
-        raise InvalidInputError(
-            f"{what} cannot be stored: {exc.message}", field=step, metadata=exc.metadata
-        ) from exc
-    size = len(json.dumps(encoded))
-    if size > MAX_STEP_RESULT_BYTES:
-        raise InvalidInputError(
-            f"{what} is {size} bytes as JSON; the limit is {MAX_STEP_RESULT_BYTES}", field=step
-        )
-    return encoded
-
-
-def _decoded(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored step result as the step returned it (tagged values decoded)."""
-    return decode_result(stored)
-
-
-def _same_data(stored: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
-    """Whether two initial data are the same JSON, compared canonically.
-
-    Numbers are compared as decimals read from the JSON text: PostgreSQL's ``jsonb`` gives
-    ``1e300`` back as ``1000...0``, which is the same number, not another payload.
-    """
-
-    def canonical(value: Mapping[str, Any]) -> str:
-        exact = json.loads(json.dumps(value), parse_float=Decimal, parse_int=Decimal)
-        return canonical_json(exact)
-
-    return canonical(stored) == canonical(given)
-
-
-def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
 def _describe(exc: BaseException) -> str:
-    return _bounded(f"{type(exc).__name__}: {exc}")
+    """``exc`` in one line, for log messages."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 class SagaCoordinator:
@@ -254,6 +162,8 @@ class SagaCoordinator:
         self._definitions: dict[str, SagaDefinition] = {}
         # Sagas this coordinator is driving right now: never drive one twice at once.
         self._driving: set[str] = set()
+        # Sagas started with start_saga and still running here: their task and tenant.
+        self._background: dict[str, tuple[asyncio.Task[SagaResult], str | None]] = {}
 
     # --- definitions -----------------------------------------------------------------
 
@@ -286,7 +196,7 @@ class SagaCoordinator:
         saga_name: str,
         context: SagaContext,
         initial_data: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SagaResult:
         """Run a saga to its end and return its outcome.
 
         Sagas are idempotent by id: an exact repeat (same tenant, saga name and initial
@@ -306,6 +216,107 @@ class SagaCoordinator:
                 ``initial_data``).
             SagaError: Another live worker runs the saga.
         """
+        return await (await self._begin(saga_name, context, initial_data))
+
+    async def start_saga(
+        self,
+        saga_name: str,
+        context: SagaContext,
+        initial_data: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Start a saga; return its id once its record is committed, and run it in the background.
+
+        The saga runs on a task this coordinator keeps: :meth:`wait` gives its outcome,
+        :meth:`aclose` finishes or cancels every such task. If this process dies, another
+        worker resumes the saga once its lease expires (see :meth:`recover`), as for
+        :meth:`execute_saga`. The same rules as :meth:`execute_saga` apply to the id (an
+        exact repeat of a finished saga starts nothing; its outcome is kept for
+        :meth:`wait`), and the same errors are raised, before this returns.
+
+        Returns:
+            The saga id (``context.saga_id``).
+
+        Raises:
+            SagaDefinitionError: Unknown saga name.
+            InvalidInputError: ``initial_data`` is not a JSON object (or is too large).
+            SagaConflictError: The id is already used otherwise (see :meth:`execute_saga`).
+            SagaError: Another live worker runs the saga, or this coordinator already does.
+        """
+        saga_id = context.saga_id if isinstance(context, SagaContext) else None
+        if saga_id is not None and saga_id in self._background:
+            raise SagaError(
+                f"saga {saga_id} is already running in the background here",
+                saga_id=saga_id,
+                saga_name=saga_name,
+            )
+        run = await self._begin(saga_name, context, initial_data)
+        task = asyncio.get_running_loop().create_task(run, name=f"saga:{context.saga_id}")
+        self._background[context.saga_id] = (task, context.tenant_id)
+        task.add_done_callback(self._started_done)
+        return context.saga_id
+
+    def _started_done(self, task: asyncio.Task[SagaResult]) -> None:
+        """A background saga ended: release what it held; log a failure nobody may read."""
+        saga_id = task.get_name().removeprefix("saga:")
+        self._driving.discard(saga_id)  # its drive may have been cancelled before it began
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved here; wait() raises it again
+        if error is not None:
+            logger.error("background saga %s stopped: %s", saga_id, _describe(error))
+
+    async def wait(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
+        """The outcome of a saga: when it ends, if :meth:`start_saga` runs it here, else now.
+
+        Args:
+            saga_id: The saga's id.
+            tenant_id: The tenant the saga belongs to (as for :meth:`get_saga`).
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            SagaLeaseLostError: The background run lost its lease (another worker goes on).
+            asyncio.CancelledError: The background run was cancelled (:meth:`aclose`).
+        """
+        scope = tenant_scope(tenant_id)
+        started = self._background.get(saga_id)
+        if started is not None and (scope is ALL_TENANTS or scope == started[1]):
+            task = started[0]
+            try:
+                return await asyncio.shield(task)
+            finally:
+                if task.done():
+                    self._background.pop(saga_id, None)
+        return await self.get_saga(saga_id, tenant_id=scope)
+
+    async def aclose(self, timeout: float | None = 0.0) -> None:
+        """Finish or cancel every saga :meth:`start_saga` runs here.
+
+        Args:
+            timeout: Seconds to let them finish (None: as long as they take); the rest are
+                cancelled. A cancelled saga keeps its lease until it expires, then another
+                worker resumes it (its state is durable at every step boundary).
+        """
+        tasks = [task for task, _ in self._background.values()]
+        self._background.clear()
+        if not tasks:
+            return
+        if timeout is None or timeout > 0:
+            await asyncio.wait(tasks, timeout=timeout)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _begin(
+        self,
+        saga_name: str,
+        context: SagaContext,
+        initial_data: Mapping[str, Any] | None,
+    ) -> Coroutine[Any, Any, SagaResult]:
+        """Everything of :meth:`execute_saga` before its steps run; the run itself after.
+
+        The saga's record is committed (or its existing record checked and its lease taken)
+        when this returns; awaiting the returned coroutine drives the saga to its end.
+        """
         definition = self._definition(saga_name)
         if not isinstance(context, SagaContext):
             raise InvalidInputError("context must be a SagaContext", field="context")
@@ -313,7 +324,7 @@ class SagaCoordinator:
             raise InvalidInputError(
                 "context.tenant_id must be a tenant id (str) or None", field="tenant_id"
             )
-        data = _json_object(initial_data, "initial_data", "initial_data")
+        data = json_object(initial_data, "initial_data", "initial_data")
         now = self.clock.now()
         record = SagaRecord(
             saga_id=context.saga_id,
@@ -321,7 +332,7 @@ class SagaCoordinator:
             saga_version=definition.version,
             status=SagaStatus.RUNNING,
             initial_data=data,
-            context=_json_object(context.to_dict(), "context", "context"),
+            context=json_object(context.to_dict(), "context", "context"),
             tenant_id=context.tenant_id,
             user_id=context.user_id,
             correlation_id=context.correlation_id,
@@ -332,10 +343,12 @@ class SagaCoordinator:
         )
         # One commit for "saga started" and "step 1 started": both are durable before step 1
         # runs. If the id exists already, neither is written.
-        first = self._step_record(record, definition.steps[0], 0)
-        self._start(record, first)
-        if await self._store.create(record, self.owner_id, self.lease_seconds, [first]):
-            return await self._drive(record, definition, first_started=True)
+        started = decide(record, definition, Begin(), now)
+        record = started.record
+        leased_at = asyncio.get_running_loop().time()
+        if await self._store.create(record, self.owner_id, self.lease_seconds, started.steps):
+            self._driving.add(record.saga_id)
+            return self._drive(record, definition, first_started=True, leased_at=leased_at)
         # The id is taken. Read it within the caller's tenant only: another tenant's saga is
         # never loaded, so nothing of it (its steps' results above all) can leak out.
         existing = await self._store.load(context.saga_id, tenant_id=context.tenant_id)
@@ -355,7 +368,7 @@ class SagaCoordinator:
                 tenant_id=context.tenant_id,
                 metadata={"reason": "saga_name"},
             )
-        if not _same_data(existing.initial_data, data):
+        if not same_data(existing.initial_data, data):
             raise SagaConflictError(
                 f"saga id {context.saga_id} was started with other initial data",
                 saga_id=context.saga_id,
@@ -364,10 +377,10 @@ class SagaCoordinator:
                 metadata={"reason": "initial_data"},
             )
         if not existing.status.is_active:
-            return self._outcome(existing)
+            return _ready(self._outcome(existing))
         return await self._take_over(existing)
 
-    async def resume_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
+    async def resume_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """Drive an unfinished saga on (its lease must be free or expired).
 
         A saga in ``compensation_failed`` is compensated again: the operator resumes it
@@ -393,9 +406,9 @@ class SagaCoordinator:
         if not record.status.is_active:
             return self._outcome(record)
         self._definition(record.saga_name)  # refuse before taking the lease
-        return await self._take_over(record)
+        return await (await self._take_over(record))
 
-    async def cancel_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
+    async def cancel_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """Stop a running saga and compensate what it did.
 
         If another live worker drives it, that worker compensates at its next step boundary
@@ -426,7 +439,7 @@ class SagaCoordinator:
         record = await self._require(saga_id, tenant_id=record.tenant_id)
         return await self._drive(record, definition)
 
-    async def get_saga(self, saga_id: str, *, tenant_id: TenantScope) -> dict[str, Any]:
+    async def get_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """The saga's full record: status, data, every step, lease and times.
 
         Args:
@@ -438,38 +451,7 @@ class SagaCoordinator:
             SagaNotFoundError: No saga of ``tenant_id`` has that id (another tenant's saga
                 is reported exactly like a missing one).
         """
-        record = await self._require(saga_id, tenant_id=tenant_id)
-        outcome = self._outcome(record)
-        steps = sorted(record.steps.values(), key=lambda s: s.index)
-        outcome.update(
-            saga_version=record.saga_version,
-            tenant_id=record.tenant_id,
-            user_id=record.user_id,
-            correlation_id=record.correlation_id,
-            initial_data=record.initial_data,
-            current_step=record.current_step,
-            lease_owner=record.lease_owner,
-            lease_expires_at=record.lease_expires_at,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            completed_at=record.completed_at,
-            steps=[
-                {
-                    "name": s.name,
-                    "index": s.index,
-                    "status": s.status.value,
-                    "attempts": s.attempts,
-                    "compensation_attempts": s.compensation_attempts,
-                    "result": _decoded(s.result) if s.result is not None else None,
-                    "error": s.error,
-                    "started_at": s.started_at,
-                    "completed_at": s.completed_at,
-                    "compensated_at": s.compensated_at,
-                }
-                for s in steps
-            ],
-        )
-        return outcome
+        return self._outcome(await self._require(saga_id, tenant_id=tenant_id))
 
     async def list_sagas(
         self,
@@ -477,7 +459,7 @@ class SagaCoordinator:
         tenant_id: TenantScope,
         status: SagaStatus | str | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[SagaSummary]:
         """Sagas of one tenant (or of all), newest first, optionally of one status.
 
         Args:
@@ -499,15 +481,16 @@ class SagaCoordinator:
             ) from None
         records = await self._store.list(tenant_id=scope, status=wanted, limit=limit)
         return [
-            {
-                "saga_id": r.saga_id,
-                "saga_name": r.saga_name,
-                "status": r.status.value,
-                "tenant_id": r.tenant_id,
-                "error": r.error,
-                "created_at": r.created_at,
-                "updated_at": r.updated_at,
-            }
+            SagaSummary(
+                saga_id=r.saga_id,
+                saga_name=r.saga_name,
+                status=r.status,
+                tenant_id=r.tenant_id,
+                error=r.error,
+                failed_step=r.failed_step,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
             for r in records
         ]
 
@@ -553,7 +536,8 @@ class SagaCoordinator:
             raise SagaNotFoundError(f"no saga with id {saga_id!r}", saga_id=saga_id)
         return record
 
-    async def _take_over(self, record: SagaRecord) -> dict[str, Any]:
+    async def _take_over(self, record: SagaRecord) -> Coroutine[Any, Any, SagaResult]:
+        """Take the lease of an unfinished saga; the coroutine that drives it on."""
         leased_at = asyncio.get_running_loop().time()
         if record.saga_id in self._driving or not await self._store.acquire(
             record.saga_id, self.owner_id, self.lease_seconds
@@ -565,7 +549,8 @@ class SagaCoordinator:
                 saga_name=record.saga_name,
                 metadata={"lease_owner": record.lease_owner},
             )
-        return await self._drive(record, self._definition(record.saga_name), leased_at=leased_at)
+        self._driving.add(record.saga_id)
+        return self._drive(record, self._definition(record.saga_name), leased_at=leased_at)
 
     async def _reopen(self, record: SagaRecord) -> None:
         """Move a compensation_failed saga back to compensating (an operator's resume)."""
@@ -586,7 +571,7 @@ class SagaCoordinator:
         *,
         first_started: bool = False,
         leased_at: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> SagaResult:
         """Run the saga on while holding its lease; its outcome when it ends.
 
         ``leased_at``: loop time just before the lease was written (now by default).
@@ -607,10 +592,12 @@ class SagaCoordinator:
                     },
                 ) as span,
             ):
-                await self._leased(record, definition, lease, first_started)
+                record = await self._leased(record, definition, lease, first_started)
                 span.set_attribute("dotmac.saga.status", record.status.value)
                 if record.status is not SagaStatus.COMPLETED:
-                    span.set_status(Status(StatusCode.ERROR, record.error or ""))
+                    span.set_status(
+                        Status(StatusCode.ERROR, record.error.code if record.error else "")
+                    )
             SAGA_FINISHED.add(1, {"saga": record.saga_name, "status": record.status.value})
             return self._outcome(record)
         except SagaLeaseLostError as exc:
@@ -621,19 +608,15 @@ class SagaCoordinator:
 
     async def _leased(
         self, record: SagaRecord, definition: SagaDefinition, lease: _Lease, first_started: bool
-    ) -> None:
-        """Run the steps in a task that the lease keeper cancels if the lease cannot be kept."""
+    ) -> SagaRecord:
+        """Run the steps in a task that the lease keeper cancels if the lease cannot be kept.
 
-        async def steps() -> None:
-            if record.status is SagaStatus.RUNNING:
-                await self._forward(record, definition, first_started=first_started)
-            if record.status is SagaStatus.COMPENSATING:
-                await self._backward(record, definition)
-
-        work = asyncio.create_task(steps())
+        Returns the saga's record as it ended.
+        """
+        work = asyncio.create_task(self._run(record, definition, first_started))
         keeper = asyncio.create_task(self._keep_lease(record, lease, work))
         try:
-            await work  # cancelling this task cancels the work too
+            return await work  # cancelling this task cancels the work too
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if lease.lost and task is not None and not task.cancelling():
@@ -651,9 +634,7 @@ class SagaCoordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
 
-    async def _after_lease_lost(
-        self, record: SagaRecord, error: SagaLeaseLostError
-    ) -> dict[str, Any]:
+    async def _after_lease_lost(self, record: SagaRecord, error: SagaLeaseLostError) -> SagaResult:
         """The stored outcome if the saga has ended (re-read), else ``error``.
 
         Another worker owns the saga now (or will, once the lease expires); this one reports
@@ -670,7 +651,7 @@ class SagaCoordinator:
         return self._outcome(stored)
 
     async def _keep_lease(
-        self, record: SagaRecord, lease: _Lease, work: asyncio.Task[None]
+        self, record: SagaRecord, lease: _Lease, work: asyncio.Task[SagaRecord]
     ) -> None:
         """Renew the lease while the saga runs (a long step must not lose it).
 
@@ -732,6 +713,9 @@ class SagaCoordinator:
         lease = self._leases.get(record.saga_id)
         give_up_at = lease.deadline if lease is not None else loop.time()
         delay = _RETRY_DELAY
+        record.updated_at = self.clock.now()
+        if not record.status.is_active:  # the store releases a finished saga's lease
+            record.lease_owner = record.lease_expires_at = None
         while True:
             try:
                 return await self._store.save(record, steps, self.owner_id)
@@ -755,13 +739,6 @@ class SagaCoordinator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.lease_seconds / 10)
 
-    def _step_record(self, record: SagaRecord, step: SagaStep, index: int) -> StepRecord:
-        existing = record.steps.get(step.name)
-        if existing is None:
-            existing = StepRecord(name=step.name, index=index)
-            record.steps[step.name] = existing
-        return existing
-
     def _accumulated(
         self, record: SagaRecord, upto: int, definition: SagaDefinition
     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -770,120 +747,113 @@ class SagaCoordinator:
         for step in definition.steps[:upto]:
             done = record.steps.get(step.name)
             if done is not None and done.result is not None:
-                result = _decoded(done.result)
+                result = decoded(done.result)
                 data.update(result)
                 results[step.name] = result
         return data, results
 
-    def _start(self, record: SagaRecord, step: StepRecord) -> None:
-        ensure_step_transition(record.saga_id, step.name, step.status, StepStatus.RUNNING)
-        step.status = StepStatus.RUNNING
-        step.attempts += 1
-        step.started_at = self.clock.now()
-        step.error = None
-        record.current_step = step.index
+    async def _run(
+        self, record: SagaRecord, definition: SagaDefinition, first_started: bool
+    ) -> SagaRecord:
+        """The loop: ask :func:`decide`, commit its state change, act, repeat; the end record.
 
-    async def _forward(
-        self, record: SagaRecord, definition: SagaDefinition, *, first_started: bool = False
-    ) -> None:
-        """Run the steps not completed yet, in order.
-
-        ``first_started``: the first of them is already committed as running (a new saga's
-        step 1 is written with the saga itself), so it is not started again.
+        Every state change is committed before its action runs, so any worker can go on
+        from the stored state.
         """
-        steps = definition.steps
-        pending = [
-            i
-            for i, s in enumerate(steps)
-            if self._step_record(record, s, i).status is not StepStatus.COMPLETED
-        ]
-        if not pending:
-            ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
-            record.status, record.completed_at = SagaStatus.COMPLETED, self.clock.now()
-            await self._save(record, [])
-            return
-        cancel = False
-        if not first_started:
-            first = self._step_record(record, steps[pending[0]], pending[0])
-            self._start(record, first)
-            cancel = await self._save(record, [first])
-        for index in pending:
-            step = steps[index]
-            current = self._step_record(record, step, index)
-            if cancel:
-                # The commit that started this step said "cancel": its action has not begun.
-                # Started for the first time, it never ran anywhere, so its start is
-                # withdrawn in the same commit that turns the saga to compensating, and it is
-                # not compensated (no refund of a charge never made). Started before (its
-                # worker died in it), it may have taken effect: it stays running and is
-                # compensated (steps are at-least-once).
-                never_ran = current.attempts == 1
-                if never_ran:
-                    self._withdraw(record, current)
-                await self._fail(record, current, _CANCELLED, mark_step=never_ran)
-                return
-            try:
-                result = await self._execute(record, definition, step, current)
-            except Exception as exc:  # any failure of the step leads to compensation
-                current.status = StepStatus.FAILED
-                current.error = _describe(exc)
-                await self._fail(record, current, _describe(exc), mark_step=True)
-                return
-            current.status, current.result, current.completed_at = (
-                StepStatus.COMPLETED,
-                result,
-                self.clock.now(),
-            )
-            writes = [current]
-            if index + 1 < len(steps):
-                # One commit for "step i completed" and "step i+1 started": both are durable
-                # before step i+1 runs, with half the round trips.
-                following = self._step_record(record, steps[index + 1], index + 1)
-                self._start(record, following)
-                writes.append(following)
-            else:
-                ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPLETED)
-                record.status, record.completed_at = SagaStatus.COMPLETED, self.clock.now()
-                record.current_step = len(steps)
-            cancel = await self._save(record, writes)
-
-    @staticmethod
-    def _withdraw(record: SagaRecord, step: StepRecord) -> None:
-        """Undo :meth:`_start` of a step whose action never began."""
-        ensure_step_transition(record.saga_id, step.name, step.status, StepStatus.PENDING)
-        step.status, step.attempts, step.started_at = StepStatus.PENDING, step.attempts - 1, None
-
-    async def _fail(
-        self, record: SagaRecord, step: StepRecord, error: str, *, mark_step: bool
-    ) -> None:
-        ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATING)
-        record.status = SagaStatus.COMPENSATING
-        record.error = _bounded(error)
-        record.failed_step = step.name
-        await self._save(record, [step] if mark_step else [])
-        logger.warning("saga %s step %s failed: %s; compensating", record.saga_id, step.name, error)
+        decision = decide(record, definition, Begin(first_started), self.clock.now())
+        while True:
+            record, action = decision.record, decision.action
+            cancel = await self._save(record, decision.steps) if decision.write else False
+            event: Event
+            if isinstance(action, RunStep):
+                if cancel:  # the commit that started the step said "cancel": it has not begun
+                    event = CancelRequested(action.index)
+                else:
+                    event = await self._execute(record, definition, action.index)
+            elif isinstance(action, Compensate):
+                event = await self._compensate(record, definition, action.index)
+            else:  # Finish, Stop
+                return record
+            decision = decide(record, definition, event, self.clock.now())
 
     def _remaining(self, record: SagaRecord) -> float | None:
         if record.deadline_at is None:
             return None
         return (record.deadline_at - self.clock.now()).total_seconds()
 
-    async def _execute(
-        self, record: SagaRecord, definition: SagaDefinition, step: SagaStep, state: StepRecord
-    ) -> dict[str, Any]:
-        data, results = self._accumulated(record, state.index, definition)
+    async def _execute(self, record: SagaRecord, definition: SagaDefinition, index: int) -> Event:
+        """Run step ``index``'s action; what came of it."""
+        step = definition.steps[index]
+        state = record.steps[step.name]
+        data, results = self._accumulated(record, index, definition)
         context = SagaContext.from_dict(record.context)
-        outcome = await self._attempts(
-            record,
-            step,
-            step.retry,
-            self._contexts(record, step, state, context, data, results, state.attempts - 1),
-            step.action,
-            "execute",
-        )
-        # Encoded (and refused if it cannot be stored) here, so a result that cannot be
-        # stored fails its step before the saga records the step as completed.
-        return _step_result(outcome, step.name)
+        try:
+            outcome = await run_step(
+                saga_id=record.saga_id,
+                saga_name=record.saga_name,
+                step=step,
+                phase="execute",
+                policy=step.retry,
+                make_context=self._contexts(
+                    record, step, state, context, data, results, state.attempts - 1
+                ),
+                action=step.action,
+                remaining=lambda: self._remaining(record),
+            )
+            # Encoded (and refused if it cannot be stored) here, so a result that cannot be
+            # stored fails its step before the saga records the step as completed.
+            result = step_result(outcome, step.name)
+        except Exception as exc:  # any failure of the step leads to compensation
+            failure = SagaFailure.from_exception(exc, step.name)
+            logger.warning(
+                "saga %s step %s failed: %s: %s; compensating",
+                record.saga_id,
+                step.name,
+                failure.code,
+                failure.message,
+            )
+            if isinstance(exc, SagaTimeoutError):
+                return DeadlinePassed(index, failure)
+            return StepFailed(index, failure)
+        return StepSucceeded(index, result)
+
+    async def _compensate(
+        self, record: SagaRecord, definition: SagaDefinition, index: int
+    ) -> Event:
+        """Run step ``index``'s compensation; what came of it."""
+        step = definition.steps[index]
+        state = record.steps[step.name]
+        data, results = self._accumulated(record, index, definition)
+        try:
+            await run_step(
+                saga_id=record.saga_id,
+                saga_name=record.saga_name,
+                step=step,
+                phase="compensate",
+                policy=step.compensation_retry,
+                make_context=self._contexts(
+                    record,
+                    step,
+                    state,
+                    SagaContext.from_dict(record.context),
+                    data,
+                    results,
+                    state.compensation_attempts - 1,
+                    result=decoded(state.result) if state.result is not None else None,
+                ),
+                action=self._counted(record, step, state),
+                remaining=lambda: None,
+            )
+        except Exception as exc:  # recorded; the saga then waits for a person
+            failure = SagaFailure.from_exception(exc, step.name)
+            logger.error(
+                "saga %s: compensation of %s failed; a person must look: %s",
+                record.saga_id,
+                step.name,
+                failure.message,
+            )
+            return CompensationFailed(index, failure)
+        return CompensationSucceeded(index)
 
     def _contexts(
         self,
@@ -914,152 +884,6 @@ class SagaCoordinator:
 
         return make
 
-    async def _attempts(
-        self,
-        record: SagaRecord,
-        step: SagaStep,
-        policy: RetryPolicy,
-        make_context: Callable[[int], StepContext],
-        action: Any,
-        phase: str,
-    ) -> Any:
-        if policy.max_attempts == 1:  # nothing to retry: no retry machinery
-            return await self._attempt(record, step, make_context, action, phase, 1)
-        retrying = policy.retrying()
-        retrying.retry = _not_timeout(retrying.retry)
-        async for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                return await self._attempt(record, step, make_context, action, phase, number)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    async def _attempt(
-        self,
-        record: SagaRecord,
-        step: SagaStep,
-        make_context: Callable[[int], StepContext],
-        action: Any,
-        phase: str,
-        number: int,
-    ) -> Any:
-        """One try of ``action``: deadline and timeout checks, a span, a duration metric."""
-        remaining = self._remaining(record)
-        if remaining is not None and remaining <= 0 and phase == "execute":
-            raise SagaTimeoutError(
-                f"saga {record.saga_id} ran past its timeout",
-                saga_id=record.saga_id,
-                saga_name=record.saga_name,
-                failed_step=step.name,
-            )
-        limit = _min_timeout(step.timeout, remaining if phase == "execute" else None)
-        started = time.perf_counter()
-        outcome = "error"
-        with start_span(
-            f"saga.step.{phase}",
-            {
-                "dotmac.saga.id": record.saga_id,
-                "dotmac.saga.step": step.name,
-                "dotmac.saga.attempt": number,
-            },
-        ):
-            try:
-                awaitable = action(make_context(number))
-                if not inspect.isawaitable(awaitable):
-                    raise SagaDefinitionError(
-                        f"step {step.name}: {phase} must be async (returned "
-                        f"{type(awaitable).__name__})",
-                        saga_id=record.saga_id,
-                        failed_step=step.name,
-                    )
-                try:
-                    async with asyncio.timeout(limit) as scope:
-                        value = await awaitable
-                    _discard_late(scope)
-                except TimeoutError as exc:
-                    if remaining is not None and limit == remaining:
-                        raise SagaTimeoutError(
-                            f"saga {record.saga_id} ran past its timeout in {step.name}",
-                            saga_id=record.saga_id,
-                            saga_name=record.saga_name,
-                            failed_step=step.name,
-                        ) from exc
-                    raise TimeoutError(
-                        f"step {step.name} {phase} took longer than {limit}s"
-                    ) from exc
-                outcome = "ok"
-            finally:
-                SAGA_STEP_DURATION.record(
-                    (time.perf_counter() - started) * 1000,
-                    {
-                        "saga": record.saga_name,
-                        "step": step.name,
-                        "phase": phase,
-                        "outcome": outcome,
-                    },
-                )
-        return value
-
-    async def _backward(self, record: SagaRecord, definition: SagaDefinition) -> None:
-        context = SagaContext.from_dict(record.context)
-        for index in reversed(range(len(definition.steps))):
-            step = definition.steps[index]
-            state = record.steps.get(step.name)
-            if state is None or state.status in (StepStatus.PENDING, StepStatus.COMPENSATED):
-                continue
-            ensure_step_transition(record.saga_id, step.name, state.status, StepStatus.COMPENSATING)
-            if step.compensate is None:
-                state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
-                await self._save(record, [state])
-                continue
-            # Every try is counted durably before it runs (the first in this commit), so a
-            # compensation retried after a crash is told its real attempt number.
-            state.status = StepStatus.COMPENSATING
-            state.compensation_attempts += 1
-            await self._save(record, [state])
-            data, results = self._accumulated(record, index, definition)
-            try:
-                await self._attempts(
-                    record,
-                    step,
-                    step.compensation_retry,
-                    self._contexts(
-                        record,
-                        step,
-                        state,
-                        context,
-                        data,
-                        results,
-                        state.compensation_attempts - 1,
-                        result=_decoded(state.result) if state.result is not None else None,
-                    ),
-                    self._counted(record, step, state),
-                    "compensate",
-                )
-            except Exception as exc:  # recorded; the saga then waits for a person
-                state.status = StepStatus.COMPENSATION_FAILED
-                # The latest compensation error replaces the step's previous one; the saga's
-                # own error stays the original failure. _outcome shows both, so neither
-                # grows however often an operator resumes.
-                state.error = _describe(exc)
-                ensure_saga_transition(
-                    record.saga_id, record.status, SagaStatus.COMPENSATION_FAILED
-                )
-                record.status = SagaStatus.COMPENSATION_FAILED
-                record.completed_at = self.clock.now()
-                await self._save(record, [state])
-                logger.error(
-                    "saga %s: compensation of %s failed; a person must look: %s",
-                    record.saga_id,
-                    step.name,
-                    state.error,
-                )
-                return
-            state.status, state.compensated_at = StepStatus.COMPENSATED, self.clock.now()
-            await self._save(record, [state])
-        ensure_saga_transition(record.saga_id, record.status, SagaStatus.COMPENSATED)
-        record.status, record.completed_at = SagaStatus.COMPENSATED, self.clock.now()
-        await self._save(record, [])
-
     def _counted(
         self, record: SagaRecord, step: SagaStep, state: StepRecord
     ) -> Callable[[StepContext], Awaitable[Any]]:
@@ -1086,63 +910,10 @@ class SagaCoordinator:
         return run
 
     @staticmethod
-    def _outcome(record: SagaRecord) -> dict[str, Any]:
-        ordered = sorted(record.steps.values(), key=lambda s: s.index)
-        step_results = {s.name: _decoded(s.result) for s in ordered if s.result is not None}
-        compensated = [
-            s.name
-            for s in sorted(ordered, key=lambda s: s.compensated_at or _NEVER)
-            if s.status is StepStatus.COMPENSATED and s.compensation_attempts > 0
-        ]
-        error = record.error
-        if record.status is SagaStatus.COMPENSATION_FAILED:
-            stuck = next((s for s in ordered if s.status is StepStatus.COMPENSATION_FAILED), None)
-            if stuck is not None:
-                error = f"{error}; compensation of {stuck.name} failed: {stuck.error}"
-        return {
-            "saga_id": record.saga_id,
-            "saga_name": record.saga_name,
-            "status": record.status.value,
-            "step_results": step_results,
-            "error": error,
-            "failed_step": record.failed_step,
-            "compensated_steps": compensated,
-        }
+    def _outcome(record: SagaRecord) -> SagaResult:
+        return saga_result(record)
 
 
-def _discard_late(scope: asyncio.Timeout) -> None:
-    """Refuse the result of a step that outlived its cancellation or its time limit.
-
-    A step that catches ``CancelledError`` and returns, or that blocks the event loop (a
-    synchronous sleep) past its timeout, still hands back a value; it must not be recorded as
-    completed. Cancelled (the lease was lost, or the caller gave up): cancellation goes on.
-    Past the time limit: the try counts as timed out, and is retried or fails per its policy.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError("the step ignored its cancellation; its result is discarded")
-    when = scope.when()
-    if scope.expired() or (when is not None and asyncio.get_running_loop().time() >= when):
-        raise TimeoutError("the step returned after its time limit; its result is discarded")
-
-
-def _min_timeout(a: float | None, b: float | None) -> float | None:
-    values = [v for v in (a, b) if v is not None]
-    return min(values) if values else None
-
-
-def _not_timeout(predicate: Any) -> Any:
-    """Never retry past the saga's deadline, nor a programming error in the step's shape."""
-
-    def check(retry_state: Any) -> bool:
-        outcome = retry_state.outcome
-        if outcome is not None and outcome.failed:
-            error = outcome.exception()
-            # Cancellation (lease lost, caller gone) is never a failed try to retry.
-            if not isinstance(error, Exception) or isinstance(
-                error, SagaTimeoutError | SagaDefinitionError
-            ):
-                return False
-        return bool(predicate(retry_state))
-
-    return check
+async def _ready(result: SagaResult) -> SagaResult:
+    """``result``, as a coroutine (the run of a saga that has ended already)."""
+    return result
