@@ -109,7 +109,8 @@ async def test_detail_shows_steps_attempts_errors_and_durations_when_the_saga_fa
     body = response.json()
     assert body["status"] == "compensated" and body["failed_step"] == "two"
     steps = {step["name"]: step for step in body["steps"]}
-    assert steps["two"]["attempts"] >= 1 and "step two broke" in steps["two"]["error"]
+    assert steps["two"]["attempts"] >= 1 and "step two broke" in steps["two"]["error"]["message"]
+    assert steps["two"]["error"]["code"] and steps["two"]["error"]["step"] == "two"
     assert steps["one"]["status"] == "compensated"
     assert steps["one"]["duration_seconds"] is not None and steps["one"]["duration_seconds"] >= 0
 

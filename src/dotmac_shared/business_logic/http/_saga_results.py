@@ -1,9 +1,8 @@
-"""The one place the HTTP layer reads saga outcomes and records (``SagaCoordinator`` results).
+"""The one place the HTTP layer turns saga results (``SagaResult``) into response models.
 
-Every route that returns a saga goes through :func:`outcome_view` or :func:`detail_view`;
-when the coordinator's results change shape, only this module changes. Values are read by
-key (``result["status"]``), which both the dicts of today and a ``Mapping``-like typed
-result support.
+Every route that returns a saga goes through :func:`outcome_view`, :func:`detail_view` or
+:func:`summary_view`. A failure is the coordinator's structured ``SagaFailure`` (stable code,
+message, step, context), never a string to pattern-match.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "SagaDetail",
+    "SagaFailureView",
     "SagaOutcome",
     "SagaStepView",
     "SagaSummary",
@@ -48,6 +48,25 @@ def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> float | None
     return max(0.0, (end - start).total_seconds())
 
 
+class SagaFailureView(BaseModel):
+    """Why a saga or step failed: the error's stable code, its message, step and context."""
+
+    code: str = Field(description="Stable error code, e.g. invalid_input or step_timeout.")
+    message: str
+    step: str | None = Field(None, description="The step it happened in, if any.")
+    context: dict[str, Any] = Field(
+        default_factory=dict, description="Structured context: field, reasons, failed rules."
+    )
+
+
+def _failure(value: Any) -> SagaFailureView | None:
+    """A stored failure (``SagaFailure`` or its JSON form) as a response model."""
+    if value is None:
+        return None
+    data = value.to_dict() if hasattr(value, "to_dict") else dict(value)
+    return SagaFailureView.model_validate(_json(data))
+
+
 class SagaOutcome(BaseModel):
     """Where a saga ended (or is): what execute, resume and cancel return."""
 
@@ -55,9 +74,12 @@ class SagaOutcome(BaseModel):
     saga_name: str
     status: str = Field(description="running, compensating, completed, compensated, ...")
     step_results: dict[str, Any] = Field(description="Each completed step's result.")
-    error: str | None = Field(None, description="Why the saga failed, if it did.")
+    error: SagaFailureView | None = Field(None, description="Why the saga failed, if it did.")
     failed_step: str | None = None
     compensated_steps: list[str] = Field(default_factory=list)
+    compensation_error: SagaFailureView | None = Field(
+        None, description="In compensation_failed: why the stuck compensation failed."
+    )
 
 
 class SagaStepView(BaseModel):
@@ -69,7 +91,7 @@ class SagaStepView(BaseModel):
     attempts: int
     compensation_attempts: int
     result: dict[str, Any] | None
-    error: str | None
+    error: SagaFailureView | None
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
     compensated_at: dt.datetime | None
@@ -99,7 +121,7 @@ class SagaSummary(BaseModel):
     saga_id: str
     saga_name: str
     status: str
-    error: str | None
+    error: SagaFailureView | None
     failed_step: str | None
     created_at: dt.datetime
     updated_at: dt.datetime | None
@@ -113,9 +135,10 @@ def outcome_view(outcome: Mapping[str, Any]) -> SagaOutcome:
         saga_name=str(outcome["saga_name"]),
         status=str(outcome["status"]),
         step_results=_json(dict(outcome["step_results"])),
-        error=None if outcome["error"] is None else str(outcome["error"]),
+        error=_failure(outcome["error"]),
         failed_step=outcome["failed_step"],
         compensated_steps=list(outcome["compensated_steps"]),
+        compensation_error=_failure(outcome.get("compensation_error")),
     )
 
 
@@ -130,7 +153,7 @@ def detail_view(saga: Mapping[str, Any]) -> SagaDetail:
             attempts=step["attempts"],
             compensation_attempts=step["compensation_attempts"],
             result=_json(step["result"]) if step["result"] is not None else None,
-            error=None if step["error"] is None else str(step["error"]),
+            error=_failure(step["error"]),
             started_at=step["started_at"],
             completed_at=step["completed_at"],
             compensated_at=step["compensated_at"],
@@ -161,7 +184,7 @@ def summary_view(row: Any) -> SagaSummary:
         saga_id=row.saga_id,
         saga_name=row.saga_name,
         status=row.status,
-        error=row.error,
+        error=_failure(row.error),
         failed_step=row.failed_step,
         created_at=row.created_at,
         updated_at=row.updated_at,
