@@ -39,7 +39,7 @@ async def _seed(url: str, customers: int) -> dict[str, float]:
 async def _bill(url: str, customers: int) -> dict[str, float]:
     from dotmac_shared.business_logic import create_session_factory
     from dotmac_shared.business_logic.operations import run_billing
-    from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
+    from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID
     from dotmac_shared.business_logic.persistence import engine_of
 
     factory = create_session_factory(url, migrate=False)

@@ -40,7 +40,7 @@ from dotmac_shared.business_logic.idempotency import (
     RedisIdempotencyStore,
 )
 from dotmac_shared.business_logic.persistence import engine_of
-from dotmac_shared.business_logic.persistence.redis_scripts import RedisClient
+from dotmac_shared.business_logic.persistence._redis_scripts import RedisClient
 
 N = 400
 #: Rounds of every case, alternated; each figure is its best round (this VM is noisy).

@@ -201,7 +201,7 @@ class _Counter:
 
         sync = engine.sync_engine
         if engine.dialect.name == "sqlite":
-            from dotmac_shared.business_logic.persistence.sqlite_driver import sqlite_lane
+            from dotmac_shared.business_logic.persistence._sqlite_driver import sqlite_lane
 
             def on_connect(dbapi_connection: Any, _record: Any) -> None:
                 dbapi_connection.run_async(lambda raw: raw.set_trace_callback(self._trace))

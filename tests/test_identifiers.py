@@ -22,11 +22,11 @@ from dotmac_shared.business_logic.exceptions import (
     SagaDefinitionError,
 )
 from dotmac_shared.business_logic.idempotency import IdempotencyKey
-from dotmac_shared.business_logic.idempotency.operation import (
+from dotmac_shared.business_logic.idempotency._operation import (
     FunctionOperation,
     IdempotentOperation,
 )
-from dotmac_shared.business_logic.operations.tenant_steps import validate_tenant_request
+from dotmac_shared.business_logic.operations._tenant_steps import validate_tenant_request
 from dotmac_shared.business_logic.policies import parse_policy_document
 from dotmac_shared.business_logic.sagas import SagaDefinition, SagaStep
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from dotmac_shared.business_logic.exceptions import BusinessLogicError, ErrorSeverity
-from dotmac_shared.business_logic.observability.log import get_logger
+from dotmac_shared.business_logic.observability._log import get_logger
 
 __all__ = ["pass_through", "standard_exception_handler"]
 

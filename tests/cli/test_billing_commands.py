@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic.cli import app
-from dotmac_shared.business_logic.cli.billing import _period
+from dotmac_shared.business_logic.cli._billing import _period
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.operations import SandboxPaymentGateway, run_billing
-from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations._billing_steps import billing_run_id
 from dotmac_shared.business_logic.operations.models import BillingRun
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from tests.cli.helpers import SEEDED_CUSTOMERS, flat, one_error_line

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from dotmac_shared.business_logic.cli import app
-from dotmac_shared.business_logic.cli.output import state
+from dotmac_shared.business_logic.cli._output import state
 from dotmac_shared.business_logic.exceptions import SagaNotFoundError
 from dotmac_shared.business_logic.persistence import upgrade_database
 from tests.cli.helpers import one_error_line

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic.cli import app
-from dotmac_shared.business_logic.cli.output import load_mapping_file
+from dotmac_shared.business_logic.cli._output import load_mapping_file
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyNotFoundError
 from dotmac_shared.business_logic.policies import (
     PolicyEngine,
@@ -381,7 +381,7 @@ def test_input_files_load_the_same_mapping_when_json_or_yaml(document):
 
 
 def test_input_files_are_refused_when_larger_than_the_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr("dotmac_shared.business_logic.cli.output.MAX_INPUT_FILE_BYTES", 10)
+    monkeypatch.setattr("dotmac_shared.business_logic.cli._output.MAX_INPUT_FILE_BYTES", 10)
     source = write(tmp_path / "big.json", json.dumps({"a": "x" * 20}))
     with pytest.raises(InvalidInputError, match="larger than 10 bytes"):
         load_mapping_file(source)

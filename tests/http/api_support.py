@@ -12,7 +12,7 @@ import httpx
 
 from dotmac_shared.business_logic.http import create_api_key, create_app
 from dotmac_shared.business_logic.operations import seed_demo_data
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
+from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID
 
 OTHER_TENANT = "tenant-other"
 PROBLEM = "application/problem+json"

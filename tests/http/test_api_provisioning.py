@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dotmac_shared.business_logic.operations.seed import DEMO_CUSTOMER_ID
+from dotmac_shared.business_logic.operations._seed import DEMO_CUSTOMER_ID
 from tests.http.api_support import PROBLEM, running_api
 
 SERVICE = {"service_type": "internet", "plan": "standard", "billing_cycle": "monthly"}

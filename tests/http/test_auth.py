@@ -20,7 +20,7 @@ from dotmac_shared.business_logic.http import (
     revoke_api_key,
     verify_api_key,
 )
-from dotmac_shared.business_logic.operations.seed import DEMO_CUSTOMER_ID
+from dotmac_shared.business_logic.operations._seed import DEMO_CUSTOMER_ID
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 from tests.http.api_support import PROBLEM, running_api
 

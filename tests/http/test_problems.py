@@ -32,7 +32,7 @@ from dotmac_shared.business_logic.http import (
     problem_response,
     problem_status,
 )
-from dotmac_shared.business_logic.observability.context import correlation_scope
+from dotmac_shared.business_logic.observability._context import correlation_scope
 
 ALL_ERRORS = [
     cls

@@ -20,7 +20,7 @@ from dotmac_shared.business_logic.idempotency import (
     decode_result,
     encode_result,
 )
-from dotmac_shared.business_logic.idempotency.codec import MAX_DEPTH
+from dotmac_shared.business_logic.idempotency._codec import MAX_DEPTH
 
 scalars = st.one_of(
     st.none(),

@@ -25,7 +25,7 @@ from dotmac_shared.business_logic.idempotency import (
     RecordStatus,
     StoredRecord,
 )
-from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.persistence._types import utcnow
 from tests.idempotency.operations import (
     CALLS,
     Broken,

@@ -23,8 +23,8 @@ from dotmac_shared.business_logic.idempotency import (
     RedisIdempotencyStore,
     StoredRecord,
 )
-from dotmac_shared.business_logic.idempotency.redis_store import _record, _value
-from dotmac_shared.business_logic.persistence.redis_scripts import commands_of
+from dotmac_shared.business_logic.idempotency._redis_store import _record, _value
+from dotmac_shared.business_logic.persistence._redis_scripts import commands_of
 from tests.support.services import REDIS_CLIENTS, fresh_redis_store, redis_client_of
 from tests.support.throwaway_redis import throwaway_redis
 

@@ -36,7 +36,7 @@ from dotmac_shared.business_logic.idempotency import (
 )
 from dotmac_shared.business_logic.observability import correlation_scope
 from dotmac_shared.business_logic.operations import run_billing, seed_demo_data
-from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations._billing_steps import billing_run_id
 from dotmac_shared.business_logic.policies import PolicyEngine
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
@@ -110,7 +110,7 @@ def telemetry(installed: Telemetry) -> Telemetry:
 
 
 def test_instruments_created_before_the_provider_forward_to_it_when_provider_set(telemetry):
-    from dotmac_shared.business_logic.observability import telemetry as module
+    from dotmac_shared.business_logic.observability import _telemetry as module
 
     before = telemetry.total(BILLING_CUSTOMERS, tenant="proxy-check")
     module.BILLING_CUSTOMERS_PROCESSED.add(3, {"tenant": "proxy-check"})
@@ -123,7 +123,7 @@ def test_instruments_created_before_the_provider_forward_to_it_when_provider_set
 _SPANS_BEFORE_AND_AFTER_THE_SDK = """
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from dotmac_shared.business_logic.observability.telemetry import start_span
+from dotmac_shared.business_logic.observability._telemetry import start_span
 
 with start_span("before", {"a": 1}) as span:
     assert span is trace.INVALID_SPAN and not span.is_recording()

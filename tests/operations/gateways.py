@@ -6,8 +6,8 @@ import asyncio
 import socket
 from decimal import Decimal
 
-from dotmac_shared.business_logic.operations.adapters import SandboxPaymentGateway
-from dotmac_shared.business_logic.operations.ports import ChargeResult
+from dotmac_shared.business_logic.operations._adapters import SandboxPaymentGateway
+from dotmac_shared.business_logic.operations._ports import ChargeResult
 
 
 def _closed_port() -> int:

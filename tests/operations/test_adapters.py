@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import InvalidInputError
-from dotmac_shared.business_logic.operations.adapters import (
+from dotmac_shared.business_logic.operations._adapters import (
     TOKEN_DECLINED,
     TOKEN_SUCCESS,
     TOKEN_TRANSIENT,
@@ -14,14 +14,14 @@ from dotmac_shared.business_logic.operations.adapters import (
     RecordingNetworkProvisioner,
     SandboxPaymentGateway,
 )
-from dotmac_shared.business_logic.operations.models import GatewayLedgerEntry, OutboxMessage
-from dotmac_shared.business_logic.operations.ports import (
+from dotmac_shared.business_logic.operations._ports import (
     ChargeStatus,
     NetworkProvisioner,
     Notifier,
     PaymentGateway,
     TransientGatewayError,
 )
+from dotmac_shared.business_logic.operations.models import GatewayLedgerEntry, OutboxMessage
 
 
 async def _ledger_size(factory) -> int:
@@ -136,7 +136,7 @@ async def test_outbox_message_rolls_back_with_its_transaction_and_dedupes(sessio
 
 
 async def test_batch_charge_returns_each_outcome_in_place_and_replays_known_keys(session_factory):
-    from dotmac_shared.business_logic.operations.ports import ChargeRequest
+    from dotmac_shared.business_logic.operations._ports import ChargeRequest
 
     gateway = SandboxPaymentGateway(session_factory)
     requests = [
@@ -161,7 +161,7 @@ async def test_batch_charge_returns_each_outcome_in_place_and_replays_known_keys
 
 
 async def test_batch_with_a_mismatching_key_charges_nothing(session_factory):
-    from dotmac_shared.business_logic.operations.ports import ChargeRequest
+    from dotmac_shared.business_logic.operations._ports import ChargeRequest
 
     gateway = SandboxPaymentGateway(session_factory)
     await gateway.charge_batch([ChargeRequest("k1", TOKEN_SUCCESS, Decimal("1"), "USD")])
@@ -176,7 +176,7 @@ async def test_batch_with_a_mismatching_key_charges_nothing(session_factory):
 
 
 async def test_notify_many_counts_only_new_messages(session_factory):
-    from dotmac_shared.business_logic.operations.ports import Notification
+    from dotmac_shared.business_logic.operations._ports import Notification
 
     notices = [
         Notification("t", f"{i}@x.io", "invoice_issued", {"i": i}, f"d{i}") for i in range(3)

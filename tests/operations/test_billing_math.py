@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic import InvalidInputError
-from dotmac_shared.business_logic.operations.billing_math import (
+from dotmac_shared.business_logic.operations._billing_math import (
     BillingPeriod,
     ServiceCharge,
     draft_invoice,

@@ -13,16 +13,16 @@ from sqlalchemy.exc import IntegrityError
 
 from dotmac_shared.business_logic.exceptions import BillingRunError
 from dotmac_shared.business_logic.operations import run_billing, seed_demo_data
-from dotmac_shared.business_logic.operations.adapters import SandboxPaymentGateway
-from dotmac_shared.business_logic.operations.billing_run import billing_attempts
-from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations._adapters import SandboxPaymentGateway
+from dotmac_shared.business_logic.operations._billing_run import billing_attempts
+from dotmac_shared.business_logic.operations._billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID
 from dotmac_shared.business_logic.operations.models import (
     BillingRun,
     GatewayLedgerEntry,
     Invoice,
     Payment,
 )
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 from tests.operations.gateways import LinkGateway
 

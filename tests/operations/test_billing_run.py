@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from dotmac_shared.business_logic import create_session_factory
 from dotmac_shared.business_logic.exceptions import SagaNotFoundError
 from dotmac_shared.business_logic.operations import run_billing, seed_demo_data
-from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations._billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID
 from dotmac_shared.business_logic.operations.models import GatewayLedgerEntry, Invoice, Payment
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 from tests.operations.test_billing_steps import expected_total
 

@@ -16,9 +16,9 @@ from dotmac_shared.business_logic.operations import (
     shipped_coordinator,
     start_billing_run,
 )
-from dotmac_shared.business_logic.operations.billing_math import BillingPeriod
-from dotmac_shared.business_logic.operations.billing_steps import billing_run_id
-from dotmac_shared.business_logic.operations.seed import DEMO_CUSTOMER_ID, DEMO_TENANT_ID
+from dotmac_shared.business_logic.operations._billing_math import BillingPeriod
+from dotmac_shared.business_logic.operations._billing_steps import billing_run_id
+from dotmac_shared.business_logic.operations._seed import DEMO_CUSTOMER_ID, DEMO_TENANT_ID
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 
 

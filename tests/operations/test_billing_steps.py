@@ -7,12 +7,13 @@ import pytest
 from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import BillingRunError, InvalidInputError
-from dotmac_shared.business_logic.operations.adapters import OutboxNotifier, SandboxPaymentGateway
-from dotmac_shared.business_logic.operations.billing_steps import (
+from dotmac_shared.business_logic.operations._adapters import OutboxNotifier, SandboxPaymentGateway
+from dotmac_shared.business_logic.operations._billing_steps import (
     BillingRunSteps,
     billing_run_id,
     invoice_id,
 )
+from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID, demo_token, seed_demo_data
 from dotmac_shared.business_logic.operations.models import (
     BillingRun,
     GatewayLedgerEntry,
@@ -21,7 +22,6 @@ from dotmac_shared.business_logic.operations.models import (
     OutboxMessage,
     Payment,
 )
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID, demo_token, seed_demo_data
 from tests.operations.gateways import LinkGateway
 
 NOW = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)

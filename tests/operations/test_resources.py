@@ -7,13 +7,13 @@ import pytest
 from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import ProvisioningError, create_session_factory
+from dotmac_shared.business_logic.operations._resources import allocate_resource, release_resources
 from dotmac_shared.business_logic.operations.models import (
     Resource,
     ResourceAllocation,
     ResourcePool,
     Tenant,
 )
-from dotmac_shared.business_logic.operations.resources import allocate_resource, release_resources
 from dotmac_shared.business_logic.persistence import engine_of
 
 

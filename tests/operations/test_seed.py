@@ -6,6 +6,13 @@ import pytest
 from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import InvalidInputError
+from dotmac_shared.business_logic.operations._seed import (
+    DEMO_CUSTOMER_ID,
+    DEMO_TENANT_ID,
+    demo_token,
+    plan_id,
+    seed_demo_data,
+)
 from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     Customer,
@@ -14,13 +21,6 @@ from dotmac_shared.business_logic.operations.models import (
     ServicePlan,
     Tenant,
     TenantSetting,
-)
-from dotmac_shared.business_logic.operations.seed import (
-    DEMO_CUSTOMER_ID,
-    DEMO_TENANT_ID,
-    demo_token,
-    plan_id,
-    seed_demo_data,
 )
 
 

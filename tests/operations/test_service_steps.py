@@ -4,20 +4,20 @@ import pytest
 from sqlalchemy import func, select
 
 from dotmac_shared.business_logic import InvalidInputError, ProvisioningError
-from dotmac_shared.business_logic.operations.adapters import (
+from dotmac_shared.business_logic.operations._adapters import (
     OutboxNotifier,
     RecordingNetworkProvisioner,
+)
+from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID, seed_demo_data
+from dotmac_shared.business_logic.operations._service_steps import (
+    ServiceProvisioningSteps,
+    service_id_for,
 )
 from dotmac_shared.business_logic.operations.models import (
     NetworkConfiguration,
     OutboxMessage,
     ResourceAllocation,
     Service,
-)
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID, seed_demo_data
-from dotmac_shared.business_logic.operations.service_steps import (
-    ServiceProvisioningSteps,
-    service_id_for,
 )
 
 REQUEST = {

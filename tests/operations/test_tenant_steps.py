@@ -4,13 +4,13 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from dotmac_shared.business_logic import InvalidInputError, ProvisioningError
-from dotmac_shared.business_logic.operations.models import Tenant, TenantSetting
-from dotmac_shared.business_logic.operations.tenant_steps import (
+from dotmac_shared.business_logic.operations._tenant_steps import (
     TenantProvisioningSteps,
     licensing,
     tenant_id_for,
     validate_tenant_request,
 )
+from dotmac_shared.business_logic.operations.models import Tenant, TenantSetting
 from dotmac_shared.business_logic.persistence import engine_of
 
 DATA = {

@@ -18,13 +18,13 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic import InvalidInputError
 from dotmac_shared.business_logic.persistence import create_engine
-from dotmac_shared.business_logic.persistence.driver import (
+from dotmac_shared.business_logic.persistence._driver import (
     CompiledSelect,
     driver_connection,
     pooled_driver_connection,
 )
-from dotmac_shared.business_logic.persistence.sqlite_driver import SqliteLane
-from dotmac_shared.business_logic.persistence.types import JSONDocument, Money, UTCDateTime
+from dotmac_shared.business_logic.persistence._sqlite_driver import SqliteLane
+from dotmac_shared.business_logic.persistence._types import JSONDocument, Money, UTCDateTime
 from tests.support.services import sqlite_url
 
 _META = MetaData()

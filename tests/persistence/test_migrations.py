@@ -30,10 +30,10 @@ from dotmac_shared.business_logic.persistence import (
     schema_branches,
     upgrade_database,
 )
-from dotmac_shared.business_logic.persistence import migrate as migrate_module
-from dotmac_shared.business_logic.persistence.migrate import VERSION_TABLE
+from dotmac_shared.business_logic.persistence import _migrate as migrate_module
+from dotmac_shared.business_logic.persistence._migrate import VERSION_TABLE
+from dotmac_shared.business_logic.persistence._session import create_engine
 from dotmac_shared.business_logic.persistence.models import Base
-from dotmac_shared.business_logic.persistence.session import create_engine
 
 FRAMEWORK_TABLES = {
     "dotmac_idempotency_records",

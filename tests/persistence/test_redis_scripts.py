@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.persistence.redis_scripts import (
+from dotmac_shared.business_logic.persistence._redis_scripts import (
     LuaScript,
     RedisClient,
     commands_of,

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dotmac_shared.business_logic import InvalidInputError
 from dotmac_shared.business_logic.persistence import autocommit, create_engine
-from dotmac_shared.business_logic.persistence.sqlite_driver import (
+from dotmac_shared.business_logic.persistence._sqlite_driver import (
     _CHECKPOINT_EVERY,
     run_in_thread,
     run_read,

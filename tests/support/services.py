@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from dotmac_shared.business_logic.idempotency import RedisIdempotencyStore
 from dotmac_shared.business_logic.persistence import engine_of
-from dotmac_shared.business_logic.persistence.redis_scripts import RedisClient
+from dotmac_shared.business_logic.persistence._redis_scripts import RedisClient
 
 #: Admin URL of the PostgreSQL server; each test gets its own database on it.
 POSTGRES_URL = os.environ.get(

@@ -49,11 +49,11 @@ if TYPE_CHECKING:
         IdempotentOperation,
         idempotent,
     )
-    from dotmac_shared.business_logic.observability.context import (
+    from dotmac_shared.business_logic.observability._context import (
         correlation_scope,
         get_correlation_id,
     )
-    from dotmac_shared.business_logic.persistence.session import (
+    from dotmac_shared.business_logic.persistence._session import (
         close_session_factory,
         create_session_factory,
     )
@@ -168,10 +168,10 @@ _LAZY: dict[str, str] = {
     "SagaWorker": "dotmac_shared.business_logic.sagas",
     "StepContext": "dotmac_shared.business_logic.sagas",
     "StepStatus": "dotmac_shared.business_logic.sagas",
-    "close_session_factory": "dotmac_shared.business_logic.persistence.session",
-    "correlation_scope": "dotmac_shared.business_logic.observability.context",
-    "create_session_factory": "dotmac_shared.business_logic.persistence.session",
-    "get_correlation_id": "dotmac_shared.business_logic.observability.context",
+    "close_session_factory": "dotmac_shared.business_logic.persistence._session",
+    "correlation_scope": "dotmac_shared.business_logic.observability._context",
+    "create_session_factory": "dotmac_shared.business_logic.persistence._session",
+    "get_correlation_id": "dotmac_shared.business_logic.observability._context",
     "idempotent": "dotmac_shared.business_logic.idempotency",
 }
 

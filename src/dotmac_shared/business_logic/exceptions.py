@@ -36,7 +36,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from dotmac_shared.business_logic.observability.context import get_correlation_id
+from dotmac_shared.business_logic.observability._context import get_correlation_id
 
 __all__ = [
     "BillingRunError",

@@ -1,5 +1,5 @@
 """The ``dotmac-bl`` command line (Typer and Rich)."""
 
-from dotmac_shared.business_logic.cli.app import app, main
+from dotmac_shared.business_logic.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -15,12 +15,12 @@ from typing import Final
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dotmac_shared.business_logic.observability.context import (
+from dotmac_shared.business_logic.observability._context import (
     correlation_scope,
     new_correlation_id,
 )
-from dotmac_shared.business_logic.observability.log import get_logger
-from dotmac_shared.business_logic.observability.telemetry import start_span
+from dotmac_shared.business_logic.observability._log import get_logger
+from dotmac_shared.business_logic.observability._telemetry import start_span
 
 __all__ = ["REQUEST_ID_HEADER", "CorrelationMiddleware", "correlation_id_of"]
 

@@ -56,7 +56,7 @@ from dotmac_shared.business_logic.http._problems import (
     problem_response,
 )
 from dotmac_shared.business_logic.idempotency import IdempotencyManager, IdempotentOperation
-from dotmac_shared.business_logic.observability.log import get_logger
+from dotmac_shared.business_logic.observability._log import get_logger
 
 __all__ = [
     "DEFAULT_TENANT",

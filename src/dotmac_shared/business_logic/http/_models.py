@@ -11,8 +11,8 @@ import datetime as dt
 from sqlalchemy import Index, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dotmac_shared.business_logic.persistence._types import UTCDateTime, utcnow
 from dotmac_shared.business_logic.persistence.models.base import NAMING_CONVENTION
-from dotmac_shared.business_logic.persistence.types import UTCDateTime, utcnow
 
 __all__ = ["ApiKey", "HttpBase"]
 

@@ -64,8 +64,8 @@ from dotmac_shared.business_logic.http._errors import (
     IdempotencyKeyMissingError,
     RequestBodyTooLargeError,
 )
-from dotmac_shared.business_logic.observability.context import get_correlation_id
-from dotmac_shared.business_logic.observability.log import get_logger
+from dotmac_shared.business_logic.observability._context import get_correlation_id
+from dotmac_shared.business_logic.observability._log import get_logger
 
 __all__ = [
     "DEFAULT_PROBLEM_TYPE_BASE",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Caller, Services
-from dotmac_shared.business_logic.observability.context import get_correlation_id
+from dotmac_shared.business_logic.observability._context import get_correlation_id
 from dotmac_shared.business_logic.policies import PolicyContext
 
 __all__ = ["PolicyEvaluation", "PolicyInfo", "PolicyVersionDiff", "require_finite", "router"]

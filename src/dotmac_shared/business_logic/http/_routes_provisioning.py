@@ -18,9 +18,9 @@ from dotmac_shared.business_logic.exceptions import InvalidInputError, Provision
 from dotmac_shared.business_logic.http._dependencies import require_idempotency_key
 from dotmac_shared.business_logic.http._saga_results import SagaOutcome, outcome_view
 from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Admin, Caller, Services
-from dotmac_shared.business_logic.observability.context import get_correlation_id
+from dotmac_shared.business_logic.observability._context import get_correlation_id
 from dotmac_shared.business_logic.operations import customer_record
-from dotmac_shared.business_logic.operations.tenant_provisioning import (
+from dotmac_shared.business_logic.operations._tenant_provisioning import (
     TenantProvisioningOperation,
 )
 from dotmac_shared.business_logic.policies import PolicyContext

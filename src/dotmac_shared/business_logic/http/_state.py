@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dotmac_shared.business_logic.clock import Clock
 from dotmac_shared.business_logic.http._auth import Principal, current_principal, require_role
 from dotmac_shared.business_logic.http._problems import PROBLEM_CONTENT_TYPE
-from dotmac_shared.business_logic.observability.log import get_logger
+from dotmac_shared.business_logic.observability._log import get_logger
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyEngine
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 

@@ -7,29 +7,29 @@ Example:
     ('tenant_provisioning', 'tenant123')
 """
 
-from dotmac_shared.business_logic.idempotency.codec import (
+from dotmac_shared.business_logic.idempotency._codec import (
     canonical_json,
     decode_result,
     encode_result,
 )
-from dotmac_shared.business_logic.idempotency.decorator import idempotent
-from dotmac_shared.business_logic.idempotency.keys import IdempotencyKey, payload_fingerprint
-from dotmac_shared.business_logic.idempotency.manager import IdempotencyManager, IdempotencyResult
-from dotmac_shared.business_logic.idempotency.operation import (
+from dotmac_shared.business_logic.idempotency._decorator import idempotent
+from dotmac_shared.business_logic.idempotency._keys import IdempotencyKey, payload_fingerprint
+from dotmac_shared.business_logic.idempotency._manager import IdempotencyManager, IdempotencyResult
+from dotmac_shared.business_logic.idempotency._operation import (
     FunctionOperation,
     IdempotentOperation,
     registered_operation,
     registered_types,
 )
-from dotmac_shared.business_logic.idempotency.records import (
+from dotmac_shared.business_logic.idempotency._records import (
     RecordStatus,
     StoredRecord,
     Verdict,
     judge,
 )
-from dotmac_shared.business_logic.idempotency.redis_store import RedisIdempotencyStore
-from dotmac_shared.business_logic.idempotency.sql_store import SqlIdempotencyStore
-from dotmac_shared.business_logic.idempotency.store import IdempotencyStore
+from dotmac_shared.business_logic.idempotency._redis_store import RedisIdempotencyStore
+from dotmac_shared.business_logic.idempotency._sql_store import SqlIdempotencyStore
+from dotmac_shared.business_logic.idempotency._store import IdempotencyStore
 
 __all__ = [
     "FunctionOperation",

@@ -1,18 +1,18 @@
 """Logging context, correlation ids, metrics and traces (OpenTelemetry API)."""
 
-from dotmac_shared.business_logic.observability.context import (
+from dotmac_shared.business_logic.observability._context import (
     correlation_scope,
     get_correlation_id,
     new_correlation_id,
     set_correlation_id,
 )
-from dotmac_shared.business_logic.observability.log import (
+from dotmac_shared.business_logic.observability._log import (
     ContextFilter,
     JsonFormatter,
     get_logger,
     log_context,
 )
-from dotmac_shared.business_logic.observability.telemetry import get_meter, get_tracer
+from dotmac_shared.business_logic.observability._telemetry import get_meter, get_tracer
 
 __all__ = [
     "ContextFilter",

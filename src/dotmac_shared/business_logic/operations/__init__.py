@@ -6,25 +6,25 @@ must not block read: :func:`start_billing_run`, :func:`billing_run_progress`,
 :func:`customer_record`.
 """
 
-from dotmac_shared.business_logic.operations.adapters import (
+from dotmac_shared.business_logic.operations._adapters import (
     OutboxNotifier,
     RecordingNetworkProvisioner,
     SandboxPaymentGateway,
 )
-from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga, run_billing
-from dotmac_shared.business_logic.operations.billing_runs import (
+from dotmac_shared.business_logic.operations._billing_background import (
     BillingRunProgress,
     BillingRunStart,
     billing_run_progress,
     start_billing_run,
 )
-from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
-from dotmac_shared.business_logic.operations.customers import (
+from dotmac_shared.business_logic.operations._billing_run import BillingRunSaga, run_billing
+from dotmac_shared.business_logic.operations._coordinator import shipped_coordinator
+from dotmac_shared.business_logic.operations._customers import (
     CustomerRecord,
     CustomerService,
     customer_record,
 )
-from dotmac_shared.business_logic.operations.ports import (
+from dotmac_shared.business_logic.operations._ports import (
     ChargeResult,
     ChargeStatus,
     NetworkProvisioner,
@@ -32,9 +32,9 @@ from dotmac_shared.business_logic.operations.ports import (
     PaymentGateway,
     TransientGatewayError,
 )
-from dotmac_shared.business_logic.operations.seed import SeedSummary, seed_demo_data
-from dotmac_shared.business_logic.operations.service_provisioning import ServiceProvisioningSaga
-from dotmac_shared.business_logic.operations.tenant_provisioning import (
+from dotmac_shared.business_logic.operations._seed import SeedSummary, seed_demo_data
+from dotmac_shared.business_logic.operations._service_provisioning import ServiceProvisioningSaga
+from dotmac_shared.business_logic.operations._tenant_provisioning import (
     TenantProvisioningOperation,
     TenantProvisioningSaga,
 )

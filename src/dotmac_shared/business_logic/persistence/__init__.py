@@ -1,9 +1,10 @@
 """Persistence: SQLAlchemy models, the session factory, Alembic migrations, and Redis."""
 
-from dotmac_shared.business_logic.persistence.migrate import (
+from dotmac_shared.business_logic.persistence._migrate import (
     FRAMEWORK_BRANCH,
     HTTP_BRANCH,
     ISP_BRANCH,
+    VERSION_TABLE,
     SchemaBranch,
     SchemaSelection,
     current_revisions,
@@ -12,7 +13,7 @@ from dotmac_shared.business_logic.persistence.migrate import (
     schema_branches,
     upgrade_database,
 )
-from dotmac_shared.business_logic.persistence.session import (
+from dotmac_shared.business_logic.persistence._session import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE_URL,
     autocommit,
@@ -24,6 +25,7 @@ from dotmac_shared.business_logic.persistence.session import (
     normalize_database_url,
     sqlite_file,
 )
+from dotmac_shared.business_logic.persistence._types import JSONDocument, Money, UTCDateTime
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -31,8 +33,12 @@ __all__ = [
     "FRAMEWORK_BRANCH",
     "HTTP_BRANCH",
     "ISP_BRANCH",
+    "JSONDocument",
+    "Money",
     "SchemaBranch",
     "SchemaSelection",
+    "UTCDateTime",
+    "VERSION_TABLE",
     "autocommit",
     "close_session_factory",
     "create_engine",

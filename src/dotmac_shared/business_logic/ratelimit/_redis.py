@@ -10,7 +10,7 @@ import uuid
 from typing import Final
 
 from dotmac_shared.business_logic.exceptions import PersistenceError
-from dotmac_shared.business_logic.persistence.redis_scripts import (
+from dotmac_shared.business_logic.persistence._redis_scripts import (
     LuaScript,
     RedisClient,
     commands_of,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.observability.context import get_correlation_id
+from dotmac_shared.business_logic.observability._context import get_correlation_id
 
 __all__ = ["SagaContext", "StepContext"]
 

@@ -31,12 +31,12 @@ from dotmac_shared.business_logic.exceptions import (
     SagaNotFoundError,
     SagaTimeoutError,
 )
-from dotmac_shared.business_logic.observability.log import get_logger, log_context
-from dotmac_shared.business_logic.observability.telemetry import (
+from dotmac_shared.business_logic.observability._log import get_logger, log_context
+from dotmac_shared.business_logic.observability._telemetry import (
     SAGA_FINISHED,
     start_span,
 )
-from dotmac_shared.business_logic.persistence.driver import is_connection_error
+from dotmac_shared.business_logic.persistence._driver import is_connection_error
 from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
 from dotmac_shared.business_logic.sagas._data import (
     decoded,
@@ -595,8 +595,12 @@ class SagaCoordinator:
                 record = await self._leased(record, definition, lease, first_started)
                 span.set_attribute("dotmac.saga.status", record.status.value)
                 if record.status is not SagaStatus.COMPLETED:
+                    failure = record.error
+                    if failure is not None:
+                        # The stable code as an attribute to filter on; the words as status.
+                        span.set_attribute("dotmac.error.code", failure.code)
                     span.set_status(
-                        Status(StatusCode.ERROR, record.error.code if record.error else "")
+                        Status(StatusCode.ERROR, failure.message if failure is not None else "")
                     )
             SAGA_FINISHED.add(1, {"saga": record.saga_name, "status": record.status.value})
             return self._outcome(record)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, ResultSerializationError
-from dotmac_shared.business_logic.idempotency.codec import (
+from dotmac_shared.business_logic.idempotency._codec import (
     canonical_json,
     decode_result,
     encode_result,
@@ -97,7 +97,7 @@ def step_result(value: object, step: str) -> dict[str, Any]:
 
     ``Decimal``, timezone-aware ``datetime``, ``date`` and ``UUID`` values are kept, tagged
     as the idempotency codec tags them (``{"$decimal": "12.50"}``, see
-    :mod:`dotmac_shared.business_logic.idempotency.codec`); :func:`decoded` gives them back.
+    :mod:`dotmac_shared.business_logic.idempotency._codec`); :func:`decoded` gives them back.
 
     Raises:
         InvalidInputError: Not a mapping, or not storable (an unsupported type, NaN, a naive

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from dotmac_shared.business_logic.exceptions import SagaDefinitionError, SagaTimeoutError
-from dotmac_shared.business_logic.observability.telemetry import SAGA_STEP_DURATION, start_span
+from dotmac_shared.business_logic.observability._telemetry import SAGA_STEP_DURATION, start_span
 from dotmac_shared.business_logic.sagas._context import StepContext
 from dotmac_shared.business_logic.sagas._definition import RetryPolicy, SagaStep
 

@@ -40,9 +40,9 @@ from sqlalchemy.sql.expression import Select, Update
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
-from dotmac_shared.business_logic.persistence.driver import persistence_errors
+from dotmac_shared.business_logic.persistence._driver import persistence_errors
+from dotmac_shared.business_logic.persistence._session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
-from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 from dotmac_shared.business_logic.sagas._group_commit import GroupCommit, Write
 from dotmac_shared.business_logic.sagas._results import SagaFailure
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope

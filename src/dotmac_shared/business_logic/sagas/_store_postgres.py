@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects import postgresql
 
-from dotmac_shared.business_logic.persistence.driver import driver_connection
+from dotmac_shared.business_logic.persistence._driver import driver_connection
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
 from dotmac_shared.business_logic.sagas._group_commit import Write
 from dotmac_shared.business_logic.sagas._store import (

@@ -18,8 +18,8 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
 
+from dotmac_shared.business_logic.persistence._sqlite_driver import run_transaction
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
-from dotmac_shared.business_logic.persistence.sqlite_driver import run_transaction
 from dotmac_shared.business_logic.sagas._group_commit import Write
 from dotmac_shared.business_logic.sagas._store import (
     CHANGE_COLUMNS,

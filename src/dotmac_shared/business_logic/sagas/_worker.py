@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 
-from dotmac_shared.business_logic.observability.log import get_logger
+from dotmac_shared.business_logic.observability._log import get_logger
 from dotmac_shared.business_logic.sagas._coordinator import SagaCoordinator
 
 __all__ = ["SagaWorker"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from dotmac_shared.business_logic.persistence.types import UTCDateTime
+from dotmac_shared.business_logic.persistence import UTCDateTime
 
 revision: str = "h0001_api_keys"
 down_revision: str | None = None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from dotmac_shared.business_logic.persistence.types import JSONDocument, Money, UTCDateTime
+from dotmac_shared.business_logic.persistence import JSONDocument, Money, UTCDateTime
 
 revision: str = "d0001_isp_domain"
 down_revision: str | None = None

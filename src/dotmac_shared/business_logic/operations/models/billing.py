@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.operations.models.base import DomainBase
-from dotmac_shared.business_logic.persistence.types import (
+from dotmac_shared.business_logic.persistence._types import (
     JSONDocument,
     Money,
     UTCDateTime,

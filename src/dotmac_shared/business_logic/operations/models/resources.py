@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.operations.models.base import DomainBase
-from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime, utcnow
+from dotmac_shared.business_logic.persistence._types import JSONDocument, UTCDateTime, utcnow
 
 __all__ = ["NetworkConfiguration", "Resource", "ResourceAllocation", "ResourcePool"]
 

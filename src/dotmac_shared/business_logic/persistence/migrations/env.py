@@ -6,7 +6,7 @@ this environment is shared by all of them.
 
 from alembic import context
 
-from dotmac_shared.business_logic.persistence.migrate import VERSION_TABLE
+from dotmac_shared.business_logic.persistence import VERSION_TABLE
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -38,7 +38,7 @@ from typing import Any, Final, cast
 import yaml
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PolicyDefinitionError
-from dotmac_shared.business_logic.observability.telemetry import POLICY_EVALUATION_DURATION
+from dotmac_shared.business_logic.observability._telemetry import POLICY_EVALUATION_DURATION
 from dotmac_shared.business_logic.policies.core._checks import Finding, Severity, check_policy
 from dotmac_shared.business_logic.policies.core._document import (
     PolicyDocument,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from dotmac_shared.business_logic.persistence.types import JSONDocument, UTCDateTime
+from dotmac_shared.business_logic.persistence import JSONDocument, UTCDateTime
 
 revision: str = "f0001_framework"
 down_revision: str | None = None

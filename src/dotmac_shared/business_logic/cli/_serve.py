@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     console,
     fail,

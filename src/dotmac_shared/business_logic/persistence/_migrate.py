@@ -40,8 +40,8 @@ from dotmac_shared.business_logic.exceptions import (
     PersistenceError,
     SchemaVersionError,
 )
-from dotmac_shared.business_logic.persistence.driver import DRIVER_ERRORS
-from dotmac_shared.business_logic.persistence.session import (
+from dotmac_shared.business_logic.persistence._driver import DRIVER_ERRORS
+from dotmac_shared.business_logic.persistence._session import (
     create_engine,
     database_error,
     display_database_url,

@@ -8,10 +8,10 @@ import typer
 from rich.markup import escape
 from sqlalchemy import inspect
 
-from dotmac_shared.business_logic.cli.apikey import apikey_app
-from dotmac_shared.business_logic.cli.billing import billing_app
-from dotmac_shared.business_logic.cli.idempotency import idempotency_app
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._apikey import apikey_app
+from dotmac_shared.business_logic.cli._billing import billing_app
+from dotmac_shared.business_logic.cli._idempotency import idempotency_app
+from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     configure_logging,
     console,
@@ -21,17 +21,17 @@ from dotmac_shared.business_logic.cli.output import (
     reset_logging,
     state,
 )
-from dotmac_shared.business_logic.cli.policy import policy_app
-from dotmac_shared.business_logic.cli.saga import saga_app
-from dotmac_shared.business_logic.cli.serve import serve
-from dotmac_shared.business_logic.cli.worker import worker
+from dotmac_shared.business_logic.cli._policy import policy_app
+from dotmac_shared.business_logic.cli._saga import saga_app
+from dotmac_shared.business_logic.cli._serve import serve
+from dotmac_shared.business_logic.cli._worker import worker
 from dotmac_shared.business_logic.exceptions import BusinessLogicError
-from dotmac_shared.business_logic.persistence.migrate import (
+from dotmac_shared.business_logic.persistence._migrate import (
     head_revisions,
     schema_branches,
     upgrade_database,
 )
-from dotmac_shared.business_logic.persistence.session import (
+from dotmac_shared.business_logic.persistence._session import (
     create_engine,
     normalize_database_url,
 )
@@ -116,7 +116,7 @@ def demo(
     ] = 3000,
 ) -> None:
     """Seed a tenant, run the spec's three examples and a billing run; print a summary."""
-    from dotmac_shared.business_logic.cli.demo import run_demo
+    from dotmac_shared.business_logic.cli._demo import run_demo
 
     with handle_errors():
         url = normalize_database_url(database_url)

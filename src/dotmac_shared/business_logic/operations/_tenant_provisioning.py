@@ -19,7 +19,7 @@ from dotmac_shared.business_logic.exceptions import (
     SagaNotFoundError,
 )
 from dotmac_shared.business_logic.idempotency import IdempotentOperation
-from dotmac_shared.business_logic.operations.tenant_steps import (
+from dotmac_shared.business_logic.operations._tenant_steps import (
     TenantProvisioningSteps,
     licensing,
     tenant_id_for,

@@ -11,7 +11,7 @@ from dotmac_shared.business_logic.operations.models import (
     ResourceAllocation,
     ResourcePool,
 )
-from dotmac_shared.business_logic.persistence.sql import insert_for
+from dotmac_shared.business_logic.persistence._sql import insert_for
 
 __all__ = ["allocate_resource", "release_resources"]
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._output import (
     console,
     format_value,
     handle_errors,
@@ -473,7 +473,7 @@ def impact_policy(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Replay inputs through two versions of a policy: which decisions flip, and why."""
-    from dotmac_shared.business_logic.cli.output import err_console
+    from dotmac_shared.business_logic.cli._output import err_console
     from dotmac_shared.business_logic.policies.core import parse_input_lines
 
     with handle_errors():

@@ -35,21 +35,21 @@ from dotmac_shared.business_logic.exceptions import (
     OperationInProgressError,
     PersistenceError,
 )
-from dotmac_shared.business_logic.idempotency.codec import decode_result, encode_result
-from dotmac_shared.business_logic.idempotency.keys import IdempotencyKey, payload_fingerprint
-from dotmac_shared.business_logic.idempotency.operation import (
+from dotmac_shared.business_logic.idempotency._codec import decode_result, encode_result
+from dotmac_shared.business_logic.idempotency._keys import IdempotencyKey, payload_fingerprint
+from dotmac_shared.business_logic.idempotency._operation import (
     IdempotentOperation,
     registered_operation,
 )
-from dotmac_shared.business_logic.idempotency.records import (
+from dotmac_shared.business_logic.idempotency._records import (
     RecordStatus,
     StoredRecord,
     Verdict,
     judge,
 )
-from dotmac_shared.business_logic.idempotency.store import IdempotencyStore
-from dotmac_shared.business_logic.observability.log import get_logger, log_context
-from dotmac_shared.business_logic.observability.telemetry import IDEMPOTENCY_REQUESTS, start_span
+from dotmac_shared.business_logic.idempotency._store import IdempotencyStore
+from dotmac_shared.business_logic.observability._log import get_logger, log_context
+from dotmac_shared.business_logic.observability._telemetry import IDEMPOTENCY_REQUESTS, start_span
 
 __all__ = ["IdempotencyManager", "IdempotencyResult"]
 
@@ -133,7 +133,7 @@ class IdempotencyManager:
                     "IdempotencyManager needs a db_session_factory or a store",
                     field="db_session_factory",
                 )
-            from dotmac_shared.business_logic.idempotency.sql_store import SqlIdempotencyStore
+            from dotmac_shared.business_logic.idempotency._sql_store import SqlIdempotencyStore
 
             store = SqlIdempotencyStore(db_session_factory, clock=self._clock)
         self.db_session_factory = db_session_factory

@@ -13,26 +13,26 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     console,
     fail,
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.cli.saga import print_outcome
+from dotmac_shared.business_logic.cli._saga import print_outcome
 from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInputError
-from dotmac_shared.business_logic.operations.billing_math import BillingPeriod
-from dotmac_shared.business_logic.operations.billing_run import (
+from dotmac_shared.business_logic.operations._billing_math import BillingPeriod
+from dotmac_shared.business_logic.operations._billing_run import (
     BillingRunSaga,
     billing_attempts,
     billing_saga,
     next_billing_attempt,
     run_billing,
 )
-from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
+from dotmac_shared.business_logic.operations._coordinator import shipped_coordinator
 from dotmac_shared.business_logic.operations.models import BillingRun, Tenant
-from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.persistence._types import utcnow
 from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaResult
 
 __all__ = ["billing_app", "print_attempts", "print_report", "run_billing_with_progress"]

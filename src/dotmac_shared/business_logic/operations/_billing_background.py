@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInputError
-from dotmac_shared.business_logic.operations.billing_math import BillingPeriod
-from dotmac_shared.business_logic.operations.billing_run import (
+from dotmac_shared.business_logic.operations._billing_math import BillingPeriod
+from dotmac_shared.business_logic.operations._billing_run import (
     BillingRunSaga,
     billing_attempts,
     billing_saga,

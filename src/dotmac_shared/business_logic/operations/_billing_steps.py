@@ -7,7 +7,7 @@ gateway honours across crashes; notifications carry dedupe keys. Memory stays fl
 and invoices are read in keyset-paginated batches, each committed on its own.
 
 A period is billed in numbered attempts: attempt n+1 starts only after attempt n was
-compensated (see :func:`~dotmac_shared.business_logic.operations.billing_run.run_billing`).
+compensated (see :func:`~dotmac_shared.business_logic.operations._billing_run.run_billing`).
 
 The invariant that keeps a customer from being charged twice across attempts: **an invoice's
 charge key is its own id, and an invoice is either voided or submitted for charging, never
@@ -43,14 +43,24 @@ from tenacity import (
 )
 
 from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInputError
-from dotmac_shared.business_logic.observability.log import get_logger
-from dotmac_shared.business_logic.observability.telemetry import BILLING_CUSTOMERS_PROCESSED
-from dotmac_shared.business_logic.operations.billing_math import (
+from dotmac_shared.business_logic.observability._log import get_logger
+from dotmac_shared.business_logic.observability._telemetry import BILLING_CUSTOMERS_PROCESSED
+from dotmac_shared.business_logic.operations._billing_math import (
     BillingPeriod,
     ServiceCharge,
     draft_invoice,
 )
-from dotmac_shared.business_logic.operations.catalog import DEFAULT_TAX_RATE
+from dotmac_shared.business_logic.operations._catalog import DEFAULT_TAX_RATE
+from dotmac_shared.business_logic.operations._ports import (
+    BatchPaymentGateway,
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    Notification,
+    Notifier,
+    PaymentGateway,
+    TransientGatewayError,
+)
 from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     BillingRun,
@@ -63,18 +73,8 @@ from dotmac_shared.business_logic.operations.models import (
     Tenant,
     TenantSetting,
 )
-from dotmac_shared.business_logic.operations.ports import (
-    BatchPaymentGateway,
-    ChargeRequest,
-    ChargeResult,
-    ChargeStatus,
-    Notification,
-    Notifier,
-    PaymentGateway,
-    TransientGatewayError,
-)
-from dotmac_shared.business_logic.persistence.sql import insert_for, refresh_statistics
-from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.persistence._sql import insert_for, refresh_statistics
+from dotmac_shared.business_logic.persistence._types import utcnow
 
 __all__ = ["BillingRunSteps", "billing_run_id", "invoice_id"]
 

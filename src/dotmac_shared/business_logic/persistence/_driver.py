@@ -7,7 +7,7 @@ for the engine's dialect, or SQL written for it) and values are still converted 
 column types' own processors; only the per-call machinery is skipped. Everything else in
 the library uses SQLAlchemy normally. On PostgreSQL the statement runs on a pooled asyncpg
 connection; on SQLite on the standard ``sqlite3`` driver of the engine's SQLite lane
-(:mod:`~dotmac_shared.business_logic.persistence.sqlite_driver`).
+(:mod:`~dotmac_shared.business_logic.persistence._sqlite_driver`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.persistence.session import database_error
-from dotmac_shared.business_logic.persistence.sqlite_driver import run_read
+from dotmac_shared.business_logic.persistence._session import database_error
+from dotmac_shared.business_logic.persistence._sqlite_driver import run_read
 
 __all__ = [
     "DATABASE_ERRORS",

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     console,
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
+from dotmac_shared.business_logic.operations._coordinator import shipped_coordinator
 from dotmac_shared.business_logic.sagas import SagaWorker
 
 __all__ = ["worker"]

@@ -18,9 +18,9 @@ from dotmac_shared.business_logic.exceptions import (
     InvalidInputError,
     SagaNotFoundError,
 )
-from dotmac_shared.business_logic.operations.adapters import OutboxNotifier, SandboxPaymentGateway
-from dotmac_shared.business_logic.operations.billing_steps import BillingRunSteps, billing_run_id
-from dotmac_shared.business_logic.operations.ports import Notifier, PaymentGateway
+from dotmac_shared.business_logic.operations._adapters import OutboxNotifier, SandboxPaymentGateway
+from dotmac_shared.business_logic.operations._billing_steps import BillingRunSteps, billing_run_id
+from dotmac_shared.business_logic.operations._ports import Notifier, PaymentGateway
 from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,

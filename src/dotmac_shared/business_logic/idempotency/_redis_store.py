@@ -9,7 +9,7 @@ Conditional writes are Lua scripts that compare the token at the head of the sto
 with the one the caller last saw.
 
 The client is the user's ``redis.asyncio.Redis`` or valkey-glide ``GlideClient``, reached
-only through :func:`~dotmac_shared.business_logic.persistence.redis_scripts.commands_of`.
+only through :func:`~dotmac_shared.business_logic.persistence._redis_scripts.commands_of`.
 Whatever either raises (redis-py's ``RedisError`` tree or a socket's ``OSError``; glide's
 ``GlideError`` tree) leaves the store as a :class:`PersistenceError` with the original
 chained: one translation, in ``_translated``.
@@ -31,9 +31,9 @@ from typing import Any
 
 from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock
 from dotmac_shared.business_logic.exceptions import PersistenceError
-from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
-from dotmac_shared.business_logic.observability.log import get_logger
-from dotmac_shared.business_logic.persistence.redis_scripts import (
+from dotmac_shared.business_logic.idempotency._records import RecordStatus, StoredRecord
+from dotmac_shared.business_logic.observability._log import get_logger
+from dotmac_shared.business_logic.persistence._redis_scripts import (
     LuaScript,
     RedisClient,
     RedisCommands,

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     console,
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.idempotency.manager import IdempotencyManager
+from dotmac_shared.business_logic.idempotency._manager import IdempotencyManager
 
 __all__ = ["idempotency_app"]
 

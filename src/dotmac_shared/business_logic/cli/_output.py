@@ -26,8 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import BusinessLogicError, InvalidInputError
-from dotmac_shared.business_logic.observability.log import ContextFilter, JsonFormatter
-from dotmac_shared.business_logic.persistence.session import (
+from dotmac_shared.business_logic.observability._log import ContextFilter, JsonFormatter
+from dotmac_shared.business_logic.persistence._session import (
     DATABASE_URL_ENV,
     create_session_factory,
     database_error,

@@ -11,17 +11,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.operations.adapters import (
+from dotmac_shared.business_logic.operations._adapters import (
     TOKEN_DECLINED,
     TOKEN_SUCCESS,
     TOKEN_TRANSIENT,
 )
-from dotmac_shared.business_logic.operations.catalog import (
+from dotmac_shared.business_logic.operations._catalog import (
     DEFAULT_TAX_RATE,
     INTERNET_BANDWIDTH_MBPS,
     PLAN_ELIGIBILITY,
     SERVICE_PRICES,
 )
+from dotmac_shared.business_logic.operations._tenant_steps import licensing
 from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     Customer,
@@ -32,8 +33,7 @@ from dotmac_shared.business_logic.operations.models import (
     Tenant,
     TenantSetting,
 )
-from dotmac_shared.business_logic.operations.tenant_steps import licensing
-from dotmac_shared.business_logic.persistence.sql import insert_for
+from dotmac_shared.business_logic.persistence._sql import insert_for
 
 __all__ = ["DEMO_CUSTOMER_ID", "DEMO_TENANT_ID", "SeedSummary", "plan_id", "seed_demo_data"]
 

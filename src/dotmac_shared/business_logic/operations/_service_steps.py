@@ -18,21 +18,21 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
-from dotmac_shared.business_logic.operations.catalog import (
+from dotmac_shared.business_logic.operations._catalog import (
     BILLING_CYCLES,
     PLAN_LEVELS,
     SERVICE_TYPES,
 )
+from dotmac_shared.business_logic.operations._ports import NetworkProvisioner, Notifier
+from dotmac_shared.business_logic.operations._resources import allocate_resource, release_resources
 from dotmac_shared.business_logic.operations.models import (
     BillingAccount,
     Customer,
     Service,
     ServicePlan,
 )
-from dotmac_shared.business_logic.operations.ports import NetworkProvisioner, Notifier
-from dotmac_shared.business_logic.operations.resources import allocate_resource, release_resources
-from dotmac_shared.business_logic.persistence.sql import insert_for
-from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.persistence._sql import insert_for
+from dotmac_shared.business_logic.persistence._types import utcnow
 
 __all__ = ["EligibilityCheck", "ServiceProvisioningSteps", "service_id_for"]
 

@@ -11,14 +11,14 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.cli.billing import print_report, run_billing_with_progress
+from dotmac_shared.business_logic.cli._billing import print_report, run_billing_with_progress
 from dotmac_shared.business_logic.idempotency import IdempotencyKey, IdempotencyManager
 from dotmac_shared.business_logic.operations import (
     BillingRunSaga,
     ServiceProvisioningSaga,
     seed_demo_data,
 )
-from dotmac_shared.business_logic.operations.seed import DEMO_TENANT_ID
+from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID
 from dotmac_shared.business_logic.persistence import (
     create_session_factory,
     display_database_url,

@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
-from dotmac_shared.business_logic.operations.catalog import DEFAULT_TAX_RATE
+from dotmac_shared.business_logic.operations._catalog import DEFAULT_TAX_RATE
 from dotmac_shared.business_logic.operations.models import Tenant, TenantSetting
-from dotmac_shared.business_logic.persistence.sql import insert_for
-from dotmac_shared.business_logic.persistence.types import utcnow
+from dotmac_shared.business_logic.persistence._sql import insert_for
+from dotmac_shared.business_logic.persistence._types import utcnow
 
 # The policies' own modules, not the package: policies/commissions.py imports this package's
 # models, so this module may be imported while the policies package is still initializing.

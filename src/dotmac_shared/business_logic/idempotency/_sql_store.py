@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from dotmac_shared.business_logic.clock import SYSTEM_CLOCK, Clock
 from dotmac_shared.business_logic.exceptions import PersistenceError
-from dotmac_shared.business_logic.idempotency.records import RecordStatus, StoredRecord
-from dotmac_shared.business_logic.persistence.driver import CompiledSelect, persistence_errors
+from dotmac_shared.business_logic.idempotency._records import RecordStatus, StoredRecord
+from dotmac_shared.business_logic.persistence._driver import CompiledSelect, persistence_errors
+from dotmac_shared.business_logic.persistence._session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.models import IdempotencyRecord
-from dotmac_shared.business_logic.persistence.session import autocommit, engine_of
 
 __all__ = ["SqlIdempotencyStore"]
 

@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, PersistenceError
-from dotmac_shared.business_logic.persistence.sqlite_driver import configure_sqlite_connection
+from dotmac_shared.business_logic.persistence._sqlite_driver import configure_sqlite_connection
 
 if TYPE_CHECKING:  # migrate imports this module: only its type alias is needed here
-    from dotmac_shared.business_logic.persistence.migrate import SchemaSelection
+    from dotmac_shared.business_logic.persistence._migrate import SchemaSelection
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -292,7 +292,7 @@ def create_session_factory(
         >>> framework_only = create_session_factory(schema="framework")  # doctest: +SKIP
     """
     if migrate:
-        from dotmac_shared.business_logic.persistence.migrate import upgrade_database
+        from dotmac_shared.business_logic.persistence._migrate import upgrade_database
 
         upgrade_database(url, schema=schema)
     engine = create_engine(url, **engine_options)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError, ResultSerializationError
-from dotmac_shared.business_logic.idempotency.codec import canonical_json
+from dotmac_shared.business_logic.idempotency._codec import canonical_json
 
 __all__ = ["IdempotencyKey", "payload_fingerprint"]
 

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     console,
     err_console,
@@ -16,7 +16,7 @@ from dotmac_shared.business_logic.cli.output import (
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.cli.serve import require_http_extra
+from dotmac_shared.business_logic.cli._serve import require_http_extra
 
 if TYPE_CHECKING:
     from dotmac_shared.business_logic.http import ApiKeyInfo

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.clock import Clock
-from dotmac_shared.business_logic.operations.billing_run import BillingRunSaga
-from dotmac_shared.business_logic.operations.service_provisioning import ServiceProvisioningSaga
-from dotmac_shared.business_logic.operations.tenant_provisioning import TenantProvisioningSaga
+from dotmac_shared.business_logic.operations._billing_run import BillingRunSaga
+from dotmac_shared.business_logic.operations._service_provisioning import ServiceProvisioningSaga
+from dotmac_shared.business_logic.operations._tenant_provisioning import TenantProvisioningSaga
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 
 __all__ = ["shipped_coordinator"]

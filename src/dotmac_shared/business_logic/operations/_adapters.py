@@ -11,19 +11,19 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.operations.models import (
-    GatewayLedgerEntry,
-    NetworkConfiguration,
-    OutboxMessage,
-)
-from dotmac_shared.business_logic.operations.ports import (
+from dotmac_shared.business_logic.operations._ports import (
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
     Notification,
     TransientGatewayError,
 )
-from dotmac_shared.business_logic.persistence.sql import insert_for
+from dotmac_shared.business_logic.operations.models import (
+    GatewayLedgerEntry,
+    NetworkConfiguration,
+    OutboxMessage,
+)
+from dotmac_shared.business_logic.persistence._sql import insert_for
 
 __all__ = [
     "OutboxNotifier",

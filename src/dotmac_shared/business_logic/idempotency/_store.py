@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol, runtime_checkable
 
-from dotmac_shared.business_logic.idempotency.records import StoredRecord
+from dotmac_shared.business_logic.idempotency._records import StoredRecord
 
 __all__ = ["IdempotencyStore"]
 

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.idempotency.keys import IdempotencyKey
-from dotmac_shared.business_logic.idempotency.manager import IdempotencyManager
-from dotmac_shared.business_logic.idempotency.operation import FunctionOperation
+from dotmac_shared.business_logic.idempotency._keys import IdempotencyKey
+from dotmac_shared.business_logic.idempotency._manager import IdempotencyManager
+from dotmac_shared.business_logic.idempotency._operation import FunctionOperation
 
 __all__ = ["idempotent"]
 

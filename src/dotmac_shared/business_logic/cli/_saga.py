@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dotmac_shared.business_logic.cli.output import (
+from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     console,
     fail,
@@ -16,7 +16,7 @@ from dotmac_shared.business_logic.cli.output import (
     run_async,
     session_factory,
 )
-from dotmac_shared.business_logic.operations.coordinator import shipped_coordinator
+from dotmac_shared.business_logic.operations._coordinator import shipped_coordinator
 from dotmac_shared.business_logic.sagas import (
     ALL_TENANTS,
     SagaCoordinator,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from dotmac_shared.business_logic.observability.context import _correlation_id
+from dotmac_shared.business_logic.observability._context import _correlation_id
 
 __all__ = ["ContextFilter", "JsonFormatter", "get_logger", "log_context"]
 

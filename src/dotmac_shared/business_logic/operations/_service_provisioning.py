@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.operations.adapters import (
+from dotmac_shared.business_logic.operations._adapters import (
     OutboxNotifier,
     RecordingNetworkProvisioner,
 )
-from dotmac_shared.business_logic.operations.ports import NetworkProvisioner, Notifier
-from dotmac_shared.business_logic.operations.service_steps import (
+from dotmac_shared.business_logic.operations._ports import NetworkProvisioner, Notifier
+from dotmac_shared.business_logic.operations._service_steps import (
     EligibilityCheck,
     ServiceProvisioningSteps,
 )
