@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
 PACKAGES = [
     "dotmac_shared.business_logic",
+    "dotmac_shared.business_logic.cli",
+    "dotmac_shared.business_logic.clock",
     "dotmac_shared.business_logic.exceptions",
+    "dotmac_shared.business_logic.extension",
+    "dotmac_shared.business_logic.http",
     "dotmac_shared.business_logic.idempotency",
     "dotmac_shared.business_logic.persistence",
     "dotmac_shared.business_logic.persistence.models",
@@ -48,3 +53,22 @@ def test_saga_names_are_exported_from_the_top_level_package_when_imported():
     for name in ("SagaCoordinator", "SagaContext", "SagaDefinition", "SagaStep", "SagaWorker"):
         assert getattr(package, name) is getattr(sagas, name)
         assert name in package.__all__
+
+
+# Modules a package may keep public beside its facade: pytest loads the plugin by its path.
+PUBLIC_MODULES = {"pytest_plugin"}
+BUSINESS_LOGIC = Path(importlib.import_module("dotmac_shared.business_logic").__file__).parent
+
+
+@pytest.mark.parametrize(
+    "package",
+    sorted(p.parent for p in BUSINESS_LOGIC.rglob("__init__.py") if p.parent != BUSINESS_LOGIC),
+    ids=lambda p: str(p.relative_to(BUSINESS_LOGIC)),
+)
+def test_implementation_modules_are_private_when_behind_a_package_facade(package):
+    public = sorted(
+        m.name
+        for m in package.glob("*.py")
+        if not m.stem.startswith("_") and m.stem not in PUBLIC_MODULES
+    )
+    assert public == [], f"{package.name}: make these private behind __init__: {public}"

@@ -14,13 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dotmac_shared.business_logic import InvalidInputError, ResultSerializationError
-from dotmac_shared.business_logic.idempotency import (
-    IdempotencyKey,
-    canonical_json,
-    decode_result,
-    encode_result,
-)
-from dotmac_shared.business_logic.idempotency._codec import MAX_DEPTH
+from dotmac_shared.business_logic.idempotency import IdempotencyKey, canonical_json
+from dotmac_shared.business_logic.idempotency._codec import MAX_DEPTH, decode_result, encode_result
 
 scalars = st.one_of(
     st.none(),

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from dotmac_shared.business_logic.clock import ManualClock
-from dotmac_shared.business_logic.idempotency import RecordStatus, StoredRecord, Verdict, judge
+from dotmac_shared.business_logic.idempotency import RecordStatus, StoredRecord
+from dotmac_shared.business_logic.idempotency._records import Verdict, judge
 
 NOW = ManualClock().now()  # today: no calendar date in a test
 OTHER = Verdict.OTHER_OPERATION

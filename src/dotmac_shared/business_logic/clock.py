@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "ManualClock", "SystemClock", "as_clock"]
+__all__ = ["Clock", "ManualClock", "SYSTEM_CLOCK", "SystemClock", "as_clock"]
 
 
 @runtime_checkable

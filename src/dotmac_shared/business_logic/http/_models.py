@@ -12,7 +12,7 @@ from sqlalchemy import Index, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dotmac_shared.business_logic.persistence._types import UTCDateTime, utcnow
-from dotmac_shared.business_logic.persistence.models.base import NAMING_CONVENTION
+from dotmac_shared.business_logic.persistence.models._base import NAMING_CONVENTION
 
 __all__ = ["ApiKey", "HttpBase"]
 

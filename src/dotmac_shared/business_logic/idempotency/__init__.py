@@ -7,11 +7,7 @@ Example:
     ('tenant_provisioning', 'tenant123')
 """
 
-from dotmac_shared.business_logic.idempotency._codec import (
-    canonical_json,
-    decode_result,
-    encode_result,
-)
+from dotmac_shared.business_logic.idempotency._codec import canonical_json
 from dotmac_shared.business_logic.idempotency._decorator import idempotent
 from dotmac_shared.business_logic.idempotency._keys import IdempotencyKey, payload_fingerprint
 from dotmac_shared.business_logic.idempotency._manager import IdempotencyManager, IdempotencyResult
@@ -21,12 +17,7 @@ from dotmac_shared.business_logic.idempotency._operation import (
     registered_operation,
     registered_types,
 )
-from dotmac_shared.business_logic.idempotency._records import (
-    RecordStatus,
-    StoredRecord,
-    Verdict,
-    judge,
-)
+from dotmac_shared.business_logic.idempotency._records import RecordStatus, StoredRecord
 from dotmac_shared.business_logic.idempotency._redis_store import RedisIdempotencyStore
 from dotmac_shared.business_logic.idempotency._sql_store import SqlIdempotencyStore
 from dotmac_shared.business_logic.idempotency._store import IdempotencyStore
@@ -42,12 +33,8 @@ __all__ = [
     "RedisIdempotencyStore",
     "SqlIdempotencyStore",
     "StoredRecord",
-    "Verdict",
     "canonical_json",
-    "decode_result",
-    "encode_result",
     "idempotent",
-    "judge",
     "payload_fingerprint",
     "registered_operation",
     "registered_types",

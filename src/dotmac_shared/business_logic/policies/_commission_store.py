@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
-from dotmac_shared.business_logic.operations.models.commissions import CommissionConfiguration
+from dotmac_shared.business_logic.operations.models._commissions import CommissionConfiguration
 from dotmac_shared.business_logic.persistence._sql import insert_for
 from dotmac_shared.business_logic.policies._commissions import CommissionRates, validated_rate
 

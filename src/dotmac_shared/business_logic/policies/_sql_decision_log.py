@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.exceptions import PersistenceError
 from dotmac_shared.business_logic.persistence._session import database_error, engine_of
-from dotmac_shared.business_logic.persistence.models.policy_decisions import PolicyDecisionEntry
+from dotmac_shared.business_logic.persistence.models._policy_decisions import PolicyDecisionEntry
 from dotmac_shared.business_logic.policies.core._decision_log import (
     BufferedDecisionRecorder,
     DecisionRecord,

@@ -5,29 +5,29 @@ gateway's ledger, the notification outbox, resource pools and commission configu
 Every table is named ``dotmac_<name>``.
 """
 
-from dotmac_shared.business_logic.operations.models.base import DomainBase
-from dotmac_shared.business_logic.operations.models.billing import (
+from dotmac_shared.business_logic.operations.models._base import DomainBase
+from dotmac_shared.business_logic.operations.models._billing import (
     BillingRun,
     GatewayLedgerEntry,
     Invoice,
     InvoiceLine,
     Payment,
 )
-from dotmac_shared.business_logic.operations.models.commissions import CommissionConfiguration
-from dotmac_shared.business_logic.operations.models.customers import (
+from dotmac_shared.business_logic.operations.models._commissions import CommissionConfiguration
+from dotmac_shared.business_logic.operations.models._customers import (
     BillingAccount,
     Customer,
     Service,
     ServicePlan,
 )
-from dotmac_shared.business_logic.operations.models.outbox import OutboxMessage
-from dotmac_shared.business_logic.operations.models.resources import (
+from dotmac_shared.business_logic.operations.models._outbox import OutboxMessage
+from dotmac_shared.business_logic.operations.models._resources import (
     NetworkConfiguration,
     Resource,
     ResourceAllocation,
     ResourcePool,
 )
-from dotmac_shared.business_logic.operations.models.tenants import Tenant, TenantSetting
+from dotmac_shared.business_logic.operations.models._tenants import Tenant, TenantSetting
 
 __all__ = [
     "BillingAccount",

@@ -5,10 +5,10 @@ table is named ``dotmac_<name>``. The ISP domain's tables are in
 :mod:`dotmac_shared.business_logic.operations.models`.
 """
 
-from dotmac_shared.business_logic.persistence.models.base import Base
-from dotmac_shared.business_logic.persistence.models.idempotency import IdempotencyRecord
-from dotmac_shared.business_logic.persistence.models.policy_decisions import PolicyDecisionEntry
-from dotmac_shared.business_logic.persistence.models.sagas import SagaExecution, SagaStepExecution
+from dotmac_shared.business_logic.persistence.models._base import Base
+from dotmac_shared.business_logic.persistence.models._idempotency import IdempotencyRecord
+from dotmac_shared.business_logic.persistence.models._policy_decisions import PolicyDecisionEntry
+from dotmac_shared.business_logic.persistence.models._sagas import SagaExecution, SagaStepExecution
 
 __all__ = [
     "Base",

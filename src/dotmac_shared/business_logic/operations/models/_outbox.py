@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.operations.models.base import DomainBase
+from dotmac_shared.business_logic.operations.models._base import DomainBase
 from dotmac_shared.business_logic.persistence._types import JSONDocument, UTCDateTime, utcnow
 
 __all__ = ["OutboxMessage"]

@@ -9,7 +9,7 @@ from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.persistence._types import JSONDocument, UTCDateTime, utcnow
-from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.persistence.models._base import Base
 
 __all__ = ["IdempotencyRecord"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from dotmac_shared.business_logic.persistence.models.base import NAMING_CONVENTION
+from dotmac_shared.business_logic.persistence.models._base import NAMING_CONVENTION
 
 __all__ = ["DomainBase"]
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.operations.models.base import DomainBase
+from dotmac_shared.business_logic.operations.models._base import DomainBase
 from dotmac_shared.business_logic.persistence._types import Money, UTCDateTime, utcnow
 
 __all__ = ["CommissionConfiguration"]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dotmac_shared.business_logic.operations.models.base import DomainBase
+from dotmac_shared.business_logic.operations.models._base import DomainBase
 from dotmac_shared.business_logic.persistence._types import (
     JSONDocument,
     Money,

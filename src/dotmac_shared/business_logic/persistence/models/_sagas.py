@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dotmac_shared.business_logic.persistence._types import JSONDocument, UTCDateTime, utcnow
-from dotmac_shared.business_logic.persistence.models.base import Base
+from dotmac_shared.business_logic.persistence.models._base import Base
 
 #: A failure: ``{"code", "message", "step", "context"}``; SQL NULL when there is none.
 _Failure = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
