@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Final
 from dotmac_shared.business_logic.exceptions import PolicyDefinitionError
 from dotmac_shared.business_logic.policies.core._check_domain import (
     ANY_INPUT,
+    MAX_SET_PARTS,
     MISSING_VALUE,
     Box,
     PathKey,
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECK_CODES",
+    "MAX_SET_PARTS",
     "MAX_SHADOW_WORK",
     "Finding",
     "Severity",
