@@ -14,7 +14,7 @@ from dotmac_shared.business_logic.policies import (
     CommissionTransaction,
     calculate_commissions,
 )
-from dotmac_shared.business_logic.policies._commissions import currency_quantum
+from dotmac_shared.business_logic.policies._commission_types import currency_quantum
 
 RATES = CommissionRates.from_tiers(
     {"bronze": Decimal("0.05"), "silver": Decimal("0.10"), "gold": Decimal("0.15")}

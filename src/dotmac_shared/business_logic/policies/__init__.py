@@ -28,15 +28,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from dotmac_shared.business_logic.policies._commissions import (
+from dotmac_shared.business_logic.policies._commission_math import calculate_commissions
+from dotmac_shared.business_logic.policies._commission_types import (
     CommissionBatchResult,
     CommissionLine,
     CommissionRates,
-    CommissionRulesEngine,
     CommissionTransaction,
     PartnerPayout,
-    calculate_commissions,
 )
+from dotmac_shared.business_logic.policies._commissions import CommissionRulesEngine
 from dotmac_shared.business_logic.policies._eligibility import PlanEligibilityEngine
 from dotmac_shared.business_logic.policies._licensing import LicensingEngine
 from dotmac_shared.business_logic.policies.core import (

@@ -1,9 +1,9 @@
 """Commission rates in the database: load and save rows of the commission configuration table.
 
-This is the I/O half of :mod:`._commissions` (whose arithmetic and rule policies need no
-database library). :mod:`dotmac_shared.business_logic.policies` loads this module only when
-:func:`load_commission_rates` or :func:`save_commission_rate` is first used. It is the one
-place that imports the commission configuration model.
+This is the I/O half of the commission modules (whose values, arithmetic and rule policies
+need no database library). :mod:`dotmac_shared.business_logic.policies` loads this module
+only when :func:`load_commission_rates` or :func:`save_commission_rate` is first used. It is
+the one place that imports the commission configuration model.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.operations.models._commissions import CommissionConfiguration
 from dotmac_shared.business_logic.persistence._sql import insert_for
-from dotmac_shared.business_logic.policies._commissions import CommissionRates, validated_rate
+from dotmac_shared.business_logic.policies._commission_types import CommissionRates, validated_rate
 
 __all__ = ["load_commission_rates", "save_commission_rate"]
 
