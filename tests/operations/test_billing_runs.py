@@ -168,3 +168,28 @@ async def test_start_raises_when_the_saga_cannot_be_written(session_factory, mon
     monkeypatch.setattr(SqlSagaStore, "create", broken)
     with pytest.raises(PersistenceError):
         await start_billing_run(session_factory, DEMO_TENANT_ID, last_month(clock), clock=clock)
+
+
+async def test_start_returns_the_running_attempt_when_another_worker_holds_its_lease(
+    session_factory,
+):
+    from dotmac_shared.business_logic.exceptions import SagaError
+
+    clock = ManualClock()
+    await seed_demo_data(session_factory, customers=3)
+    period = last_month(clock)
+    first = await start_billing_run(
+        session_factory, DEMO_TENANT_ID, period, lease_seconds=5, clock=clock
+    )
+    first.task.cancel()  # its worker stops mid-run; its lease has not expired yet
+    with pytest.raises(asyncio.CancelledError):
+        await first.task
+    again = await start_billing_run(session_factory, DEMO_TENANT_ID, period, clock=clock)
+    assert again.billing_run_id == first.billing_run_id and again.attempt == 1
+    with pytest.raises(SagaError) as caught:
+        await again.task  # nothing runs twice: the lease holder's run is the only one
+    assert caught.value.code == "saga_error"
+    clock.advance(seconds=6)  # the lease runs out: a new start takes the run over
+    resumed = await start_billing_run(session_factory, DEMO_TENANT_ID, period, clock=clock)
+    assert resumed.billing_run_id == first.billing_run_id
+    assert (await resumed.task)["status"] == "completed"

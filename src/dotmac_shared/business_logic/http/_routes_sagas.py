@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, or_, select
 
 from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.http._saga_results import (
@@ -22,7 +21,6 @@ from dotmac_shared.business_logic.http._saga_results import (
     summary_view,
 )
 from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Admin, Caller, Services
-from dotmac_shared.business_logic.persistence.models import SagaExecution
 from dotmac_shared.business_logic.sagas import SagaStatus
 
 __all__ = ["SagaPage", "decode_cursor", "encode_cursor", "router"]
@@ -80,38 +78,16 @@ async def list_sagas(
     cursor: Annotated[str | None, Query(description="From a previous page's next_cursor.")] = None,
 ) -> SagaPage:
     """The caller's tenant's sagas, newest first, a page at a time (keyset paging)."""
-    query = select(SagaExecution).where(SagaExecution.tenant_id == caller.tenant_id)
-    if name is not None:
-        query = query.where(SagaExecution.saga_name == name)
-    if status is not None:
-        query = query.where(SagaExecution.status == status.value)
-    for bound in (created_after, created_before):
-        if bound is not None and bound.tzinfo is None:
-            raise InvalidInputError("times need a timezone (e.g. Z)", field="created_after")
-    if created_after is not None:
-        query = query.where(SagaExecution.created_at >= created_after)
-    if created_before is not None:
-        query = query.where(SagaExecution.created_at < created_before)
-    if cursor is not None:
-        after_created, after_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                SagaExecution.created_at < after_created,
-                and_(
-                    SagaExecution.created_at == after_created,
-                    SagaExecution.saga_id < after_id,
-                ),
-            )
-        )
-    query = query.order_by(SagaExecution.created_at.desc(), SagaExecution.saga_id.desc())
-    async with services.session_factory() as session:
-        rows = list((await session.execute(query.limit(limit + 1))).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return SagaPage(
-        items=[summary_view(row) for row in rows],
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].saga_id) if more else None,
+    page = await services.coordinator.page_sagas(
+        tenant_id=caller.tenant_id,
+        saga_name=name,
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        cursor=cursor,
     )
+    return SagaPage(items=[summary_view(item) for item in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{saga_id}", response_model=SagaDetail, summary="Show a saga")

@@ -20,24 +20,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
-from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInputError
+from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInputError, SagaError
 from dotmac_shared.business_logic.operations._billing_math import BillingPeriod
 from dotmac_shared.business_logic.operations._billing_run import (
     BillingRunSaga,
     billing_attempts,
     billing_saga,
+    billing_saga_input,
     next_billing_attempt,
-    run_billing,
 )
 from dotmac_shared.business_logic.operations.models import BillingRun, Tenant
-from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaRecord, SqlSagaStore, StepRecord
+from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator
 
 __all__ = [
     "BillingRunProgress",
@@ -154,32 +154,36 @@ def _step_count() -> int:
     return len(BillingRunSaga.create_definition().steps)
 
 
-class _CreationSignal(SqlSagaStore):
-    """The SQL saga store that says when the saga row was written (committed or refused).
+#: Closings of coordinators whose run was cancelled, held until they end (the event loop
+#: keeps only weak references to tasks).
+_CLOSING: set[asyncio.Task[None]] = set()
 
-    :func:`start_billing_run` returns only after this: the id it returns is durable, and a
-    recovery worker can take the run over if this process dies.
+
+def _follow(coordinator: SagaCoordinator, saga_id: str, tenant_id: str) -> asyncio.Task[Any]:
+    """A task that ends with the outcome of the saga ``coordinator`` runs in the background.
+
+    Cancelling the task stops the run (the coordinator is this run's alone): the saga keeps
+    its lease until it expires, then a recovery worker resumes it (its state is durable at
+    every step boundary). A done callback does it, not a ``finally`` in the task: a task
+    cancelled before it first ran never enters its body.
     """
+    task = asyncio.create_task(
+        coordinator.wait(saga_id, tenant_id=tenant_id), name=f"billing run {saga_id}"
+    )
 
-    def __init__(
-        self, db_session_factory: async_sessionmaker[AsyncSession], *, clock: Clock
-    ) -> None:
-        super().__init__(db_session_factory, clock=clock)
-        self.created = asyncio.Event()
+    def stop_if_cancelled(done: asyncio.Task[Any]) -> None:
+        if done.cancelled():
+            closing = asyncio.get_running_loop().create_task(coordinator.aclose())
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
 
-    async def create(
-        self,
-        record: SagaRecord,
-        owner: str,
-        lease_seconds: float,
-        steps: Sequence[StepRecord] = (),
-    ) -> bool:
-        created = await super().create(record, owner, lease_seconds, steps)
-        # Set on a refused create too (the id existed: that saga is just as durable), never
-        # when the write failed: the run's task then ends with the error, which the caller
-        # of start_billing_run gets.
-        self.created.set()
-        return created
+    task.add_done_callback(stop_if_cancelled)
+    return task
+
+
+async def _raise(error: BaseException) -> Mapping[str, Any]:
+    """A run another worker drives: what starting it here came to."""
+    raise error
 
 
 async def _require_tenant(factory: async_sessionmaker[AsyncSession], tenant_id: str) -> None:
@@ -226,33 +230,29 @@ async def start_billing_run(
     period.ensure_not_future(wall.now())
     canonical = str(period)
     await _require_tenant(db_session_factory, tenant_id)
-    store = _CreationSignal(db_session_factory, clock=wall)
-    coordinator = SagaCoordinator(
-        db_session_factory, lease_seconds=lease_seconds, store=store, clock=wall
-    )
+    coordinator = SagaCoordinator(db_session_factory, lease_seconds=lease_seconds, clock=wall)
     coordinator.register_saga(BillingRunSaga.create_definition())
     # Refuses a retry (completed, running, never run) before anything is written.
     attempt = next_billing_attempt(
         await billing_attempts(coordinator, tenant_id, canonical), tenant_id, canonical, retry=retry
     )
-    task: asyncio.Task[Mapping[str, Any]] = asyncio.create_task(
-        run_billing(
-            db_session_factory,
-            tenant_id,
-            canonical,
-            coordinator=coordinator,
-            user_id=user_id,
-            retry=retry,
-        ),
-        name=f"billing run {attempt.saga_id}",
-    )
-    created = asyncio.create_task(store.created.wait())
+    task: asyncio.Task[Mapping[str, Any]]
     try:
-        await asyncio.wait({task, created}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        created.cancel()
-    if not store.created.is_set():
-        task.result()  # the run ended before its saga was written: raises why
+        # Returns once the saga's record is committed (or the existing one checked): the id
+        # is durable, and a recovery worker takes the run over if this process dies.
+        await coordinator.start_saga(
+            BillingRunSaga.name,
+            SagaContext(saga_id=attempt.saga_id, tenant_id=tenant_id, user_id=user_id),
+            billing_saga_input(tenant_id, canonical, attempt),
+        )
+    except SagaError as exc:
+        if exc.code != SagaError.code:
+            raise  # a conflict, a definition error...: the run was refused
+        # Another live worker drives this attempt (a concurrent start): it is durable and
+        # runs; nothing runs twice. The task ends with why it does not run here.
+        task = asyncio.create_task(_raise(exc), name=f"billing run {attempt.saga_id}")
+    else:
+        task = _follow(coordinator, attempt.saga_id, tenant_id)
     return BillingRunStart(
         billing_run_id=attempt.saga_id,
         tenant_id=tenant_id,

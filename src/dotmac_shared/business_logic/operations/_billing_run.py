@@ -36,6 +36,7 @@ __all__ = [
     "BillingRunSaga",
     "billing_attempts",
     "billing_saga",
+    "billing_saga_input",
     "next_billing_attempt",
     "run_billing",
 ]
@@ -292,11 +293,22 @@ async def run_billing(
         str(billing_period),
         retry=retry,
     )
-    initial_data: dict[str, Any] = {"tenant_id": tenant_id, "billing_period": billing_period}
-    if attempt.number > 1:  # attempt 1's data stays what it always was (stored sagas match)
-        initial_data["attempt"] = attempt.number
     return await coordinator.execute_saga(
         saga_name=BillingRunSaga.name,
         context=SagaContext(saga_id=attempt.saga_id, tenant_id=tenant_id, user_id=user_id),
-        initial_data=initial_data,
+        initial_data=billing_saga_input(tenant_id, billing_period, attempt),
     )
+
+
+def billing_saga_input(
+    tenant_id: str, billing_period: str, attempt: BillingAttempt
+) -> dict[str, Any]:
+    """The initial data of ``attempt``'s saga (the same for every start of that attempt).
+
+    Attempt 1's data stays what it always was, without an ``attempt`` key: a stored saga of
+    it matches, so a repeat start resumes or replays it instead of being refused.
+    """
+    initial_data: dict[str, Any] = {"tenant_id": tenant_id, "billing_period": billing_period}
+    if attempt.number > 1:
+        initial_data["attempt"] = attempt.number
+    return initial_data

@@ -1,9 +1,10 @@
 """Sagas: multi-step operations that complete or are compensated in reverse, durably.
 
 ``execute_saga``, ``resume_saga``, ``cancel_saga`` and ``get_saga`` return a
-:class:`SagaResult`; a failure is a :class:`SagaFailure` (stable code, message, step,
-structured context). A custom store implements :class:`SagaStore` over :class:`SagaRecord`
-and :class:`StepRecord`.
+:class:`SagaResult`; ``list_sagas`` returns :class:`SagaSummary` rows, ``page_sagas`` a
+:class:`SagaPage` of them (keyset paging with an opaque cursor). A failure is a
+:class:`SagaFailure` (stable code, message, step, structured context). A custom store
+implements :class:`SagaStore` over :class:`SagaRecord` and :class:`StepRecord`.
 
 Example:
     >>> from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaContext
@@ -20,6 +21,7 @@ from dotmac_shared.business_logic.sagas._definition import (
 )
 from dotmac_shared.business_logic.sagas._results import (
     SagaFailure,
+    SagaPage,
     SagaResult,
     SagaStepResult,
     SagaSummary,
@@ -42,6 +44,7 @@ __all__ = [
     "SagaCoordinator",
     "SagaDefinition",
     "SagaFailure",
+    "SagaPage",
     "SagaRecord",
     "SagaResult",
     "SagaStatus",

@@ -38,6 +38,7 @@ from dotmac_shared.business_logic.observability._telemetry import (
 )
 from dotmac_shared.business_logic.persistence._driver import is_connection_error
 from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas._cursor import decode_cursor, encode_cursor
 from dotmac_shared.business_logic.sagas._data import (
     decoded,
     json_object,
@@ -61,6 +62,7 @@ from dotmac_shared.business_logic.sagas._decide import (
 from dotmac_shared.business_logic.sagas._definition import SagaDefinition, SagaStep
 from dotmac_shared.business_logic.sagas._results import (
     SagaFailure,
+    SagaPage,
     SagaResult,
     SagaSummary,
 )
@@ -459,40 +461,110 @@ class SagaCoordinator:
         tenant_id: TenantScope,
         status: SagaStatus | str | None = None,
         limit: int = 100,
+        saga_name: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
     ) -> list[SagaSummary]:
-        """Sagas of one tenant (or of all), newest first, optionally of one status.
+        """Sagas of one tenant (or of all), newest first, optionally filtered.
+
+        The first page of :meth:`page_sagas` (which pages on with a cursor), as a list.
 
         Args:
             tenant_id: Whose sagas: a tenant id, ``None`` for the sagas started without a
                 tenant, or :data:`ALL_TENANTS` for every tenant's (operators).
             status: Only sagas in this status.
             limit: At most this many.
+            saga_name: Only sagas of this type.
+            created_after: Only sagas created at or after this time (timezone-aware).
+            created_before: Only sagas created before this time (timezone-aware).
 
         Raises:
-            InvalidInputError: Unknown status, or a ``tenant_id`` of the wrong type.
+            InvalidInputError: Unknown status, a ``tenant_id`` of the wrong type, a naive
+                time, or a limit below 1.
+        """
+        page = await self.page_sagas(
+            tenant_id=tenant_id,
+            status=status,
+            limit=limit,
+            saga_name=saga_name,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        return list(page.items)
+
+    async def page_sagas(
+        self,
+        *,
+        tenant_id: TenantScope,
+        saga_name: str | None = None,
+        status: SagaStatus | str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SagaPage:
+        """One page of a tenant's (or every tenant's) sagas, newest first, optionally filtered.
+
+        Sagas are ordered by creation time, then id (both descending), so a page that starts
+        at ``cursor`` goes on exactly where the previous one stopped: following
+        ``next_cursor`` with the same filters returns every matching saga once, however many
+        share a creation time. Sagas created meanwhile are newer than the first page and do
+        not shift later pages.
+
+        Args:
+            tenant_id: Whose sagas: a tenant id, ``None`` for the sagas started without a
+                tenant, or :data:`ALL_TENANTS` for every tenant's (operators).
+            saga_name: Only sagas of this type.
+            status: Only sagas in this status.
+            created_after: Only sagas created at or after this time (timezone-aware).
+            created_before: Only sagas created before this time (timezone-aware).
+            limit: At most this many sagas per page.
+            cursor: The ``next_cursor`` of the previous page (None: the first page).
+
+        Returns:
+            The page's sagas and the cursor of the next page (``None`` on the last page).
+
+        Raises:
+            InvalidInputError: A malformed cursor (field ``cursor``), an unknown status, a
+                naive time, a limit below 1, or a ``tenant_id`` of the wrong type.
+
+        Example:
+            >>> page = await coordinator.page_sagas(tenant_id="tenant123")  # doctest: +SKIP
+            >>> while page.next_cursor:  # doctest: +SKIP
+            ...     page = await coordinator.page_sagas(
+            ...         tenant_id="tenant123", cursor=page.next_cursor
+            ...     )
         """
         scope = tenant_scope(tenant_id)
-        try:
-            wanted = SagaStatus(status) if status is not None else None
-        except ValueError:
-            known = ", ".join(s.value for s in SagaStatus)
-            raise InvalidInputError(
-                f"unknown saga status {status!r}; expected one of: {known}", field="status"
-            ) from None
-        records = await self._store.list(tenant_id=scope, status=wanted, limit=limit)
-        return [
-            SagaSummary(
-                saga_id=r.saga_id,
-                saga_name=r.saga_name,
-                status=r.status,
-                tenant_id=r.tenant_id,
-                error=r.error,
-                failed_step=r.failed_step,
-                created_at=r.created_at,
-                updated_at=r.updated_at,
-            )
-            for r in records
-        ]
+        wanted = _status_filter(status)
+        if saga_name is not None and not isinstance(saga_name, str):
+            raise InvalidInputError("saga_name must be a string", field="saga_name")
+        for field, bound in (("created_after", created_after), ("created_before", created_before)):
+            if bound is not None and (not isinstance(bound, dt.datetime) or bound.tzinfo is None):
+                raise InvalidInputError(
+                    f"{field} must be a timezone-aware datetime (e.g. UTC)", field=field
+                )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError("limit must be a positive integer", field="limit")
+        after = decode_cursor(cursor) if cursor is not None else None
+        # One more than the page: whether it exists says if there is a next page.
+        records = await self._store.page(
+            tenant_id=scope,
+            limit=limit + 1,
+            saga_name=saga_name,
+            status=wanted,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
+        shown = records[:limit]
+        last = shown[-1] if shown else None
+        next_cursor = (
+            encode_cursor(last.created_at, last.saga_id)
+            if len(records) > limit and last is not None and last.created_at is not None
+            else None
+        )
+        return SagaPage(items=tuple(_summary(r) for r in shown), next_cursor=next_cursor)
 
     async def recover(self, limit: int = 20) -> int:
         """One recovery pass: take over sagas whose lease expired and drive them on.
@@ -916,6 +988,38 @@ class SagaCoordinator:
     @staticmethod
     def _outcome(record: SagaRecord) -> SagaResult:
         return saga_result(record)
+
+
+def _status_filter(status: SagaStatus | str | None) -> SagaStatus | None:
+    """``status`` as a :class:`SagaStatus` (None: any status).
+
+    Raises:
+        InvalidInputError: Not a saga status.
+    """
+    if status is None:
+        return None
+    try:
+        return SagaStatus(status)
+    except ValueError:
+        known = ", ".join(s.value for s in SagaStatus)
+        raise InvalidInputError(
+            f"unknown saga status {status!r}; expected one of: {known}", field="status"
+        ) from None
+
+
+def _summary(record: SagaRecord) -> SagaSummary:
+    """The list row of a stored saga."""
+    return SagaSummary(
+        saga_id=record.saga_id,
+        saga_name=record.saga_name,
+        status=record.status,
+        tenant_id=record.tenant_id,
+        error=record.error,
+        failed_step=record.failed_step,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        completed_at=record.completed_at,
+    )
 
 
 async def _ready(result: SagaResult) -> SagaResult:

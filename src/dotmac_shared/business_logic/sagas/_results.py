@@ -1,7 +1,8 @@
 """What the coordinator returns: typed, frozen results with a JSON view.
 
 :class:`SagaResult` is what ``execute_saga``, ``resume_saga``, ``cancel_saga`` and ``get_saga``
-return; :class:`SagaSummary` is one row of ``list_sagas``. Each is also a read-only
+return; :class:`SagaSummary` is one row of ``list_sagas``, :class:`SagaPage` one page of
+``page_sagas``. Each is also a read-only
 ``Mapping`` (``result["status"]``, ``result["step_results"]["activate_service"]``), whose
 values are the Python values of its fields (step results decoded: ``Decimal``, ``datetime``,
 ``UUID``; failures as plain mappings); ``to_dict()`` is the same with only JSON types.
@@ -30,6 +31,7 @@ __all__ = [
     "STEP_TIMEOUT",
     "UNEXPECTED_ERROR",
     "SagaFailure",
+    "SagaPage",
     "SagaResult",
     "SagaStepResult",
     "SagaSummary",
@@ -284,12 +286,13 @@ class SagaResult(_MappingView):
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class SagaSummary(_MappingView):
-    """One saga in ``list_sagas`` (no steps).
+    """One saga in ``list_sagas`` and ``page_sagas`` (no steps).
 
     Attributes:
         saga_id, saga_name, status, tenant_id: Which saga, where it is, whose.
         error: Why it failed, if it did. failed_step: Where.
-        created_at, updated_at: When.
+        created_at, updated_at, completed_at: When (``completed_at``: when it ended, if it
+            did).
     """
 
     saga_id: str
@@ -300,6 +303,7 @@ class SagaSummary(_MappingView):
     failed_step: str | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None
 
     def _view(self) -> dict[str, Any]:
         return {
@@ -311,4 +315,27 @@ class SagaSummary(_MappingView):
             "failed_step": self.failed_step,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "completed_at": self.completed_at,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SagaPage:
+    """One page of ``page_sagas``: sagas newest first, and where the next page starts.
+
+    Attributes:
+        items: The sagas of this page, newest first (by creation time, then id).
+        next_cursor: Pass as ``cursor=`` to get the next page; ``None`` on the last page.
+            Opaque: it names the last saga of this page, so sagas created meanwhile never
+            shift a page (they are newer: they sort before the first page).
+    """
+
+    items: tuple[SagaSummary, ...]
+    next_cursor: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"items": [...], "next_cursor": ...}`` with only JSON types."""
+        return {
+            "items": [item.to_dict() for item in self.items],
+            "next_cursor": self.next_cursor,
         }

@@ -28,11 +28,22 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import operator
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any, Literal, Protocol, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Dialect, Executable, Table, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Dialect,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import BindParameter
@@ -43,6 +54,7 @@ from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseL
 from dotmac_shared.business_logic.persistence._driver import persistence_errors
 from dotmac_shared.business_logic.persistence._session import autocommit, engine_of
 from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
+from dotmac_shared.business_logic.sagas._cursor import SagaPosition
 from dotmac_shared.business_logic.sagas._group_commit import GroupCommit, Write
 from dotmac_shared.business_logic.sagas._results import SagaFailure
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
@@ -170,10 +182,32 @@ class SagaStore(Protocol):
         """
         ...
 
-    async def list(
-        self, *, tenant_id: TenantScope, status: SagaStatus | None, limit: int
+    async def page(
+        self,
+        *,
+        tenant_id: TenantScope,
+        limit: int,
+        saga_name: str | None = None,
+        status: SagaStatus | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        after: SagaPosition | None = None,
     ) -> list[SagaRecord]:
-        """Sagas of ``tenant_id``, newest first, optionally of one status (steps not loaded)."""
+        """Up to ``limit`` sagas of ``tenant_id`` that match every filter given, newest first.
+
+        The order is ``(created_at, saga_id)`` descending (the id breaks ties). Steps are not
+        loaded.
+
+        Args:
+            tenant_id: Whose sagas (a condition of the query, as for :meth:`load`).
+            limit: At most this many.
+            saga_name: Only sagas of this type.
+            status: Only sagas in this status.
+            created_after: Only sagas created at or after this time (aware).
+            created_before: Only sagas created before this time (aware).
+            after: Only sagas that come after this position in the order: older, or as old
+                with a smaller id (the position of the last saga of the previous page).
+        """
         ...
 
 
@@ -331,15 +365,42 @@ _LOAD = {
 }
 
 
-def _list_statement(kind: _ScopeKind, by_status: bool) -> Executable:
-    query = select(_SAGAS).order_by(_S.created_at.desc()).limit(_bind("w_limit", _S.current_step))
-    query = _scoped(query, kind)
+@functools.cache
+def _page_statement(
+    kind: _ScopeKind,
+    by_name: bool,
+    by_status: bool,
+    since: bool,
+    until: bool,
+    after: bool,
+) -> Select[Any]:
+    """The page query of one combination of filters (built once per combination)."""
+    query = _scoped(select(_SAGAS), kind)
+    if by_name:
+        query = query.where(_S.saga_name == _bind("w_name", _S.saga_name))
     if by_status:
         query = query.where(_S.status == _bind("w_status", _S.status))
-    return query
-
-
-_LIST = {(k, s): _list_statement(k, s) for k in _SCOPES for s in (False, True)}
+    if since:
+        query = query.where(_S.created_at >= _bind("w_since", _S.created_at))
+    if until:
+        query = query.where(_S.created_at < _bind("w_until", _S.created_at))
+    if after:
+        # Keyset: strictly after the previous page's last saga in (created_at, saga_id)
+        # descending order. Exact equality on created_at is sound: the value compared is
+        # one the database returned, bound back through the same column type.
+        after_created = _bind("w_after_created", _S.created_at)
+        query = query.where(
+            or_(
+                _S.created_at < after_created,
+                and_(
+                    _S.created_at == after_created,
+                    _S.saga_id < _bind("w_after_id", _S.saga_id),
+                ),
+            )
+        )
+    return query.order_by(_S.created_at.desc(), _S.saga_id.desc()).limit(
+        _bind("w_limit", _S.current_step)
+    )
 
 
 class _Row:
@@ -742,16 +803,50 @@ class SqlSagaStore:
                     claimed.append(saga_id)
         return claimed
 
+    async def page(
+        self,
+        *,
+        tenant_id: TenantScope,
+        limit: int,
+        saga_name: str | None = None,
+        status: SagaStatus | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        after: SagaPosition | None = None,
+    ) -> list[SagaRecord]:
+        """Up to ``limit`` sagas of ``tenant_id`` that match every filter given, newest first.
+
+        The order is ``(created_at, saga_id)`` descending; ``after`` is a position in it
+        (see :class:`SagaStore`). The tenant and every filter are conditions of one query
+        (the limit counts matching sagas only). Steps are not loaded.
+        """
+        kind, params = _scope_params(tenant_id, {"w_limit": limit})
+        if saga_name is not None:
+            params["w_name"] = saga_name
+        if status is not None:
+            params["w_status"] = status.value
+        if created_after is not None:
+            params["w_since"] = created_after
+        if created_before is not None:
+            params["w_until"] = created_before
+        if after is not None:
+            params["w_after_created"], params["w_after_id"] = after
+        statement = _page_statement(
+            kind,
+            saga_name is not None,
+            status is not None,
+            created_after is not None,
+            created_before is not None,
+            after is not None,
+        )
+        async with self._autocommit.connect() as conn:
+            return [_to_record(row) for row in await conn.execute(statement, params)]
+
     async def list(
         self, *, tenant_id: TenantScope, status: SagaStatus | None, limit: int
     ) -> list[SagaRecord]:
         """Sagas of ``tenant_id``, newest first, optionally of one status (steps not loaded).
 
-        The tenant is a condition of the query (the limit counts that tenant's sagas only).
+        The first page of :meth:`page` with only these filters.
         """
-        kind, params = _scope_params(tenant_id, {"w_limit": limit})
-        statement = _LIST[(kind, status is not None)]
-        if status is not None:
-            params["w_status"] = status.value
-        async with self._autocommit.connect() as conn:
-            return [_to_record(row) for row in await conn.execute(statement, params)]
+        return await self.page(tenant_id=tenant_id, status=status, limit=limit)
