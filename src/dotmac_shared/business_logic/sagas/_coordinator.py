@@ -3,18 +3,23 @@
 Every state change is committed before the next action, so any worker can pick a saga up
 where a dead one left it: forward from the first step not completed (that step runs again:
 steps are at-least-once, hence their idempotency key), or on with the compensation.
+
+This module is the public API and one loop of I/O: load the saga and take its lease, ask
+:func:`~dotmac_shared.business_logic.sagas._decide.decide` what comes next, save the state
+change, act, repeat. What it leans on lives apart: the lease's renewal, deadline and fenced
+writes in :mod:`~dotmac_shared.business_logic.sagas._lease`, running a step's action or
+compensation (its context, its retries) in :mod:`~dotmac_shared.business_logic.sagas._acts`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import inspect
+import functools
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
@@ -23,99 +28,50 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import (
     InvalidInputError,
-    PersistenceError,
     SagaConflictError,
     SagaDefinitionError,
     SagaError,
     SagaLeaseLostError,
     SagaNotFoundError,
-    SagaTimeoutError,
 )
 from dotmac_shared.business_logic.observability._log import get_logger, log_context
 from dotmac_shared.business_logic.observability._telemetry import (
     SAGA_FINISHED,
     start_span,
 )
-from dotmac_shared.business_logic.persistence._driver import is_connection_error
-from dotmac_shared.business_logic.sagas._context import SagaContext, StepContext
+from dotmac_shared.business_logic.sagas import _acts
+from dotmac_shared.business_logic.sagas._context import SagaContext
 from dotmac_shared.business_logic.sagas._cursor import decode_cursor, encode_cursor
 from dotmac_shared.business_logic.sagas._data import (
-    decoded,
     json_object,
     saga_result,
     same_data,
-    step_result,
 )
 from dotmac_shared.business_logic.sagas._decide import (
     Begin,
     CancelRequested,
     Compensate,
-    CompensationFailed,
-    CompensationSucceeded,
-    DeadlinePassed,
     Event,
     RunStep,
-    StepFailed,
-    StepSucceeded,
     decide,
 )
-from dotmac_shared.business_logic.sagas._definition import SagaDefinition, SagaStep
+from dotmac_shared.business_logic.sagas._definition import SagaDefinition
+from dotmac_shared.business_logic.sagas._lease import LeaseKeeper, describe
 from dotmac_shared.business_logic.sagas._results import (
-    SagaFailure,
     SagaPage,
     SagaResult,
     SagaSummary,
 )
-from dotmac_shared.business_logic.sagas._runner import run_step
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas._states import (
     SagaStatus,
     ensure_saga_transition,
 )
-from dotmac_shared.business_logic.sagas._store import (
-    SagaRecord,
-    SagaStore,
-    SqlSagaStore,
-    StepRecord,
-)
+from dotmac_shared.business_logic.sagas._store import SagaRecord, SagaStore, SqlSagaStore
 
 __all__ = ["SagaCoordinator"]
 
 logger = get_logger(__name__)
-
-#: Share of the lease kept in reserve. A worker that cannot renew stops its step this long
-#: before its lease would expire, so that the step has stopped before another worker may
-#: claim the saga: it covers the time the step takes to stop, the round trip that wrote the
-#: lease, and the skew between the wall clocks of the two workers' hosts.
-_LEASE_MARGIN = 0.2
-#: First pause before retrying a failed renewal or state write; doubled each time, at most
-#: a tenth of the lease.
-_RETRY_DELAY = 0.05
-
-
-class _Lease:
-    """This worker's hold on one saga, measured on the event loop's monotonic time.
-
-    The stored lease expires at a wall time of the injected clock; this worker counts its own
-    deadline from when it *sent* its last successful renewal (the expiry was computed no
-    earlier), on a clock that cannot jump, so it never believes it holds a lease it lost.
-    """
-
-    def __init__(self, seconds: float, taken_at: float) -> None:
-        self.seconds = seconds
-        self.renewed_at = taken_at
-        #: Set when this worker gave the saga up (the step was cancelled).
-        self.lost = False
-
-    @property
-    def deadline(self) -> float:
-        """Loop time after which this worker must no longer act for the saga."""
-        return self.renewed_at + self.seconds * (1 - _LEASE_MARGIN)
-
-
-def _describe(exc: BaseException) -> str:
-    """``exc`` in one line, for log messages."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 class SagaCoordinator:
@@ -159,8 +115,8 @@ class SagaCoordinator:
         self.owner_id = owner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = as_clock(clock)
         self._store: SagaStore = store or SqlSagaStore(db_session_factory, clock=self.clock)
-        # The lease of each saga driven right now (its deadline bounds retries of writes).
-        self._leases: dict[str, _Lease] = {}
+        # The leases of the sagas driven right now: renewal, and the writes made under them.
+        self._leases = LeaseKeeper(self._store, self.owner_id, lease_seconds, self.clock)
         self._definitions: dict[str, SagaDefinition] = {}
         # Sagas this coordinator is driving right now: never drive one twice at once.
         self._driving: set[str] = set()
@@ -265,7 +221,7 @@ class SagaCoordinator:
             return
         error = task.exception()  # retrieved here; wait() raises it again
         if error is not None:
-            logger.error("background saga %s stopped: %s", saga_id, _describe(error))
+            logger.error("background saga %s stopped: %s", saga_id, describe(error))
 
     async def wait(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
         """The outcome of a saga: when it ends, if :meth:`start_saga` runs it here, else now.
@@ -594,7 +550,7 @@ class SagaCoordinator:
                 logger.error(
                     "recovery of saga %s stopped: %s",
                     record.saga_id,
-                    _describe(outcome),
+                    describe(outcome),
                     exc_info=outcome,
                 )
         return len(runnable)
@@ -648,10 +604,8 @@ class SagaCoordinator:
 
         ``leased_at``: loop time just before the lease was written (now by default).
         """
-        loop = asyncio.get_running_loop()
-        lease = _Lease(self.lease_seconds, loop.time() if leased_at is None else leased_at)
+        lease = self._leases.hold(record.saga_id, leased_at)
         self._driving.add(record.saga_id)
-        self._leases[record.saga_id] = lease
         try:
             with (
                 log_context(tenant_id=record.tenant_id, saga_id=record.saga_id),
@@ -664,7 +618,9 @@ class SagaCoordinator:
                     },
                 ) as span,
             ):
-                record = await self._leased(record, definition, lease, first_started)
+                record = await self._leases.run(
+                    record, lease, self._run(record, definition, first_started)
+                )
                 span.set_attribute("dotmac.saga.status", record.status.value)
                 if record.status is not SagaStatus.COMPLETED:
                     failure = record.error
@@ -677,156 +633,11 @@ class SagaCoordinator:
             SAGA_FINISHED.add(1, {"saga": record.saga_name, "status": record.status.value})
             return self._outcome(record)
         except SagaLeaseLostError as exc:
-            return await self._after_lease_lost(record, exc)
+            reread = functools.partial(self._require, record.saga_id, tenant_id=record.tenant_id)
+            return self._outcome(await self._leases.after_lost(record, exc, reread))
         finally:
             self._driving.discard(record.saga_id)
-            self._leases.pop(record.saga_id, None)
-
-    async def _leased(
-        self, record: SagaRecord, definition: SagaDefinition, lease: _Lease, first_started: bool
-    ) -> SagaRecord:
-        """Run the steps in a task that the lease keeper cancels if the lease cannot be kept.
-
-        Returns the saga's record as it ended.
-        """
-        work = asyncio.create_task(self._run(record, definition, first_started))
-        keeper = asyncio.create_task(self._keep_lease(record, lease, work))
-        try:
-            return await work  # cancelling this task cancels the work too
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if lease.lost and task is not None and not task.cancelling():
-                raise SagaLeaseLostError(
-                    f"saga {record.saga_id}: lease lost: it could not be renewed before it "
-                    "would expire (database unreachable?); the step was stopped and this "
-                    "worker no longer writes the saga",
-                    saga_id=record.saga_id,
-                    saga_name=record.saga_name,
-                    metadata={"lease_owner": self.owner_id},
-                ) from None
-            raise
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-
-    async def _after_lease_lost(self, record: SagaRecord, error: SagaLeaseLostError) -> SagaResult:
-        """The stored outcome if the saga has ended (re-read), else ``error``.
-
-        Another worker owns the saga now (or will, once the lease expires); this one reports
-        what is stored and does nothing more.
-        """
-        logger.warning("saga %s: %s", record.saga_id, error)
-        try:
-            async with asyncio.timeout(self.lease_seconds):
-                stored = await self._require(record.saga_id, tenant_id=record.tenant_id)
-        except (PersistenceError, TimeoutError):
-            raise error  # noqa: B904 - error keeps its own cause; the failed re-read is context
-        if stored.status.is_active:
-            raise error
-        return self._outcome(stored)
-
-    async def _keep_lease(
-        self, record: SagaRecord, lease: _Lease, work: asyncio.Task[SagaRecord]
-    ) -> None:
-        """Renew the lease while the saga runs (a long step must not lose it).
-
-        If it cannot be renewed before ``lease.deadline``, cancel ``work``: the step must stop
-        before the lease can pass to another worker.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(max(0.0, lease.renewed_at + self.lease_seconds / 3 - loop.time()))
-            if not await self._renew(record, lease):
-                lease.lost = True
-                work.cancel()
-                return
-
-    async def _renew(self, record: SagaRecord, lease: _Lease) -> bool:
-        """Renew, retrying failures with backoff until the deadline; False if lost."""
-        loop = asyncio.get_running_loop()
-        delay = _RETRY_DELAY
-        while (left := lease.deadline - loop.time()) > 0:
-            sent = loop.time()
-            try:
-                async with asyncio.timeout(left):
-                    held = await self._store.renew(
-                        record.saga_id, self.owner_id, self.lease_seconds
-                    )
-            except Exception as exc:  # any failure: retry while the lease may still be ours
-                logger.warning(
-                    "saga %s: lease renewal failed (%s); retrying for %.2f s",
-                    record.saga_id,
-                    _describe(exc),
-                    max(0.0, lease.deadline - loop.time()),
-                    exc_info=True,
-                )
-                await asyncio.sleep(max(0.0, min(delay, lease.deadline - loop.time())))
-                delay = min(delay * 2, self.lease_seconds / 10)
-                continue
-            if not held:
-                logger.warning("saga %s: lease taken by another worker", record.saga_id)
-                return False
-            lease.renewed_at = sent
-            return True
-        logger.error(
-            "saga %s: lease could not be renewed in time; stopping the step", record.saga_id
-        )
-        return False
-
-    async def _save(self, record: SagaRecord, steps: Sequence[StepRecord]) -> bool:
-        """``store.save``; a lost connection retried with backoff while the lease is surely held.
-
-        A retry writes the same values again, fenced by the lease, so a write that did land
-        the first time is harmless. Past the lease's deadline (as it stood at the first
-        failure) the saga is given up.
-
-        Raises:
-            SagaLeaseLostError: The lease is lost, or the write kept failing until the lease's
-                deadline.
-        """
-        loop = asyncio.get_running_loop()
-        lease = self._leases.get(record.saga_id)
-        give_up_at = lease.deadline if lease is not None else loop.time()
-        delay = _RETRY_DELAY
-        record.updated_at = self.clock.now()
-        if not record.status.is_active:  # the store releases a finished saga's lease
-            record.lease_owner = record.lease_expires_at = None
-        while True:
-            try:
-                return await self._store.save(record, steps, self.owner_id)
-            except PersistenceError as exc:
-                if not is_connection_error(exc):
-                    raise  # the write itself is wrong: trying again cannot help
-                if loop.time() + delay >= give_up_at:
-                    raise SagaLeaseLostError(
-                        f"saga {record.saga_id}: lease lost: its state could not be written "
-                        f"before the lease would expire ({_describe(exc)})",
-                        saga_id=record.saga_id,
-                        saga_name=record.saga_name,
-                        metadata={"lease_owner": self.owner_id},
-                    ) from exc
-                logger.warning(
-                    "saga %s: state write failed (%s); retrying",
-                    record.saga_id,
-                    _describe(exc),
-                    exc_info=True,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.lease_seconds / 10)
-
-    def _accumulated(
-        self, record: SagaRecord, upto: int, definition: SagaDefinition
-    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        data = dict(record.initial_data)
-        results: dict[str, dict[str, Any]] = {}
-        for step in definition.steps[:upto]:
-            done = record.steps.get(step.name)
-            if done is not None and done.result is not None:
-                result = decoded(done.result)
-                data.update(result)
-                results[step.name] = result
-        return data, results
+            self._leases.release(record.saga_id)
 
     async def _run(
         self, record: SagaRecord, definition: SagaDefinition, first_started: bool
@@ -839,151 +650,30 @@ class SagaCoordinator:
         decision = decide(record, definition, Begin(first_started), self.clock.now())
         while True:
             record, action = decision.record, decision.action
-            cancel = await self._save(record, decision.steps) if decision.write else False
+            cancel = await self._leases.save(record, decision.steps) if decision.write else False
             event: Event
             if isinstance(action, RunStep):
                 if cancel:  # the commit that started the step said "cancel": it has not begun
                     event = CancelRequested(action.index)
                 else:
-                    event = await self._execute(record, definition, action.index)
+                    event = await _acts.execute(
+                        record,
+                        definition,
+                        action.index,
+                        session_factory=self.session_factory,
+                        clock=self.clock,
+                    )
             elif isinstance(action, Compensate):
-                event = await self._compensate(record, definition, action.index)
+                event = await _acts.compensate(
+                    record,
+                    definition,
+                    action.index,
+                    session_factory=self.session_factory,
+                    save=self._leases.save,
+                )
             else:  # Finish, Stop
                 return record
             decision = decide(record, definition, event, self.clock.now())
-
-    def _remaining(self, record: SagaRecord) -> float | None:
-        if record.deadline_at is None:
-            return None
-        return (record.deadline_at - self.clock.now()).total_seconds()
-
-    async def _execute(self, record: SagaRecord, definition: SagaDefinition, index: int) -> Event:
-        """Run step ``index``'s action; what came of it."""
-        step = definition.steps[index]
-        state = record.steps[step.name]
-        data, results = self._accumulated(record, index, definition)
-        context = SagaContext.from_dict(record.context)
-        try:
-            outcome = await run_step(
-                saga_id=record.saga_id,
-                saga_name=record.saga_name,
-                step=step,
-                phase="execute",
-                policy=step.retry,
-                make_context=self._contexts(
-                    record, step, state, context, data, results, state.attempts - 1
-                ),
-                action=step.action,
-                remaining=lambda: self._remaining(record),
-            )
-            # Encoded (and refused if it cannot be stored) here, so a result that cannot be
-            # stored fails its step before the saga records the step as completed.
-            result = step_result(outcome, step.name)
-        except Exception as exc:  # any failure of the step leads to compensation
-            failure = SagaFailure.from_exception(exc, step.name)
-            logger.warning(
-                "saga %s step %s failed: %s: %s; compensating",
-                record.saga_id,
-                step.name,
-                failure.code,
-                failure.message,
-            )
-            if isinstance(exc, SagaTimeoutError):
-                return DeadlinePassed(index, failure)
-            return StepFailed(index, failure)
-        return StepSucceeded(index, result)
-
-    async def _compensate(
-        self, record: SagaRecord, definition: SagaDefinition, index: int
-    ) -> Event:
-        """Run step ``index``'s compensation; what came of it."""
-        step = definition.steps[index]
-        state = record.steps[step.name]
-        data, results = self._accumulated(record, index, definition)
-        try:
-            await run_step(
-                saga_id=record.saga_id,
-                saga_name=record.saga_name,
-                step=step,
-                phase="compensate",
-                policy=step.compensation_retry,
-                make_context=self._contexts(
-                    record,
-                    step,
-                    state,
-                    SagaContext.from_dict(record.context),
-                    data,
-                    results,
-                    state.compensation_attempts - 1,
-                    result=decoded(state.result) if state.result is not None else None,
-                ),
-                action=self._counted(record, step, state),
-                remaining=lambda: None,
-            )
-        except Exception as exc:  # recorded; the saga then waits for a person
-            failure = SagaFailure.from_exception(exc, step.name)
-            logger.error(
-                "saga %s: compensation of %s failed; a person must look: %s",
-                record.saga_id,
-                step.name,
-                failure.message,
-            )
-            return CompensationFailed(index, failure)
-        return CompensationSucceeded(index)
-
-    def _contexts(
-        self,
-        record: SagaRecord,
-        step: SagaStep,
-        state: StepRecord,
-        context: SagaContext,
-        data: Mapping[str, Any],
-        results: Mapping[str, Mapping[str, Any]],
-        attempts_before: int,
-        result: Mapping[str, Any] | None = None,
-    ) -> Callable[[int], StepContext]:
-        """The step context of each try (numbered from 1 within this run of tries)."""
-
-        def make(attempt: int) -> StepContext:
-            return StepContext(
-                saga_id=record.saga_id,
-                step_name=step.name,
-                step_index=state.index,
-                idempotency_key=f"{record.saga_id}:{step.name}",
-                data=data,
-                context=context,
-                attempt=attempts_before + attempt,
-                session_factory=self.session_factory,
-                result=result,
-                step_results=results,
-            )
-
-        return make
-
-    def _counted(
-        self, record: SagaRecord, step: SagaStep, state: StepRecord
-    ) -> Callable[[StepContext], Awaitable[Any]]:
-        """``step``'s compensation, each retry counted durably in the step before it runs."""
-        compensate = step.compensate
-        assert compensate is not None
-
-        async def run(ctx: StepContext) -> Any:
-            if ctx.attempt > state.compensation_attempts:
-                state.compensation_attempts = ctx.attempt
-                # Shielded: a timeout of the try must not cut a write that may be batched
-                # with other sagas' (see SqlSagaStore); the try is timed out right after.
-                await asyncio.shield(self._save(record, [state]))
-            outcome = compensate(ctx)
-            if not inspect.isawaitable(outcome):
-                raise SagaDefinitionError(
-                    f"step {step.name}: compensate must be async (returned "
-                    f"{type(outcome).__name__})",
-                    saga_id=record.saga_id,
-                    failed_step=step.name,
-                )
-            return await outcome
-
-        return run
 
     @staticmethod
     def _outcome(record: SagaRecord) -> SagaResult:
