@@ -15,8 +15,14 @@ entry inherits its parent's) and to an ``application/problem+json`` body::
       "policy_name": "x", ...                                     # the error's structured context
     }
 
-Server errors (5xx) carry only the generic members: their messages and context are written for
-operators, not callers. A :class:`PersistenceError` and any exception that is not a
+A :class:`SagaCompensatedError` (a provisioning saga that failed and was undone) answers with
+its failure's stable code as ``type`` and ``code``, the status of that code
+(:func:`compensated_saga_status`: 422 for invalid input or a refusal by a business rule, 502 or
+504 for a system the saga drives) and the failure's ``step`` and ``context`` beside the saga's
+id. An :class:`AuthenticationError` (401) carries its ``WWW-Authenticate`` challenge.
+
+Other server errors (5xx) carry only the generic members: their messages and context are
+written for operators, not callers. A :class:`PersistenceError` and any exception that is not a
 ``BusinessLogicError`` never show their text at all, so driver or SQL text cannot leak; they are
 logged with the correlation id instead.
 """

@@ -30,7 +30,13 @@ from dotmac_shared.business_logic.operations._tenant_provisioning import (
 from dotmac_shared.business_logic.policies import PolicyContext
 from dotmac_shared.business_logic.sagas import SagaContext, SagaResult, SagaStatus
 
-__all__ = ["EligibilityAnswer", "TenantProvisioned", "compensated", "router", "saga_id_for_key"]
+__all__ = [
+    "EligibilityAnswer",
+    "TenantProvisioned",
+    "compensated_saga_error",
+    "router",
+    "saga_id_for_key",
+]
 
 router = APIRouter(prefix="/v1", tags=["provisioning"], responses=PROBLEM_RESPONSES)
 
@@ -48,7 +54,7 @@ def _not_found(exc: InvalidInputError, customer_id: str, tenant_id: str) -> Reso
     )
 
 
-def compensated(saga: SagaResult, message: str, **context: Any) -> SagaCompensatedError:
+def compensated_saga_error(saga: SagaResult, message: str, **context: Any) -> SagaCompensatedError:
     """The error of a provisioning saga that ended compensated: its structured failure.
 
     Its HTTP status is the failure's (``compensated_saga_status``): 422 for a request the
@@ -165,7 +171,7 @@ async def provision_service(
         return view
     if outcome.status is SagaStatus.COMPENSATED:
         # Nothing of the service is left; the failure says whose fault it was.
-        raise compensated(
+        raise compensated_saga_error(
             outcome,
             f"service for customer {customer_id} was not provisioned",
             operation="service_provisioning",
@@ -173,8 +179,10 @@ async def provision_service(
             resource_id=customer_id,
             tenant_id=caller.tenant_id,
         )
+    # Compensation failed (or another worker drives the saga): not the client's fault.
     raise ProvisioningError(
-        f"service for customer {customer_id} was not provisioned: {view.error}",
+        f"service for customer {customer_id} was not provisioned: "
+        + (outcome.error.message if outcome.error is not None else str(outcome.status)),
         operation="service_provisioning",
         resource_type="customer",
         resource_id=customer_id,
@@ -237,7 +245,7 @@ async def provision_tenant(
             raise
         # Compensated: nothing of the tenant is left; its failure says whose fault it was.
         saga = await services.coordinator.get_saga(str(saga_id), tenant_id=caller.tenant_id)
-        raise compensated(
+        raise compensated_saga_error(
             saga,
             exc.message,
             operation="tenant_provisioning",
