@@ -57,7 +57,7 @@ async def test_taken_domain_is_a_clear_failure_and_leaves_nothing_when_provision
     result = await provision(manager, request("demo-isp"))
     assert not result.success
     assert "demo-isp" in result.error["message"] and "taken" in result.error["message"]
-    assert result.error["code"] == "provisioning_refused"
+    assert result.error["code"] == "provisioning_error"
     failed_tenant = result.error["resource_id"]
     async with session_factory() as session:
         assert await session.get(Tenant, failed_tenant) is None
