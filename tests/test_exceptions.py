@@ -5,6 +5,7 @@ import json
 import pytest
 
 from dotmac_shared.business_logic import (
+    AuthenticationError,
     BillingRunError,
     BusinessLogicError,
     ErrorSeverity,
@@ -12,8 +13,12 @@ from dotmac_shared.business_logic import (
     IdempotencyPayloadMismatchError,
     IdempotencyRetriesExhaustedError,
     OperationInProgressError,
+    PermissionDeniedError,
     PolicyViolationError,
     ProvisioningError,
+    ProvisioningRefusedError,
+    ResourceNotFoundError,
+    SagaCompensatedError,
     SagaError,
 )
 from dotmac_shared.business_logic import exceptions as exc_module
@@ -103,6 +108,47 @@ def test_billing_run_error_names_affected_customers():
     err = BillingRunError("gateway down", billing_run_id="br-1", affected_customers=["c1", "c2"])
     assert err.to_dict()["affected_customers"] == ["c1", "c2"]
     assert isinstance(ProvisioningError("x"), BusinessLogicError)
+
+
+def test_authentication_error_carries_its_challenge_when_raised():
+    err = AuthenticationError("no key", challenge='Bearer realm="dotmac"')
+    assert (err.code, err.to_dict()["challenge"]) == (
+        "authentication_required",
+        'Bearer realm="dotmac"',
+    )
+    assert AuthenticationError("no key").challenge == "Bearer"
+
+
+def test_permission_denied_names_the_required_role_when_raised():
+    err = PermissionDeniedError("admins only", required_role="admin", tenant_id="t1")
+    assert (err.code, err.to_dict()["required_role"]) == ("permission_denied", "admin")
+
+
+def test_resource_not_found_names_the_kind_and_id_when_raised():
+    data = ResourceNotFoundError("no run", resource_type="billing_run", resource_id="r1").to_dict()
+    assert (data["code"], data["resource_type"], data["resource_id"]) == (
+        "not_found",
+        "billing_run",
+        "r1",
+    )
+
+
+def test_provisioning_refused_is_a_provisioning_error_with_its_own_code():
+    err = ProvisioningRefusedError("domain taken", metadata={"field": "domain"})
+    assert isinstance(err, ProvisioningError)
+    assert err.code == "provisioning_refused" != ProvisioningError.code
+
+
+def test_saga_compensated_carries_its_structured_failure_when_raised():
+    failure = {"code": "invalid_input", "message": "bad", "step": "validate", "context": {}}
+    err = SagaCompensatedError("not done", saga_id="s1", failed_step="validate", failure=failure)
+    data = err.to_dict()
+    assert (err.failure_code, data["failure"], data["compensation_status"]) == (
+        "invalid_input",
+        failure,
+        "compensated",
+    )
+    assert SagaCompensatedError("not done").failure_code == "saga_compensated"
 
 
 def test_every_exported_error_has_a_unique_code_and_serializes_to_json():

@@ -6,6 +6,9 @@ stable ``code`` that APIs and log queries can rely on::
 
     BusinessLogicError
     ├── InvalidInputError                 bad input: what and where
+    ├── AuthenticationError               no valid credentials (HTTP 401)
+    ├── PermissionDeniedError             the caller lacks the role an operation needs (403)
+    ├── ResourceNotFoundError             no such resource for this tenant (404)
     ├── PersistenceError                  a database error, translated at the boundary
     │   └── SchemaVersionError            a schema revision this release cannot migrate
     ├── PolicyError
@@ -25,8 +28,10 @@ stable ``code`` that APIs and log queries can rely on::
     │   ├── SagaTimeoutError              a step or the whole saga ran out of time
     │   ├── SagaLeaseLostError            another worker took the saga over (lease expired)
     │   ├── SagaConflictError             a saga id reused by another tenant, saga or input
+    │   ├── SagaCompensatedError          a saga failed and was compensated: its failure, as data
     │   └── IllegalSagaTransitionError    a state change the state machine forbids
     ├── ProvisioningError                 tenant or service provisioning failed
+    │   └── ProvisioningRefusedError      refused by a business rule (taken domain, ineligible)
     └── BillingRunError                   a billing run failed, with customer impact
 """
 
@@ -39,6 +44,7 @@ from typing import Any, ClassVar
 from dotmac_shared.business_logic.observability._context import get_correlation_id
 
 __all__ = [
+    "AuthenticationError",
     "BillingRunError",
     "BusinessLogicError",
     "ErrorSeverity",
@@ -50,13 +56,17 @@ __all__ = [
     "IllegalSagaTransitionError",
     "InvalidInputError",
     "OperationInProgressError",
+    "PermissionDeniedError",
     "PersistenceError",
     "PolicyDefinitionError",
     "PolicyError",
     "PolicyNotFoundError",
     "PolicyViolationError",
     "ProvisioningError",
+    "ProvisioningRefusedError",
+    "ResourceNotFoundError",
     "ResultSerializationError",
+    "SagaCompensatedError",
     "SagaConflictError",
     "SagaDefinitionError",
     "SagaError",
@@ -160,6 +170,60 @@ class InvalidInputError(BusinessLogicError):
 
     def _details(self) -> dict[str, Any]:
         return {"field": self.field}
+
+
+class AuthenticationError(BusinessLogicError):
+    """The caller presented no credentials, or ones that are malformed, unknown or revoked.
+
+    One error (and one message) for every such case, so that a caller learns nothing about
+    which keys exist. ``challenge`` is what an HTTP answer puts in ``WWW-Authenticate``.
+
+    Example:
+        >>> AuthenticationError("this API needs an API key").to_dict()["challenge"]
+        'Bearer'
+    """
+
+    code = "authentication_required"
+
+    def __init__(self, message: str, *, challenge: str = "Bearer", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.challenge = challenge
+
+    def _details(self) -> dict[str, Any]:
+        return {"challenge": self.challenge}
+
+
+class PermissionDeniedError(BusinessLogicError):
+    """The caller is known but lacks the role the operation needs (``required_role``).
+
+    Example:
+        >>> PermissionDeniedError("admins only", required_role="admin").to_dict()["required_role"]
+        'admin'
+    """
+
+    code = "permission_denied"
+
+    def __init__(self, message: str, *, required_role: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.required_role = required_role
+
+    def _details(self) -> dict[str, Any]:
+        return {"required_role": self.required_role}
+
+
+class ResourceNotFoundError(BusinessLogicError):
+    """No resource of that kind (``resource_type``) and id (``resource_id``) for this tenant.
+
+    Also what another tenant's resource looks like: it is reported exactly like a missing one,
+    so that a caller cannot learn that it exists.
+
+    Example:
+        >>> err = ResourceNotFoundError("no customer", resource_type="customer", resource_id="c1")
+        >>> (err.code, err.to_dict()["resource_type"])
+        ('not_found', 'customer')
+    """
+
+    code = "not_found"
 
 
 class PersistenceError(BusinessLogicError):
@@ -420,6 +484,44 @@ class SagaConflictError(SagaError):
     default_severity = ErrorSeverity.MEDIUM
 
 
+class SagaCompensatedError(SagaError):
+    """A saga failed and was compensated: nothing of it is left, and ``failure`` says why.
+
+    ``failure`` is the saga's structured failure (``SagaResult.error`` as a dict: ``code``,
+    ``message``, ``step``, ``context``); its ``code`` is the stable code of the error the
+    failing step raised (``invalid_input``, ``policy_violation``...) or a generic one
+    (``unexpected_error``, ``step_timeout``, ``saga_cancelled``). ``failure_code`` is that code.
+
+    Example:
+        >>> err = SagaCompensatedError(
+        ...     "not provisioned",
+        ...     saga_id="s1",
+        ...     failed_step="validate_request",
+        ...     failure={"code": "invalid_input", "message": "bad", "step": "validate_request"},
+        ... )
+        >>> err.failure_code
+        'invalid_input'
+    """
+
+    code = "saga_compensated"
+    default_severity = ErrorSeverity.MEDIUM
+
+    def __init__(
+        self, message: str, *, failure: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("compensation_status", "compensated")
+        super().__init__(message, **kwargs)
+        self.failure: dict[str, Any] = dict(failure or {})
+
+    @property
+    def failure_code(self) -> str:
+        """The stable code of the failure (this error's own code when none was recorded)."""
+        return str(self.failure.get("code") or self.code)
+
+    def _details(self) -> dict[str, Any]:
+        return {**super()._details(), "failure": dict(self.failure)}
+
+
 class IllegalSagaTransitionError(SagaError):
     """A state change the saga state machine does not allow."""
 
@@ -435,6 +537,17 @@ class ProvisioningError(BusinessLogicError):
 
     code = "provisioning_error"
     default_severity = ErrorSeverity.HIGH
+
+
+class ProvisioningRefusedError(ProvisioningError):
+    """Provisioning refused by a business rule: the request, not a system, is at fault.
+
+    For example a domain another tenant owns, or a customer a plan's eligibility policy
+    denies (``metadata["reasons"]``); ``metadata["field"]`` names the input to change, if one.
+    """
+
+    code = "provisioning_refused"
+    default_severity = ErrorSeverity.LOW
 
 
 class BillingRunError(BusinessLogicError):

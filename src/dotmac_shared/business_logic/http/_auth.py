@@ -1,7 +1,8 @@
 """Who is calling: a pluggable ``authenticate`` callable, bearer API keys by default.
 
 ``authenticate`` takes the request and returns a :class:`Principal` (tenant, user, roles),
-or raises Starlette's ``HTTPException`` (401, 403) or a ``BusinessLogicError``. The
+or raises a ``BusinessLogicError`` (``AuthenticationError``: 401, ``PermissionDeniedError``:
+403; Starlette's ``HTTPException`` is accepted too, for existing callables). The
 :class:`AuthenticationMiddleware` runs it before anything else of the request, puts the
 principal in ``request.state.principal`` (where the Idempotency-Key middleware finds the
 tenant that scopes its keys) and answers a refusal with Problem Details.
@@ -22,7 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dotmac_shared.business_logic.exceptions import BusinessLogicError
+from dotmac_shared.business_logic.exceptions import (
+    AuthenticationError,
+    BusinessLogicError,
+    PermissionDeniedError,
+)
 from dotmac_shared.business_logic.http._api_keys import verify_api_key
 from dotmac_shared.business_logic.http._problems import problem_response
 
@@ -39,7 +44,8 @@ __all__ = [
 #: Paths that need no credentials: the API's description and its documentation pages.
 PUBLIC_PATHS: Final = frozenset({"/v1/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
-_CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="dotmac"'}
+#: The ``WWW-Authenticate`` challenge of a 401 (RFC 6750, section 3).
+_CHALLENGE: Final = 'Bearer realm="dotmac"'
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,8 +68,8 @@ class Principal:
 Authenticate = Callable[[Request], Awaitable[Principal]]
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status_code=401, detail=detail, headers=_CHALLENGE)
+def _unauthorized(detail: str) -> AuthenticationError:
+    return AuthenticationError(detail, challenge=_CHALLENGE)
 
 
 class ApiKeyAuthenticator:
@@ -80,8 +86,9 @@ class ApiKeyAuthenticator:
         """Return the key's principal.
 
         Raises:
-            HTTPException: 401 without a bearer token, or with one that is malformed,
-                unknown, wrong or revoked (one message for all: no oracle for key ids).
+            AuthenticationError: Without a bearer token, or with one that is malformed,
+                unknown, wrong or revoked (one message for the last three: no oracle for
+                key ids).
         """
         header = request.headers.get("authorization")
         if header is None:
@@ -151,8 +158,8 @@ async def current_principal(
     """The FastAPI dependency giving a route its caller.
 
     Raises:
-        HTTPException: 401 when no :class:`AuthenticationMiddleware` authenticated the
-            request (the route is served without it).
+        AuthenticationError: No :class:`AuthenticationMiddleware` authenticated the request
+            (the route is served without it).
     """
     principal: Any = getattr(request.state, "principal", None)
     if not isinstance(principal, Principal):
@@ -161,7 +168,9 @@ async def current_principal(
 
 
 def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that lets only principals with ``role`` through (403 otherwise).
+    """A dependency that lets only principals with ``role`` through.
+
+    Raises ``PermissionDeniedError`` (403, ``required_role`` in its context) otherwise.
 
     Example:
         >>> AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
@@ -171,7 +180,12 @@ def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
         principal: Annotated[Principal, Depends(current_principal)],
     ) -> Principal:
         if role not in principal.roles:
-            raise HTTPException(status_code=403, detail=f"this operation needs the {role} role")
+            raise PermissionDeniedError(
+                f"this operation needs the {role} role",
+                required_role=role,
+                tenant_id=principal.tenant_id,
+                user_id=principal.user_id,
+            )
         return principal
 
     return dependency

@@ -15,8 +15,14 @@ entry inherits its parent's) and to an ``application/problem+json`` body::
       "policy_name": "x", ...                                     # the error's structured context
     }
 
-Server errors (5xx) carry only the generic members: their messages and context are written for
-operators, not callers. A :class:`PersistenceError` and any exception that is not a
+A :class:`SagaCompensatedError` (a provisioning saga that failed and was undone) answers with
+its failure's stable code as ``type`` and ``code``, the status of that code
+(:func:`compensated_saga_status`: 422 for invalid input or a refusal by a business rule, 502 or
+504 for a system the saga drives) and the failure's ``step`` and ``context`` beside the saga's
+id. An :class:`AuthenticationError` (401) carries its ``WWW-Authenticate`` challenge.
+
+Other server errors (5xx) carry only the generic members: their messages and context are
+written for operators, not callers. A :class:`PersistenceError` and any exception that is not a
 ``BusinessLogicError`` never show their text at all, so driver or SQL text cannot leak; they are
 logged with the correlation id instead.
 """
@@ -34,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from dotmac_shared.business_logic.exceptions import (
+    AuthenticationError,
     BillingRunError,
     BusinessLogicError,
     IdempotencyError,
@@ -44,13 +51,17 @@ from dotmac_shared.business_logic.exceptions import (
     IllegalSagaTransitionError,
     InvalidInputError,
     OperationInProgressError,
+    PermissionDeniedError,
     PersistenceError,
     PolicyDefinitionError,
     PolicyError,
     PolicyNotFoundError,
     PolicyViolationError,
     ProvisioningError,
+    ProvisioningRefusedError,
+    ResourceNotFoundError,
     ResultSerializationError,
+    SagaCompensatedError,
     SagaConflictError,
     SagaDefinitionError,
     SagaError,
@@ -72,6 +83,7 @@ __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_STATUS",
     "ProblemResponse",
+    "compensated_saga_status",
     "install_problem_handlers",
     "problem_body",
     "problem_response",
@@ -85,6 +97,11 @@ DEFAULT_PROBLEM_TYPE_BASE: Final = "https://dotmac.dev/problems/"
 PROBLEM_STATUS: Final[Mapping[type[BusinessLogicError], int]] = {
     BusinessLogicError: 500,
     InvalidInputError: 422,
+    # Sent with `WWW-Authenticate` (the error's challenge).
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    # Also another tenant's resource: never revealed to exist.
+    ResourceNotFoundError: 404,
     # Retryable from the caller's point of view: the database is down or overloaded.
     PersistenceError: 503,
     # The database was made by another schema history: an operator must act, not the caller.
@@ -108,8 +125,16 @@ PROBLEM_STATUS: Final[Mapping[type[BusinessLogicError], int]] = {
     SagaLeaseLostError: 409,
     SagaConflictError: 409,
     IllegalSagaTransitionError: 409,
-    ProvisioningError: 500,
-    BillingRunError: 500,
+    # The status of a compensated saga is its failure's (`compensated_saga_status`); this
+    # one is for a failure whose code names no error class.
+    SagaCompensatedError: 502,
+    # A downstream system (database schema, licensing, network) refused or failed.
+    ProvisioningError: 502,
+    # The request broke a business rule (a taken domain, an ineligible customer).
+    ProvisioningRefusedError: 422,
+    # Raised to callers when a run's state refuses the request (a retry of a finished or
+    # running period); a run's own failures are in its saga's record, not raised.
+    BillingRunError: 409,
     # The HTTP layer's own errors (http/_errors.py).
     IdempotencyKeyMissingError: 400,
     IdempotencyKeyInvalidError: 400,
@@ -145,11 +170,60 @@ def problem_status(exc: BaseException) -> int:
     """
     if isinstance(exc, HTTPException):
         return exc.status_code
-    for cls in type(exc).__mro__:
-        status = PROBLEM_STATUS.get(cls)
+    if isinstance(exc, SagaCompensatedError):
+        return compensated_saga_status(exc.failure_code)
+    return _class_status(type(exc))
+
+
+def _class_status(cls: type[BaseException]) -> int:
+    for base in cls.__mro__:
+        status = PROBLEM_STATUS.get(base)
         if status is not None:
             return int(status)
     return 500
+
+
+#: Failure codes of a compensated saga that name no error class (sagas/_results.py).
+_GENERIC_FAILURE_STATUS: Final[Mapping[str, int]] = {
+    # A step hit an exception nobody translated: a system the saga drives failed.
+    "unexpected_error": 502,
+    # A step try ran past its own timeout: the system it waited for did not answer.
+    "step_timeout": 504,
+    # Someone cancelled the saga while it ran.
+    "saga_cancelled": 409,
+}
+
+
+def _error_class(code: str) -> type[BusinessLogicError] | None:
+    """The ``BusinessLogicError`` subclass whose stable code is ``code`` (any subclass loaded)."""
+    pending: list[type[BusinessLogicError]] = [BusinessLogicError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None
+
+
+def compensated_saga_status(failure_code: str) -> int:
+    """The HTTP status of a saga that was compensated after a failure with ``failure_code``.
+
+    A client's error keeps its status (``invalid_input`` and ``policy_violation``: 422); a
+    server-side failure of a step is a failure of a system the saga drives: 502 (504 for a
+    step timeout, 503 for a database that is unavailable).
+
+    Example:
+        >>> compensated_saga_status("invalid_input"), compensated_saga_status("unexpected_error")
+        (422, 502)
+    """
+    generic = _GENERIC_FAILURE_STATUS.get(failure_code)
+    if generic is not None:
+        return generic
+    cls = _error_class(failure_code)
+    if cls is None:
+        return PROBLEM_STATUS[SagaCompensatedError]
+    status = _class_status(cls)
+    return PROBLEM_STATUS[SagaCompensatedError] if status == 500 else status
 
 
 def _title(code: str) -> str:
@@ -210,6 +284,8 @@ def problem_body(
             "detail": exc.detail if isinstance(exc.detail, str) else phrase,
             "code": f"http_{status}",
         }
+    elif isinstance(exc, SagaCompensatedError):
+        body = _compensated_body(exc, status, type_base)
     elif isinstance(exc, BusinessLogicError):
         body = {
             "type": _type_uri(type_base, exc.code),
@@ -239,6 +315,34 @@ def problem_body(
     return body
 
 
+def _compensated_body(exc: SagaCompensatedError, status: int, type_base: str) -> dict[str, Any]:
+    """The body of a compensated saga: its failure's code, step and context, and the saga.
+
+    The failure's message is shown only for a client error (4xx): a server-side step's
+    message is written for operators and may quote a driver; its code and context are not.
+    """
+    code = exc.failure_code
+    step = exc.failure.get("step") or exc.failed_step
+    body: dict[str, Any] = {
+        "type": _type_uri(type_base, code),
+        "title": _title(code),
+        "status": status,
+        "code": code,
+        "detail": (
+            str(exc.failure.get("message") or exc.message)
+            if status < 500
+            else f"step {step!r} failed; the saga was compensated. Quote the correlation_id."
+        ),
+        "step": step,
+        "context": dict(exc.failure.get("context") or {}),
+        "saga_id": exc.saga_id,
+        "saga_name": exc.saga_name,
+        "saga_status": exc.compensation_status,
+        "compensated_steps": list(exc.compensated_steps),
+    }
+    return {key: value for key, value in body.items() if value is not None}
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -255,7 +359,8 @@ def problem_response(
     """Return the ``application/problem+json`` response for ``exc``.
 
     Adds ``Retry-After`` (whole seconds, rounded up) for an :class:`OperationInProgressError`
-    that knows its estimate, and keeps the headers of an HTTP exception (``WWW-Authenticate``).
+    that knows its estimate, ``WWW-Authenticate`` (the challenge) for an
+    :class:`AuthenticationError`, and keeps the headers of an HTTP exception.
 
     Example:
         >>> from dotmac_shared.business_logic.exceptions import PolicyNotFoundError
@@ -267,6 +372,8 @@ def problem_response(
     headers: dict[str, str] = {}
     if isinstance(exc, HTTPException) and exc.headers:
         headers.update(exc.headers)
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = exc.challenge
     if isinstance(exc, OperationInProgressError) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if body["status"] >= 500:

@@ -6,9 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException
 
-from dotmac_shared.business_logic.exceptions import BillingRunError
+from dotmac_shared.business_logic.exceptions import BillingRunError, ResourceNotFoundError
 from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Caller, Services
 from dotmac_shared.business_logic.operations import billing_run_progress, start_billing_run
 
@@ -71,19 +70,17 @@ async def start_run(
     request: BillingRunRequest, response: Response, caller: Caller, services: Services
 ) -> BillingRunAccepted:
     """Start the caller's tenant's billing for a period; returns once the run is durable."""
-    try:
-        started = await start_billing_run(
-            services.session_factory,
-            caller.tenant_id,
-            request.billing_period,
-            retry=request.retry,
-            user_id=caller.user_id,
-            lease_seconds=services.lease_seconds,
-            clock=services.clock,
-        )
-    except BillingRunError as exc:
-        # A retry refused by the period's state (completed, running, never run).
-        raise HTTPException(status_code=409, detail=exc.message) from exc
+    # A retry refused by the period's state (completed, running, never run) is a
+    # BillingRunError: 409, with the reason in its context.
+    started = await start_billing_run(
+        services.session_factory,
+        caller.tenant_id,
+        request.billing_period,
+        retry=request.retry,
+        user_id=caller.user_id,
+        lease_seconds=services.lease_seconds,
+        clock=services.clock,
+    )
     services.keep(started.task)
     response.headers["Location"] = f"/v1/billing-runs/{started.billing_run_id}"
     return BillingRunAccepted(**started.to_dict())
@@ -98,6 +95,11 @@ async def read_run(billing_run_id: str, caller: Caller, services: Services) -> B
         )
     except BillingRunError as exc:
         if exc.metadata.get("reason") == "not_found":
-            raise HTTPException(status_code=404, detail=exc.message) from exc
+            raise ResourceNotFoundError(
+                exc.message,
+                resource_type="billing_run",
+                resource_id=billing_run_id,
+                tenant_id=caller.tenant_id,
+            ) from exc
         raise
     return BillingRunStatus(**progress.to_dict())

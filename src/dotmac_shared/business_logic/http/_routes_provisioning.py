@@ -12,9 +12,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
+from dotmac_shared.business_logic.exceptions import (
+    InvalidInputError,
+    ProvisioningError,
+    ResourceNotFoundError,
+    SagaCompensatedError,
+)
 from dotmac_shared.business_logic.http._dependencies import require_idempotency_key
 from dotmac_shared.business_logic.http._saga_results import SagaOutcome, outcome_view
 from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Admin, Caller, Services
@@ -24,15 +28,19 @@ from dotmac_shared.business_logic.operations._tenant_provisioning import (
     TenantProvisioningOperation,
 )
 from dotmac_shared.business_logic.policies import PolicyContext
-from dotmac_shared.business_logic.sagas import SagaContext, SagaStatus
+from dotmac_shared.business_logic.sagas import SagaContext, SagaResult, SagaStatus
 
-__all__ = ["EligibilityAnswer", "TenantProvisioned", "router", "saga_id_for_key"]
+__all__ = [
+    "EligibilityAnswer",
+    "TenantProvisioned",
+    "compensated_saga_error",
+    "router",
+    "saga_id_for_key",
+]
 
 router = APIRouter(prefix="/v1", tags=["provisioning"], responses=PROBLEM_RESPONSES)
 
 IdempotencyKey = Annotated[str, Depends(require_idempotency_key)]
-# The step that checks a service request: a saga compensated there refused the request.
-_SERVICE_CHECK_STEP = "validate_request"
 
 
 def saga_id_for_key(kind: str, tenant_id: str, key: str) -> str:
@@ -40,8 +48,27 @@ def saga_id_for_key(kind: str, tenant_id: str, key: str) -> str:
     return f"{kind}-" + hashlib.sha256(f"{tenant_id}\x00{key}".encode()).hexdigest()[:32]
 
 
-def _not_found(exc: InvalidInputError) -> HTTPException:
-    return HTTPException(status_code=404, detail=exc.message)
+def _not_found(exc: InvalidInputError, customer_id: str, tenant_id: str) -> ResourceNotFoundError:
+    return ResourceNotFoundError(
+        exc.message, resource_type="customer", resource_id=customer_id, tenant_id=tenant_id
+    )
+
+
+def compensated_saga_error(saga: SagaResult, message: str, **context: Any) -> SagaCompensatedError:
+    """The error of a provisioning saga that ended compensated: its structured failure.
+
+    Its HTTP status is the failure's (``compensated_saga_status``): 422 for a request the
+    saga refused (invalid input, a policy violation), 502/504 for a system that failed.
+    """
+    return SagaCompensatedError(
+        message,
+        saga_id=saga.saga_id,
+        saga_name=saga.saga_name,
+        failed_step=saga.failed_step,
+        compensated_steps=saga.compensated_steps,
+        failure=saga.error.to_dict() if saga.error is not None else None,
+        **context,
+    )
 
 
 class EligibilityAnswer(BaseModel):
@@ -75,7 +102,7 @@ async def check_eligibility(
     try:
         record = await customer_record(services.session_factory, caller.tenant_id, customer_id)
     except InvalidInputError as exc:
-        raise _not_found(exc) from exc
+        raise _not_found(exc, customer_id, caller.tenant_id) from exc
     answer = services.eligibility.check_plan_eligibility(
         plan_type=plan,
         customer_data=record.profile,
@@ -128,7 +155,7 @@ async def provision_service(
     try:
         await customer_record(services.session_factory, caller.tenant_id, customer_id)
     except InvalidInputError as exc:
-        raise _not_found(exc) from exc
+        raise _not_found(exc, customer_id, caller.tenant_id) from exc
     data: dict[str, Any] = {"customer_id": customer_id, **request.model_dump(exclude_none=True)}
     outcome = await services.coordinator.execute_saga(
         saga_name="service_provisioning",
@@ -142,11 +169,20 @@ async def provision_service(
     view = outcome_view(outcome)
     if view.status == SagaStatus.COMPLETED:
         return view
-    if view.status == SagaStatus.COMPENSATED and view.failed_step == _SERVICE_CHECK_STEP:
-        # Refused before anything was allocated: the client's request, not the server, failed.
-        raise HTTPException(status_code=422, detail=f"service not provisioned: {view.error}")
+    if outcome.status is SagaStatus.COMPENSATED:
+        # Nothing of the service is left; the failure says whose fault it was.
+        raise compensated_saga_error(
+            outcome,
+            f"service for customer {customer_id} was not provisioned",
+            operation="service_provisioning",
+            resource_type="customer",
+            resource_id=customer_id,
+            tenant_id=caller.tenant_id,
+        )
+    # Compensation failed (or another worker drives the saga): not the client's fault.
     raise ProvisioningError(
-        f"service for customer {customer_id} was not provisioned: {view.error}",
+        f"service for customer {customer_id} was not provisioned: "
+        + (outcome.error.message if outcome.error is not None else str(outcome.status)),
         operation="service_provisioning",
         resource_type="customer",
         resource_id=customer_id,
@@ -204,8 +240,17 @@ async def provision_tenant(
             },
         )
     except ProvisioningError as exc:
-        if exc.metadata.get("saga_status") == SagaStatus.COMPENSATED:
-            # Compensated: nothing of the tenant is left; the request itself was refused.
-            raise HTTPException(status_code=422, detail=exc.message) from exc
-        raise
+        saga_id = exc.metadata.get("saga_id")
+        if exc.metadata.get("saga_status") != SagaStatus.COMPENSATED or saga_id is None:
+            raise
+        # Compensated: nothing of the tenant is left; its failure says whose fault it was.
+        saga = await services.coordinator.get_saga(str(saga_id), tenant_id=caller.tenant_id)
+        raise compensated_saga_error(
+            saga,
+            exc.message,
+            operation="tenant_provisioning",
+            resource_type="tenant",
+            resource_id=exc.resource_id,
+            tenant_id=caller.tenant_id,
+        ) from exc
     return TenantProvisioned.model_validate(dict(result))

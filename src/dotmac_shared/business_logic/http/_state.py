@@ -50,14 +50,16 @@ def _problem(description: str) -> dict[str, Any]:
 #: The errors every route may answer with, documented in OpenAPI as Problem Details.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _problem("A required Idempotency-Key is missing or malformed."),
-    401: _problem("No valid API key."),
-    403: _problem("The key's role does not allow this."),
+    401: _problem("No valid API key (authentication_required; with WWW-Authenticate)."),
+    403: _problem("The key's role does not allow this (permission_denied)."),
     404: _problem("Not found (another tenant's resources are not found either)."),
     409: _problem("A request with this Idempotency-Key is in progress, or a conflict."),
     413: _problem("The request body is larger than the Idempotency-Key middleware keeps."),
     422: _problem("The request is invalid, or was refused by a business rule."),
     500: _problem("The server failed; quote the correlation_id."),
+    502: _problem("A system a provisioning saga drives failed; the saga was compensated."),
     503: _problem("The database is unavailable; retry later."),
+    504: _problem("A step or saga ran out of time."),
 }
 
 

@@ -17,7 +17,11 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
+from dotmac_shared.business_logic.exceptions import (
+    InvalidInputError,
+    ProvisioningError,
+    ProvisioningRefusedError,
+)
 from dotmac_shared.business_logic.operations._catalog import (
     BILLING_CYCLES,
     PLAN_LEVELS,
@@ -108,7 +112,7 @@ class ServiceProvisioningSteps:
         verdict = self.eligibility(plan.eligibility_plan, profile, tenant_id, user_id)
         if not verdict.get("eligible"):
             reasons = list(verdict.get("reasons", []))
-            raise ProvisioningError(
+            raise ProvisioningRefusedError(
                 f"customer {customer_id} is not eligible for {service_type} {level}: "
                 + ("; ".join(reasons) or str(verdict.get("decision", "denied"))),
                 operation="service_provisioning",

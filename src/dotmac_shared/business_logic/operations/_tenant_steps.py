@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningError
+from dotmac_shared.business_logic.exceptions import InvalidInputError, ProvisioningRefusedError
 from dotmac_shared.business_logic.operations._catalog import DEFAULT_TAX_RATE
 from dotmac_shared.business_logic.operations.models import Tenant, TenantSetting
 from dotmac_shared.business_logic.persistence._sql import insert_for
@@ -145,7 +145,7 @@ class TenantProvisioningSteps:
                     .on_conflict_do_nothing(index_elements=["id"])
                 )
         except IntegrityError as exc:  # the unique domain: another tenant owns it
-            raise ProvisioningError(
+            raise ProvisioningRefusedError(
                 f"domain {request.domain!r} is already taken",
                 operation="tenant_provisioning",
                 resource_type="tenant",
