@@ -27,7 +27,7 @@ from dotmac_shared.business_logic.http import (
     problem_response,
 )
 from dotmac_shared.business_logic.operations._seed import DEMO_CUSTOMER_ID, DEMO_TENANT_ID
-from dotmac_shared.business_logic.operations.models.resources import ResourcePool
+from dotmac_shared.business_logic.operations.models import ResourcePool
 from tests.http.api_support import PROBLEM, running_api
 
 SERVICE = {"service_type": "internet", "plan": "standard", "billing_cycle": "monthly"}

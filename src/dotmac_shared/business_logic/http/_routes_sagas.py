@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from dotmac_shared.business_logic.exceptions import InvalidInputError
 from dotmac_shared.business_logic.http._saga_results import (
     SagaDetail,
     SagaOutcome,
@@ -23,38 +19,15 @@ from dotmac_shared.business_logic.http._saga_results import (
 from dotmac_shared.business_logic.http._state import PROBLEM_RESPONSES, Admin, Caller, Services
 from dotmac_shared.business_logic.sagas import SagaStatus
 
-__all__ = ["SagaPage", "decode_cursor", "encode_cursor", "router"]
+__all__ = ["SagaPage", "router"]
 
 router = APIRouter(prefix="/v1/sagas", tags=["sagas"], responses=PROBLEM_RESPONSES)
 
 StatusFilter = Annotated[SagaStatus | None, Query(description="Only sagas in this status.")]
 
 
-def encode_cursor(created_at: dt.datetime, saga_id: str) -> str:
-    """The opaque cursor after a saga: its creation time and id (the list's sort key)."""
-    raw = json.dumps([created_at.isoformat(), saga_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    """The position a cursor of :func:`encode_cursor` names.
-
-    Raises:
-        InvalidInputError: The cursor was not made by :func:`encode_cursor` (field ``cursor``).
-    """
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, saga_id = json.loads(raw)
-        when = dt.datetime.fromisoformat(created)
-        if when.tzinfo is None or not isinstance(saga_id, str):
-            raise ValueError("not a cursor")
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInputError("cursor is not one this API returned", field="cursor") from exc
-    return when, saga_id
-
-
 class SagaPage(BaseModel):
-    """One page of sagas, newest first."""
+    """One page of sagas, newest first (the response model of ``SagaCoordinator.page_sagas``)."""
 
     items: list[SagaSummary]
     next_cursor: str | None = Field(
