@@ -35,7 +35,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 @pytest.fixture
 async def session_factory(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """The spec's ``db_session_factory`` on a freshly migrated database of each backend."""
+    """The spec's ``session_factory`` on a freshly migrated database of each backend."""
     factory = create_session_factory(database_url)
     try:
         yield factory

@@ -98,7 +98,7 @@ class RecordEffect(IdempotentOperation):
     async def execute(self, operation_data: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
         from sqlalchemy import text
 
-        factory = context["db_session_factory"]
+        factory = context["session_factory"]
         async with factory() as session, session.begin():
             await session.execute(
                 text("INSERT INTO idem_test_effects (key, pid) VALUES (:k, :p)"),

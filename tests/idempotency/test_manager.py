@@ -271,7 +271,7 @@ async def test_operation_must_match_the_key_when_passed_explicitly(manager):
 
 
 def test_manager_needs_a_database_or_a_store_when_built():
-    with pytest.raises(InvalidInputError, match="db_session_factory"):
+    with pytest.raises(InvalidInputError, match="session_factory"):
         IdempotencyManager()
 
 

@@ -6,7 +6,7 @@ database or Redis library.
 
 Example:
     >>> from dotmac_shared.business_logic import create_session_factory
-    >>> db_session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
+    >>> session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
 """
 
 import importlib

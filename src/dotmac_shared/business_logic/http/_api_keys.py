@@ -106,7 +106,7 @@ class CreatedApiKey:
 
 
 async def create_api_key(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     tenant_id: str,
     *,
     role: str = "operator",
@@ -136,24 +136,24 @@ async def create_api_key(
         name=name,
         created_at=as_clock(clock).now(),
     )
-    async with db_session_factory() as session, session.begin():
+    async with session_factory() as session, session.begin():
         session.add(row)
     return CreatedApiKey(ApiKeyInfo.of(row), f"{TOKEN_PREFIX}{key_id}_{secret}")
 
 
 async def list_api_keys(
-    db_session_factory: async_sessionmaker[AsyncSession], tenant_id: str | None = None
+    session_factory: async_sessionmaker[AsyncSession], tenant_id: str | None = None
 ) -> list[ApiKeyInfo]:
     """Keys (of one tenant, or all), oldest first; revoked keys included."""
     query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.key_id)
     if tenant_id is not None:
         query = query.where(ApiKey.tenant_id == tenant_id)
-    async with db_session_factory() as session:
+    async with session_factory() as session:
         return [ApiKeyInfo.of(row) for row in (await session.execute(query)).scalars()]
 
 
 async def revoke_api_key(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     key_id: str,
     *,
     clock: Clock | None = None,
@@ -163,7 +163,7 @@ async def revoke_api_key(
     Raises:
         InvalidInputError: No key has that id (field ``key_id``).
     """
-    async with db_session_factory() as session, session.begin():
+    async with session_factory() as session, session.begin():
         await session.execute(
             update(ApiKey)
             .where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
@@ -176,13 +176,13 @@ async def revoke_api_key(
 
 
 async def verify_api_key(
-    db_session_factory: async_sessionmaker[AsyncSession], token: str
+    session_factory: async_sessionmaker[AsyncSession], token: str
 ) -> ApiKeyInfo | None:
     """The live key ``token`` belongs to, or ``None`` (malformed, unknown, wrong, revoked)."""
     match = _TOKEN.fullmatch(token)
     if match is None:
         return None
-    async with db_session_factory() as session:
+    async with session_factory() as session:
         row = await session.get(ApiKey, match["key_id"])
     # A missing key is compared against a dummy digest, so that timing says nothing about
     # which key ids exist.

@@ -57,7 +57,7 @@ def _shipped_engine() -> PolicyEngine:
 
 
 def create_app(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     *,
     authenticate: Authenticate | None = None,
     clock: Clock | None = None,
@@ -71,7 +71,7 @@ def create_app(
     """Build the ``/v1`` API on a migrated session factory.
 
     Args:
-        db_session_factory: The migrated session factory (``create_session_factory``).
+        session_factory: The migrated session factory (``create_session_factory``).
         authenticate: Request in, :class:`Principal` out; bearer API keys from
             ``dotmac_api_keys`` by default (``dotmac-bl apikey create``).
         clock: Where times come from (sagas, keys, billing periods); the system clock.
@@ -92,10 +92,8 @@ def create_app(
     wall = as_clock(clock)
     engine = policy_engine if policy_engine is not None else _shipped_engine()
     services = ApiServices(
-        session_factory=db_session_factory,
-        coordinator=shipped_coordinator(
-            db_session_factory, lease_seconds=lease_seconds, clock=wall
-        ),
+        session_factory=session_factory,
+        coordinator=shipped_coordinator(session_factory, lease_seconds=lease_seconds, clock=wall),
         policy_engine=engine,
         eligibility=PlanEligibilityEngine(engine),
         clock=wall,
@@ -106,7 +104,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = (
             SagaWorker(
-                shipped_coordinator(db_session_factory, lease_seconds=lease_seconds, clock=wall),
+                shipped_coordinator(session_factory, lease_seconds=lease_seconds, clock=wall),
                 poll_interval=worker_poll_interval,
             )
             if recovery_worker
@@ -144,14 +142,14 @@ def create_app(
     # Starlette runs the last added middleware first.
     app.add_middleware(
         IdempotencyMiddleware,
-        manager=IdempotencyManager(db_session_factory, clock=wall),
+        manager=IdempotencyManager(session_factory, clock=wall),
         lease_seconds=idempotency_lease_seconds,
         ttl=idempotency_ttl,
         operation_type="http_v1",
     )
     app.add_middleware(
         AuthenticationMiddleware,
-        authenticate=authenticate or ApiKeyAuthenticator(db_session_factory),
+        authenticate=authenticate or ApiKeyAuthenticator(session_factory),
     )
     app.add_middleware(CorrelationMiddleware)
     return app

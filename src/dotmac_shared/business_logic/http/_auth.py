@@ -76,11 +76,11 @@ class ApiKeyAuthenticator:
     """The default ``authenticate``: ``Authorization: Bearer dmk_...`` checked against the store.
 
     Args:
-        db_session_factory: Where ``dotmac_api_keys`` lives.
+        session_factory: Where ``dotmac_api_keys`` lives.
     """
 
-    def __init__(self, db_session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self.db_session_factory = db_session_factory
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self.session_factory = session_factory
 
     async def __call__(self, request: Request) -> Principal:
         """Return the key's principal.
@@ -96,7 +96,7 @@ class ApiKeyAuthenticator:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("the Authorization header must be: Bearer <key>")
-        key = await verify_api_key(self.db_session_factory, token.strip())
+        key = await verify_api_key(self.session_factory, token.strip())
         if key is None:
             raise _unauthorized("the API key is not valid (unknown, malformed or revoked)")
         return Principal(tenant_id=key.tenant_id, user_id=f"apikey:{key.key_id}", roles=key.roles)

@@ -233,7 +233,7 @@ async def provision_tenant(
         result = await TenantProvisioningOperation().execute(
             request.model_dump(),
             {
-                "db_session_factory": services.session_factory,
+                "session_factory": services.session_factory,
                 "tenant_id": caller.tenant_id,
                 "user_id": caller.user_id,
                 "idempotency_key": idempotency_key,

@@ -103,8 +103,8 @@ class IdempotencyManager:
     """Runs :class:`IdempotentOperation` s at most once per ``(tenant, key)``.
 
     Args:
-        db_session_factory: The spec's session factory; the default store keeps records in
-            its database, and operations receive it as ``context["db_session_factory"]``.
+        session_factory: The spec's session factory; the default store keeps records in
+            its database, and operations receive it as ``context["session_factory"]``.
         store: Another :class:`IdempotencyStore` (e.g. ``RedisIdempotencyStore``).
         raise_on_failure: Re-raise an operation's final failure instead of returning a
             result with ``success=False`` (overridable per call).
@@ -113,14 +113,14 @@ class IdempotencyManager:
             or a function returning aware datetimes. The default SQL store shares it.
 
     Example:
-        >>> manager = IdempotencyManager(db_session_factory)  # doctest: +SKIP
+        >>> manager = IdempotencyManager(session_factory)  # doctest: +SKIP
         >>> result = await manager.execute_idempotent(  # doctest: +SKIP
         ...     idempotency_key=key, operation_data=data, context={"user_id": "u1"})
     """
 
     def __init__(
         self,
-        db_session_factory: async_sessionmaker[AsyncSession] | None = None,
+        session_factory: async_sessionmaker[AsyncSession] | None = None,
         *,
         store: IdempotencyStore | None = None,
         raise_on_failure: bool = False,
@@ -128,15 +128,15 @@ class IdempotencyManager:
     ) -> None:
         self._clock = as_clock(clock)
         if store is None:
-            if db_session_factory is None:
+            if session_factory is None:
                 raise InvalidInputError(
-                    "IdempotencyManager needs a db_session_factory or a store",
-                    field="db_session_factory",
+                    "IdempotencyManager needs a session_factory or a store",
+                    field="session_factory",
                 )
             from dotmac_shared.business_logic.idempotency._sql_store import SqlIdempotencyStore
 
-            store = SqlIdempotencyStore(db_session_factory, clock=self._clock)
-        self.db_session_factory = db_session_factory
+            store = SqlIdempotencyStore(session_factory, clock=self._clock)
+        self.session_factory = session_factory
         self.store = store
         self.raise_on_failure = raise_on_failure
         self._leases = _Leases(self)
@@ -166,7 +166,7 @@ class IdempotencyManager:
                 ``operation`` is required and the tenant is ``context["tenant_id"]``).
             operation_data: The payload; it must match the payload the key was made for.
             context: Passed to the operation, with ``tenant_id``, ``idempotency_key`` and
-                ``db_session_factory`` added.
+                ``session_factory`` added.
             operation: The operation; by default the one registered for the key's type.
             wait: Seconds (finite, not negative) to wait for another holder's result
                 instead of raising :class:`OperationInProgressError` at once.
@@ -218,7 +218,7 @@ class IdempotencyManager:
             context.update(
                 tenant_id=key.tenant_id,
                 idempotency_key=key.key,
-                db_session_factory=self.db_session_factory,
+                session_factory=self.session_factory,
             )
             return await self._run(
                 held, key, op, operation_data, context, started, raise_on_failure

@@ -102,7 +102,7 @@ class SqlIdempotencyStore:
     """Idempotency records in the ``dotmac_idempotency_records`` table.
 
     Args:
-        db_session_factory: The spec's session factory (or an ``AsyncEngine``); its schema
+        session_factory: The spec's session factory (or an ``AsyncEngine``); its schema
             must be migrated (``create_session_factory`` does it).
         clock: Source of the ``updated_at`` times it writes (the manager passes its own).
 
@@ -113,15 +113,15 @@ class SqlIdempotencyStore:
 
     def __init__(
         self,
-        db_session_factory: async_sessionmaker[AsyncSession] | AsyncEngine,
+        session_factory: async_sessionmaker[AsyncSession] | AsyncEngine,
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._clock = clock
         engine = (
-            db_session_factory
-            if isinstance(db_session_factory, AsyncEngine)
-            else engine_of(db_session_factory)
+            session_factory
+            if isinstance(session_factory, AsyncEngine)
+            else engine_of(session_factory)
         )
         self._engine = autocommit(engine)
         self._select = CompiledSelect(engine, _SELECT)

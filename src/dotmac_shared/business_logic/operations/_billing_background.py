@@ -193,7 +193,7 @@ async def _require_tenant(factory: async_sessionmaker[AsyncSession], tenant_id: 
 
 
 async def start_billing_run(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     tenant_id: str,
     billing_period: str,
     *,
@@ -209,7 +209,7 @@ async def start_billing_run(
     period that is already running or finished returns that attempt (nothing runs twice).
 
     Args:
-        db_session_factory: The migrated session factory.
+        session_factory: The migrated session factory.
         tenant_id: The tenant to bill.
         billing_period: The period, ``YYYY-MM``; not in the future.
         retry: Start a new attempt after a compensated one (see :func:`run_billing`).
@@ -229,8 +229,8 @@ async def start_billing_run(
     period = BillingPeriod.parse(billing_period)
     period.ensure_not_future(wall.now())
     canonical = str(period)
-    await _require_tenant(db_session_factory, tenant_id)
-    coordinator = SagaCoordinator(db_session_factory, lease_seconds=lease_seconds, clock=wall)
+    await _require_tenant(session_factory, tenant_id)
+    coordinator = SagaCoordinator(session_factory, lease_seconds=lease_seconds, clock=wall)
     coordinator.register_saga(BillingRunSaga.create_definition())
     # Refuses a retry (completed, running, never run) before anything is written.
     attempt = next_billing_attempt(
@@ -263,14 +263,14 @@ async def start_billing_run(
 
 
 async def billing_run_progress(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     tenant_id: str,
     billing_run_id: str,
 ) -> BillingRunProgress:
     """Where a tenant's billing run is, and its report once finalized.
 
     Args:
-        db_session_factory: The migrated session factory.
+        session_factory: The migrated session factory.
         tenant_id: The tenant the run belongs to; another tenant's run is not found.
         billing_run_id: The id :func:`start_billing_run` returned.
 
@@ -278,7 +278,7 @@ async def billing_run_progress(
         BillingRunError: No billing run of ``tenant_id`` has that id
             (``metadata["reason"] == "not_found"``).
     """
-    coordinator = SagaCoordinator(db_session_factory)
+    coordinator = SagaCoordinator(session_factory)
     saga = await billing_saga(coordinator, tenant_id, billing_run_id)
     if saga is None or saga["saga_name"] != BillingRunSaga.name:
         raise BillingRunError(
@@ -287,7 +287,7 @@ async def billing_run_progress(
             tenant_id=tenant_id,
             metadata={"reason": "not_found"},
         )
-    async with db_session_factory() as session:
+    async with session_factory() as session:
         run = (
             await session.execute(
                 select(BillingRun).where(

@@ -249,7 +249,7 @@ def next_billing_attempt(
 
 
 async def run_billing(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     tenant_id: str,
     billing_period: str,
     *,
@@ -281,7 +281,7 @@ async def run_billing(
             :func:`next_billing_attempt`).
     """
     if coordinator is None:
-        coordinator = SagaCoordinator(db_session_factory)
+        coordinator = SagaCoordinator(session_factory)
     if BillingRunSaga.name not in coordinator.definitions:
         coordinator.register_saga(BillingRunSaga.create_definition(**definition_options))
     # Check-then-act is safe here: the attempt read is final (compensated) or its successor

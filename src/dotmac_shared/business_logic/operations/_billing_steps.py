@@ -130,7 +130,7 @@ class BillingRunSteps:
     """What each billing-run step does, given its collaborators.
 
     Args:
-        session_factory: The spec's ``db_session_factory``.
+        session_factory: The spec's ``session_factory``.
         gateway: Charges invoices (default in the saga: the sandbox gateway).
         notifier: Queues invoice and failure notices (default: the outbox).
         batch_size: Customers or invoices per committed batch.

@@ -14,7 +14,7 @@ __all__ = ["shipped_coordinator"]
 
 
 def shipped_coordinator(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     *,
     lease_seconds: float = 30.0,
     clock: Clock | None = None,
@@ -26,11 +26,11 @@ def shipped_coordinator(
     recovered (``SagaWorker(shipped_coordinator(factory)).run()``).
 
     Example:
-        >>> coordinator = shipped_coordinator(db_session_factory)  # doctest: +SKIP
+        >>> coordinator = shipped_coordinator(session_factory)  # doctest: +SKIP
         >>> sorted(coordinator.definitions)  # doctest: +SKIP
         ['billing_run', 'service_provisioning', 'tenant_provisioning']
     """
-    coordinator = SagaCoordinator(db_session_factory, lease_seconds=lease_seconds, clock=clock)
+    coordinator = SagaCoordinator(session_factory, lease_seconds=lease_seconds, clock=clock)
     coordinator.register_saga(TenantProvisioningSaga.create_definition())
     coordinator.register_saga(ServiceProvisioningSaga.create_definition())
     coordinator.register_saga(BillingRunSaga.create_definition())

@@ -116,12 +116,12 @@ class CustomerRecord:
 
 
 async def customer_record(
-    db_session_factory: async_sessionmaker[AsyncSession], tenant_id: str, customer_id: str
+    session_factory: async_sessionmaker[AsyncSession], tenant_id: str, customer_id: str
 ) -> CustomerRecord:
     """A tenant's customer with its billing account and services.
 
     Args:
-        db_session_factory: The migrated session factory.
+        session_factory: The migrated session factory.
         tenant_id: The tenant the customer belongs to; another tenant's customer is
             reported exactly like a missing one.
         customer_id: The customer's id.
@@ -130,7 +130,7 @@ async def customer_record(
         InvalidInputError: No customer of ``tenant_id`` has that id (field
             ``customer_id``, ``metadata["reason"] == "not_found"``).
     """
-    async with db_session_factory() as session:
+    async with session_factory() as session:
         customer = (
             await session.execute(
                 select(Customer).where(Customer.id == customer_id, Customer.tenant_id == tenant_id)

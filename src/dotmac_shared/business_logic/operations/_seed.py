@@ -143,7 +143,7 @@ def _customer_rows(tenant_id: str, count: int) -> tuple[list[dict[str, Any]], ..
 
 
 async def seed_demo_data(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     customers: int = 0,
     *,
     address_pool: str = "10.20.0.0/22",
@@ -165,7 +165,7 @@ async def seed_demo_data(
     except ValueError as exc:
         raise InvalidInputError(f"bad address pool {address_pool!r}", field="address_pool") from exc
 
-    async with db_session_factory() as session, session.begin():
+    async with session_factory() as session, session.begin():
         tenants = await _insert_ignoring_duplicates(
             session,
             Tenant,

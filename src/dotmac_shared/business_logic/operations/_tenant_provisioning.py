@@ -132,11 +132,11 @@ class TenantProvisioningOperation(IdempotentOperation):
     ) -> Mapping[str, Any]:
         """Validate, then run (or resume) the tenant saga of this idempotency key."""
         request = validate_tenant_request(operation_data)
-        factory = context.get("db_session_factory")
+        factory = context.get("session_factory")
         if not isinstance(factory, async_sessionmaker):
             raise InvalidInputError(
-                "tenant provisioning needs an IdempotencyManager built with a db_session_factory",
-                field="db_session_factory",
+                "tenant provisioning needs an IdempotencyManager built with a session_factory",
+                field="session_factory",
             )
         coordinator = SagaCoordinator(factory)
         coordinator.register_saga(TenantProvisioningSaga.create_definition())

@@ -288,7 +288,7 @@ def create_session_factory(
         **engine_options: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
 
     Example:
-        >>> db_session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
+        >>> session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
         >>> framework_only = create_session_factory(schema="framework")  # doctest: +SKIP
     """
     if migrate:
@@ -314,6 +314,6 @@ async def close_session_factory(session_factory: async_sessionmaker[AsyncSession
     opens new connections on demand.
 
     Example:
-        >>> await close_session_factory(db_session_factory)  # doctest: +SKIP
+        >>> await close_session_factory(session_factory)  # doctest: +SKIP
     """
     await engine_of(session_factory).dispose()

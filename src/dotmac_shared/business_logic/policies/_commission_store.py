@@ -22,7 +22,7 @@ __all__ = ["load_commission_rates", "save_commission_rate"]
 
 
 async def load_commission_rates(
-    db_session_factory: async_sessionmaker[AsyncSession], tenant_id: str
+    session_factory: async_sessionmaker[AsyncSession], tenant_id: str
 ) -> CommissionRates:
     """Load a tenant's commission rates from ``dotmac_commission_configurations``.
 
@@ -32,7 +32,7 @@ async def load_commission_rates(
     Raises:
         InvalidInputError: The tenant's rates mix currencies.
     """
-    async with db_session_factory() as session:
+    async with session_factory() as session:
         rows = (
             await session.execute(
                 select(CommissionConfiguration).where(
@@ -60,7 +60,7 @@ async def load_commission_rates(
 
 
 async def save_commission_rate(
-    db_session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession],
     tenant_id: str,
     tier: str,
     rate: Decimal,
@@ -71,7 +71,7 @@ async def save_commission_rate(
     """Insert or replace one commission rate (a tier default, or a partner's override).
 
     Args:
-        db_session_factory: The spec's session factory.
+        session_factory: The spec's session factory.
         tenant_id: Owner of the configuration.
         tier: Partner tier the rate applies to.
         rate: A fraction between 0 and 0.5 (0.10 = 10 %), as ``Decimal``.
@@ -82,7 +82,7 @@ async def save_commission_rate(
         InvalidInputError: The rate is not a Decimal in 0..0.5, or tier/currency are malformed.
     """
     value = validated_rate(rate, tier=tier, partner_id=partner_id, currency=currency)
-    async with db_session_factory() as session, session.begin():
+    async with session_factory() as session, session.begin():
         # One statement for both databases: insert, or replace the rate on the unique key.
         stmt = insert_for(session, CommissionConfiguration).values(
             tenant_id=tenant_id,

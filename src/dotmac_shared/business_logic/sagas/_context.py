@@ -65,7 +65,7 @@ class StepContext:
             goes on across crashes and resumes (each try is recorded before it runs).
         result: For a compensation, what this step's execute returned (``None`` if it never
             finished); ``None`` for an execution.
-        session_factory: The coordinator's ``db_session_factory``, for steps that write.
+        session_factory: The coordinator's ``session_factory``, for steps that write.
         step_results: Each earlier step's result by step name (read-only).
     """
 

@@ -78,7 +78,7 @@ class SagaCoordinator:
     """Registers saga definitions and runs sagas durably on the spec's ``db_session_factory``.
 
     Args:
-        db_session_factory: An ``async_sessionmaker`` (see ``create_session_factory``).
+        session_factory: An ``async_sessionmaker`` (see ``create_session_factory``).
         lease_seconds: How long a worker owns a saga without renewing; a saga whose worker
             died is taken over this long after its last renewal.
         owner_id: This worker's name in leases (host:pid:random by default).
@@ -92,7 +92,7 @@ class SagaCoordinator:
     writing that saga: a step never runs on two workers at once.
 
     Example:
-        >>> coordinator = SagaCoordinator(db_session_factory)  # doctest: +SKIP
+        >>> coordinator = SagaCoordinator(session_factory)  # doctest: +SKIP
         >>> coordinator.register_saga(definition)  # doctest: +SKIP
         >>> result = await coordinator.execute_saga(  # doctest: +SKIP
         ...     saga_name="service_provisioning", context=context, initial_data={...}
@@ -101,7 +101,7 @@ class SagaCoordinator:
 
     def __init__(
         self,
-        db_session_factory: async_sessionmaker[AsyncSession],
+        session_factory: async_sessionmaker[AsyncSession],
         *,
         lease_seconds: float = 30.0,
         owner_id: str | None = None,
@@ -110,11 +110,11 @@ class SagaCoordinator:
     ) -> None:
         if lease_seconds <= 0:
             raise InvalidInputError("lease_seconds must be positive", field="lease_seconds")
-        self.session_factory = db_session_factory
+        self.session_factory = session_factory
         self.lease_seconds = lease_seconds
         self.owner_id = owner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = as_clock(clock)
-        self._store: SagaStore = store or SqlSagaStore(db_session_factory, clock=self.clock)
+        self._store: SagaStore = store or SqlSagaStore(session_factory, clock=self.clock)
         # The leases of the sagas driven right now: renewal, and the writes made under them.
         self._leases = LeaseKeeper(self._store, self.owner_id, lease_seconds, self.clock)
         self._definitions: dict[str, SagaDefinition] = {}

@@ -573,7 +573,7 @@ class SqlSagaStore:
     costs one commit per state change; many sagas in flight share commits.
 
     Args:
-        session_factory: The spec's ``db_session_factory`` (or an ``AsyncEngine``); the store
+        session_factory: The spec's ``session_factory`` (or an ``AsyncEngine``); the store
             uses its engine directly.
         clock: Where lease expiries and ``updated_at`` come from (the system clock by
             default); a saga coordinator passes its own.
