@@ -9,10 +9,10 @@ Example:
     >>> session_factory = create_session_factory("sqlite:///:memory:", migrate=False)
 """
 
-import importlib
 from importlib import metadata as _metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dotmac_shared.business_logic._lazy import lazy_exports
 from dotmac_shared.business_logic.exceptions import (
     AuthenticationError,
     BillingRunError,
@@ -185,15 +185,4 @@ _LAZY: dict[str, str] = {
     "idempotent": "dotmac_shared.business_logic.idempotency",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(_LAZY, globals())

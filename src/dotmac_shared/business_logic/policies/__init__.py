@@ -25,9 +25,9 @@ Layout:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dotmac_shared.business_logic._lazy import lazy_exports
 from dotmac_shared.business_logic.policies._commission_math import calculate_commissions
 from dotmac_shared.business_logic.policies._commission_types import (
     CommissionBatchResult,
@@ -170,15 +170,4 @@ _LAZY: dict[str, str] = {
     "save_commission_rate": "dotmac_shared.business_logic.policies._commission_store",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(_LAZY, globals())

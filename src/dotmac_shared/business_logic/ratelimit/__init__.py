@@ -14,9 +14,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dotmac_shared.business_logic._lazy import lazy_exports
 from dotmac_shared.business_logic.ratelimit._limiter import (
     API_CALLS_LIMIT,
     InMemoryRateLimiter,
@@ -38,15 +38,4 @@ __all__ = [
 # Names whose module imports a Redis client library: loaded on first access (PEP 562).
 _LAZY: dict[str, str] = {"RedisRateLimiter": "dotmac_shared.business_logic.ratelimit._redis"}
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(_LAZY, globals())
