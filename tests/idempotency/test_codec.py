@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import uuid
 from collections import OrderedDict
 from decimal import Decimal
@@ -37,6 +38,13 @@ values = st.recursive(
 @given(st.dictionaries(keys, values, max_size=6))
 def test_result_round_trips_when_it_holds_decimals_datetimes_and_uuids(result):
     assert decode_result(encode_result(result)) == result
+
+
+@given(st.dictionaries(keys, values, max_size=6))
+def test_result_round_trips_when_it_was_stored_as_json_text(result):
+    # What a store gives back: the JSON types a decoder builds, decoded without copies.
+    stored = json.loads(json.dumps(encode_result(result)))
+    assert decode_result(stored) == result
 
 
 @given(st.dictionaries(keys, values, max_size=6))

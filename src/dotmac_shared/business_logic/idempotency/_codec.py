@@ -26,7 +26,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from dotmac_shared.business_logic.exceptions import ResultSerializationError
 
@@ -189,11 +189,18 @@ def encode_result(value: Mapping[str, Any]) -> dict[str, Any]:
     return walked
 
 
+# What JSON decodes to besides containers: exact types, returned as they are without a call.
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def _unwalk(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_unwalk(item) for item in value]
-    if not isinstance(value, dict):
-        return value
+    kind = type(value)
+    if kind is list:
+        return [item if type(item) in _PLAIN else _unwalk(item) for item in value]
+    if kind is not dict:
+        if isinstance(value, list):  # a subclass, from a caller rather than from JSON
+            return [_unwalk(item) for item in value]
+        return value if not isinstance(value, dict) else _unwalk(dict(value))
     if len(value) == 1:
         ((tag, text),) = value.items()
         if tag == "$decimal":
@@ -204,11 +211,11 @@ def _unwalk(value: Any) -> Any:
             return dt.date.fromisoformat(text)
         if tag == "$uuid":
             return uuid.UUID(text)
-    return {key: _unwalk(item) for key, item in value.items()}
+    return {key: item if type(item) in _PLAIN else _unwalk(item) for key, item in value.items()}
 
 
 def decode_result(data: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`encode_result`."""
-    decoded = _unwalk(dict(data))
+    decoded = _unwalk(data if type(data) is dict else dict(data))
     assert isinstance(decoded, dict)
     return decoded

@@ -137,16 +137,20 @@ def _ttl_ms(record: StoredRecord, now: dt.datetime) -> int:
     return max(1, int((until - now).total_seconds() * 1000))
 
 
+def _store_error(action: str, exc: BaseException) -> PersistenceError:
+    return PersistenceError(
+        f"idempotency store could not {action}: {type(exc).__name__}: {exc}",
+        operation=f"idempotency.{action}",
+    )
+
+
 @contextmanager
 def _translated(redis: RedisCommands, action: str) -> Iterator[None]:
     """Raise any error of the client inside as a :class:`PersistenceError`."""
     try:
         yield
     except redis.errors as exc:
-        raise PersistenceError(
-            f"idempotency store could not {action}: {type(exc).__name__}: {exc}",
-            operation=f"idempotency.{action}",
-        ) from exc
+        raise _store_error(action, exc) from exc
 
 
 def _config_value(reply: Any) -> str:
@@ -257,8 +261,11 @@ class RedisIdempotencyStore:
                 if isinstance(command, Coroutine):
                     command.close()
                 raise
-        with _translated(self._redis, action):
+        # The same translation as ``_translated``, inline: this runs on every call.
+        try:
             return await command
+        except self._redis.errors as exc:
+            raise _store_error(action, exc) from exc
 
     async def _swap(self, action: str, token: str, record: StoredRecord) -> bool:
         """Write ``record`` if the stored value still starts with ``token``."""
