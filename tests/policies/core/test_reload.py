@@ -140,7 +140,9 @@ async def test_tasks_never_see_a_mixed_set_when_watch_reloads_a_changing_folder(
                 (first.policy_version, first.decision.value)
                 + (second.policy_version, second.decision.value)
             )
-            await asyncio.sleep(0)
+            # Yield for a moment, not just a turn: two tasks spinning on sleep(0) starve the
+            # reload thread of the GIL, and on a loaded machine a reload took past the timeout.
+            await asyncio.sleep(0.001)
 
     async def in_force(expected: tuple[str, str, str, str]) -> None:
         async with asyncio.timeout(10):
