@@ -414,9 +414,8 @@ class BillingPartitions:
             await session.execute(
                 update(_P)
                 .where(self._mine(claim))
-                .values(
+                .values(  # claimed_by stays: who finished (or failed) the stage
                     status=status,
-                    claimed_by=None,
                     lease_until=None,
                     resume_after="",
                     last_error=error,
