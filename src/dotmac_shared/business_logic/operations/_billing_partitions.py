@@ -40,8 +40,8 @@ from dotmac_shared.business_logic.exceptions import BillingRunError, InvalidInpu
 from dotmac_shared.business_logic.observability._log import get_logger
 from dotmac_shared.business_logic.operations._adapters import OutboxNotifier, SandboxPaymentGateway
 from dotmac_shared.business_logic.operations._billing_steps import BillingRunSteps, billing_run_id
-from dotmac_shared.business_logic.operations.models import BillingPartition, Customer
-from dotmac_shared.business_logic.persistence._sql import insert_for
+from dotmac_shared.business_logic.operations.models import BillingPartition, Customer, Invoice
+from dotmac_shared.business_logic.persistence._sql import insert_for, refresh_statistics
 
 __all__ = [
     "BillingPartitionWorker",
@@ -236,6 +236,9 @@ class BillingPartitions:
     async def open_charging(self, run_id: str) -> None:
         """Open the run's invoiced partitions for charging (a repeat call changes nothing)."""
         async with self.session_factory() as session, session.begin():
+            # Invoices were just bulk-inserted: without fresh statistics the planner may
+            # sort a run's invoices for every batch instead of walking the index.
+            await refresh_statistics(session, Invoice.__tablename__)
             await session.execute(
                 update(_P)
                 .where(_P.run_id == run_id, _P.status == INVOICED)

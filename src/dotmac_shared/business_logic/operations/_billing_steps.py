@@ -366,7 +366,7 @@ class BillingRunSteps:
         for status in (CHARGING, OPEN):
             after = part.customer_after
             while True:
-                # Walks the live-invoice index (tenant, customer, period) over the range.
+                # Walks ix_dotmac_invoices_run_status_customer over the partition's range.
                 query = (
                     select(
                         Invoice.id,
@@ -377,12 +377,9 @@ class BillingRunSteps:
                     )
                     .outerjoin(BillingAccount, BillingAccount.customer_id == Invoice.customer_id)
                     .where(
-                        Invoice.tenant_id == part.tenant_id,
-                        Invoice.customer_id > after,
-                        Invoice.billing_period == part.billing_period,
-                        Invoice.status != VOID,
-                        Invoice.status == status,
                         Invoice.billing_run_id == run_id,
+                        Invoice.status == status,
+                        Invoice.customer_id > after,
                     )
                 )
                 if part.customer_last is not None:

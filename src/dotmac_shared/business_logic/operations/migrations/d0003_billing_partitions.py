@@ -1,7 +1,8 @@
 """Billing partitions: slices of a billing run's customers that any worker may claim.
 
 A billing run cuts its customers into id ranges; worker processes claim them (``FOR UPDATE
-SKIP LOCKED`` on PostgreSQL) under a lease, so several workers bill one run together.
+SKIP LOCKED`` on PostgreSQL) under a lease, so several workers bill one run together. A
+partition charges its customers' invoices in customer order: an index on invoices serves it.
 
 Revision ID: d0003_billing_partitions
 Revises: d0001_isp_domain
@@ -46,6 +47,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "partition", name=op.f("pk_dotmac_billing_partitions")),
     )
     op.create_index(
+        "ix_dotmac_invoices_run_status_customer",
+        "dotmac_invoices",
+        ["billing_run_id", "status", "customer_id"],
+    )
+    op.create_index(
         "ix_dotmac_billing_partitions_status",
         "dotmac_billing_partitions",
         ["status", "lease_until"],
@@ -55,3 +61,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_dotmac_billing_partitions_status", table_name="dotmac_billing_partitions")
     op.drop_table("dotmac_billing_partitions")
+    op.drop_index("ix_dotmac_invoices_run_status_customer", table_name="dotmac_invoices")

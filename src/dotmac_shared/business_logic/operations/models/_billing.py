@@ -90,6 +90,8 @@ class Invoice(DomainBase):
         # (notices). Without ``id`` last, each batch re-reads the whole run: O(n²).
         Index("ix_dotmac_invoices_run_status_id", "billing_run_id", "status", "id"),
         Index("ix_dotmac_invoices_run_id", "billing_run_id", "id"),
+        # A billing partition charges its customers' invoices in customer order.
+        Index("ix_dotmac_invoices_run_status_customer", "billing_run_id", "status", "customer_id"),
     )
 
 
