@@ -55,7 +55,9 @@ class BillingRunSaga:
     """Builds the ``billing_run`` saga definition: one saga per tenant, period and attempt.
 
     ``initial_data`` is ``{"tenant_id": ..., "billing_period": "YYYY-MM"}``, plus
-    ``"attempt": n`` from the second attempt of a period on. Every step is resumable:
+    ``"attempt": n`` from the second attempt of a period on. Invoices and charges are made
+    in partitions of the customers that other worker processes may bill too (see
+    :mod:`._billing_partitions`); the two steps wait for all of them. Every step is resumable:
     invoices have deterministic ids (one per customer, period and attempt), payments are
     charged with the invoice's idempotency key, notices are deduplicated in the outbox. Only
     the first two steps have compensations (cancel the run, void the invoices whose charge
