@@ -280,6 +280,31 @@ async def _bill_beside(factory, workers: list[subprocess.Popen[bytes]], logs: li
             worker.wait(timeout=60)
 
 
+async def test_worker_that_lost_its_partition_writes_nothing_when_another_took_it_over(
+    session_factory,
+):
+    await seed_demo_data(session_factory, customers=10)
+    clock = ManualClock()
+    first = BillingPartitions(session_factory, clock=clock, lease_seconds=60, worker_id="a")
+    second = BillingPartitions(session_factory, clock=clock, lease_seconds=60, worker_id="b")
+    await first.create(DEMO_TENANT_ID, PERIOD, partition_size=100)
+    stale = await first.claim()
+    clock.advance(seconds=61)
+    current = await second.claim()
+    assert stale is not None and current is not None
+
+    assert await first.process(stale) is False  # its first batch's fence failed: rolled back
+    assert await scalar(session_factory, select(func.count()).select_from(Invoice)) == 0
+    assert await second.process(current) is True
+    [row] = await partition_rows(session_factory)
+    assert (row.status, row.claimed_by, row.customers_seen, row.invoices_created) == (
+        "invoiced",
+        "b",
+        11,
+        10,
+    )
+
+
 # --- real processes ----------------------------------------------------------------------
 
 #: The charge after which the crashing worker's gateway hangs: the charges of its batch
