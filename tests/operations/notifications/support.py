@@ -29,15 +29,25 @@ class ScriptedSmtp(LocalSmtpServer):
     Counts, per Message-ID, the deliveries in progress at once (``max_in_flight``).
     """
 
-    def __init__(self, replies: Sequence[str] = (), *, delay: float = 0.0) -> None:
+    def __init__(
+        self, replies: Sequence[str] = (), *, delay: float = 0.0, gate_clients: int = 0
+    ) -> None:
         super().__init__()
         self.replies = collections.deque(replies)
         self.delay = delay
+        # Hold every message until this many client connections have sent one: proves
+        # the clients (relays) really deliver at the same time.
+        self.gate_clients = gate_clients
+        self.clients: set[Any] = set()
         self.answered: list[str] = []
         self.in_flight: collections.Counter[str] = collections.Counter()
         self.max_in_flight: collections.Counter[str] = collections.Counter()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.clients.add(session.peer)
+        deadline = time.monotonic() + 30
+        while len(self.clients) < self.gate_clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         message = self.keep(envelope.content)
         message_id = str(message["Message-ID"]).strip()
         with self._lock:

@@ -210,20 +210,23 @@ class NotificationRelay:
     async def _claim(self) -> tuple[dt.datetime, list[OutgoingNotice]]:
         now = self.clock.now()
         lease_end = now + self.lease
+        is_due = (
+            _M.status == _PENDING,
+            or_(_M.next_attempt_at.is_(None), _M.next_attempt_at <= now),
+        )
         due = (
             select(_M.id)
-            .where(
-                _M.status == _PENDING,
-                _M.channel.in_(self._channels),
-                or_(_M.next_attempt_at.is_(None), _M.next_attempt_at <= now),
-            )
+            .where(*is_due, _M.channel.in_(self._channels))
             .order_by(_M.id)
             .limit(self.batch_size)
             .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite renders no lock
         )
         claim = (
             update(_M)
-            .where(_M.id.in_(due.scalar_subquery()))
+            # Due again in the UPDATE itself: should a row be claimed by another relay
+            # between the subquery and the write, PostgreSQL re-checks this on the new
+            # row version and skips it instead of claiming it twice.
+            .where(_M.id.in_(due.scalar_subquery()), *is_due)
             .values(claimed_by=self.relay_id, next_attempt_at=lease_end, attempts=_M.attempts + 1)
             .returning(
                 _M.id,
