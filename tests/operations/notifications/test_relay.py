@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.exceptions import InvalidInputError
@@ -20,6 +22,7 @@ from dotmac_shared.business_logic.operations.notifications import (
     outbox_counts,
     verify_webhook_signature,
 )
+from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from tests.operations.notifications.support import (
     ScriptedSmtp,
     WebhookReceiver,
@@ -27,6 +30,7 @@ from tests.operations.notifications.support import (
     queue,
     text_of,
 )
+from tests.support.tcp_proxy import TcpProxy
 
 BACKOFF = Backoff(base=60, cap=600)
 SECRET = "whsec_test"
@@ -317,3 +321,45 @@ def test_relay_refuses_settings_that_cannot_work_when_constructed():
         SmtpTransport("http://127.0.0.1")
     with pytest.raises(InvalidInputError, match="secret"):
         WebhookTransport("http://127.0.0.1/x", secret="")
+
+
+async def _until(predicate, seconds: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting for progress"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_running_relay_survives_the_database_connection_dropping_when_it_comes_back(
+    session_factory, database_url, caplog
+):
+    url = make_url(database_url)
+    proxy = await TcpProxy.start(url.host or "127.0.0.1", url.port or 5432)
+    relay_factory = create_session_factory(
+        url.set(port=proxy.port).render_as_string(hide_password=False), migrate=False
+    )
+    stop = asyncio.Event()
+    with ScriptedSmtp() as smtp:
+        relay = NotificationRelay(
+            relay_factory, [SmtpTransport(smtp.url)], poll_interval=0.05, max_backoff=0.2
+        )
+        running = asyncio.create_task(relay.run(stop))
+        try:
+            await queue(session_factory, [invoice_notice(1)])
+            await _until(lambda: len(smtp.messages) == 1)
+            await proxy.cut()  # the relay's connections drop; new ones are refused
+            await queue(session_factory, [invoice_notice(2)])
+            await _until(lambda: "notification relay pass failed" in caplog.text)
+            await proxy.restore()
+            await _until(lambda: len(smtp.messages) == 2)
+        finally:
+            stop.set()
+            report = await asyncio.wait_for(running, 10)
+            await relay.aclose()
+            await proxy.close()
+            await engine_of(relay_factory).dispose()
+
+    assert report.sent == 2 and running.exception() is None
+    assert {r.status for r in (await rows(session_factory)).values()} == {"sent"}
