@@ -591,7 +591,9 @@ class NotificationDeliveryError(BusinessLogicError):
 
     code = "notification_delivery_failed"
 
-    def __init__(self, message: str, *, transient: bool, reason: str, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str, *, transient: bool = False, reason: str = "error", **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.transient = transient
         self.reason = reason
