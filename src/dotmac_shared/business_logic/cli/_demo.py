@@ -10,7 +10,6 @@ from email.message import EmailMessage
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.cli._billing import print_report, run_billing_with_progress
@@ -184,18 +183,18 @@ async def _relay_notifications(
         f"relay {relay.relay_id} delivered {relayed.sent} notices to {server.url} "
         f"({relayed.retried} to retry, {relayed.dead} dead); the server received {len(received)}:"
     )
-    table = Table()
-    for column in ("Message-ID", "To", "Subject"):
-        table.add_column(column)
     shown: set[str] = set()
     for message in received:
         kind = str(message.get("X-Dotmac-Notice", ""))
-        if kind not in shown:  # one of each notice
+        if kind not in shown:  # one e-mail of each notice
             shown.add(kind)
-            table.add_row(
-                str(message["Message-ID"]).strip(), str(message["To"]), str(message["Subject"])
+            console.print(
+                f"  Message-ID: {str(message['Message-ID']).strip()}\n"
+                f"  To: {message['To']}\n  Subject: {message['Subject']}",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
             )
-    console.print(table)
     if received:
         first = received[0]
         body = first.get_body(("plain",))
