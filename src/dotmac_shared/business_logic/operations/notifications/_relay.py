@@ -220,13 +220,18 @@ class NotificationRelay:
             .order_by(_M.id)
             .limit(self.batch_size)
             .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite renders no lock
+            # Materialized: evaluated once. As a plain ``IN (subquery)`` PostgreSQL may
+            # rescan it per row, and each rescan skips the rows just claimed (no longer
+            # due), so LIMIT would not bound the batch at all.
+            .cte("due")
+            .prefix_with("MATERIALIZED")
         )
         claim = (
             update(_M)
             # Due again in the UPDATE itself: should a row be claimed by another relay
-            # between the subquery and the write, PostgreSQL re-checks this on the new
-            # row version and skips it instead of claiming it twice.
-            .where(_M.id.in_(due.scalar_subquery()), *is_due)
+            # between the read and the write (SQLite has no row locks), the UPDATE skips
+            # it instead of claiming it twice.
+            .where(_M.id.in_(select(due.c.id)), *is_due)
             .values(claimed_by=self.relay_id, next_attempt_at=lease_end, attempts=_M.attempts + 1)
             .returning(
                 _M.id,

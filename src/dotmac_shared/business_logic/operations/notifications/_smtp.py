@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from urllib.parse import quote, unquote, urlsplit
 
 import aiosmtplib
@@ -17,6 +20,10 @@ from dotmac_shared.business_logic.operations.notifications._templates import Not
 from dotmac_shared.business_logic.operations.notifications._transport import OutgoingNotice
 
 __all__ = ["DEFAULT_SENDER", "SmtpTransport", "message_id_for"]
+
+# UTF-8 parts and headers in quoted-printable: readable in the raw message, unlike base64.
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.header_encoding = _UTF8_QP.body_encoding = QP
 
 #: The ``From`` address unless one is given.
 DEFAULT_SENDER = "DotMac <no-reply@dotmac.localhost>"
@@ -80,7 +87,14 @@ class SmtpTransport:
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
         self.sender = sender
-        _, address = email.utils.parseaddr(sender)
+        name, address = email.utils.parseaddr(sender)
+        if "@" not in address or "\n" in sender or "\r" in sender:
+            raise InvalidInputError(
+                f"sender must be an e-mail address, got {sender!r}", field="sender"
+            )
+        self._envelope_sender = address
+        # Only the display name may be encoded (RFC 2047); the address stays as it is.
+        self._from_header = email.utils.formataddr((name, address), charset="utf-8")
         self.domain = address.rpartition("@")[2] or "dotmac.localhost"
         self._templates = templates or NoticeTemplates()
         self._timeout = timeout
@@ -93,32 +107,41 @@ class SmtpTransport:
     def __repr__(self) -> str:  # no password
         return f"SmtpTransport(smtp{'s' if self._use_tls else ''}://{self.hostname}:{self.port})"
 
-    def build_message(self, notice: OutgoingNotice) -> EmailMessage:
+    def build_message(self, notice: OutgoingNotice) -> MIMEMultipart:
         """The e-mail of ``notice``: text and HTML parts, ``Message-ID`` from its dedupe key.
+
+        Built with the ``email.mime`` classes (the ``compat32`` policy): several times
+        cheaper per message than ``EmailMessage``'s parsed headers, which matters at
+        thousands of notices per billing run. Header values are checked here instead.
 
         Raises:
             NotificationDeliveryError: Permanent: the template cannot be rendered or the
                 recipient is not a usable address.
         """
-        rendered = self._templates.render(
-            notice.template, notice.payload, recipient=notice.recipient, tenant_id=notice.tenant_id
-        )
-        message = EmailMessage()
-        try:
-            message["From"] = self.sender
-            message["To"] = notice.recipient
-            message["Subject"] = rendered.subject
-        except ValueError as exc:  # a newline or other header-breaking input
+        recipient = notice.recipient
+        _, address = email.utils.parseaddr(recipient)
+        if "\r" in recipient or "\n" in recipient or "@" not in address:
+            # A line break would let a payload add headers (Bcc:) to the e-mail.
             raise NotificationDeliveryError(
-                f"cannot address notice {notice.dedupe_key!r} to {notice.recipient!r}: {exc}",
+                f"cannot address notice {notice.dedupe_key!r} to {recipient!r}: "
+                "not a single e-mail address",
                 transient=False,
                 reason="bad_recipient",
-            ) from exc
+            )
+        rendered = self._templates.render(
+            notice.template, notice.payload, recipient=recipient, tenant_id=notice.tenant_id
+        )
+        message = MIMEMultipart("alternative")
+        message["From"] = self._from_header
+        message["To"] = recipient
+        message["Subject"] = Header(rendered.subject, _UTF8_QP).encode()  # one line already
         message["Message-ID"] = message_id_for(notice.dedupe_key, self.domain)
         message["Date"] = email.utils.format_datetime(self._clock.now())
         message["X-Dotmac-Notice"] = notice.template
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
+        for subtype, content in (("plain", rendered.text), ("html", rendered.html)):
+            part = MIMENonMultipart("text", subtype)
+            part.set_payload(content, _UTF8_QP)
+            message.attach(part)
         return message
 
     async def deliver(self, notice: OutgoingNotice) -> None:
@@ -129,10 +152,11 @@ class SmtpTransport:
                 timeouts are transient; 5xx replies and unrenderable notices are permanent.
         """
         message = self.build_message(notice)
+        recipient = email.utils.parseaddr(notice.recipient)[1]
         async with self._lock:
             try:
                 client = await self._connected()
-                await client.send_message(message)
+                await client.sendmail(self._envelope_sender, [recipient], message.as_bytes())
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 await self._drop()
                 first = exc.recipients[0]
