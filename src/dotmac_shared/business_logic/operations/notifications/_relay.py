@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import InvalidInputError, NotificationDeliveryError
+from dotmac_shared.business_logic.observability._log import get_logger
 from dotmac_shared.business_logic.operations.models import OutboxMessage
 from dotmac_shared.business_logic.operations.notifications._decide import (
     Backoff,
@@ -53,7 +54,7 @@ from dotmac_shared.business_logic.operations.notifications._transport import (
 
 __all__ = ["NotificationRelay", "OutboxCounts", "RelayReport", "outbox_counts"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _M = OutboxMessage
 _PENDING = OutboxStatus.PENDING.value
