@@ -31,6 +31,7 @@ from tests.operations.notifications.support import (
     text_of,
 )
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.telemetry import metric_reader_installed
 
 BACKOFF = Backoff(base=60, cap=600)
 SECRET = "whsec_test"
@@ -365,3 +366,21 @@ async def test_running_relay_survives_the_database_connection_dropping_when_it_c
 
     assert report.sent == 2 and running.exception() is None
     assert {r.status for r in (await rows(session_factory)).values()} == {"sent"}
+
+
+async def test_outcomes_are_counted_by_the_relayed_metric_when_recorded(session_factory):
+    await queue(session_factory, [invoice_notice(1), invoice_notice(2)])
+    with metric_reader_installed() as reader, ScriptedSmtp(["550 5.1.1 no such user"]) as smtp:
+        relay = relay_for(session_factory, SmtpTransport(smtp.url), clock=ManualClock())
+        await relay.run_once()
+        await relay.aclose()
+        data = reader.get_metrics_data()
+    points = {
+        point.attributes["outcome"]: point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "dotmac.notifications.relayed"
+        for point in metric.data.data_points
+    }
+    assert points == {"dead": 1, "sent": 1}

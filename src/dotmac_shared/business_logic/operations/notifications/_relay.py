@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import InvalidInputError, NotificationDeliveryError
 from dotmac_shared.business_logic.observability._log import get_logger
+from dotmac_shared.business_logic.observability._telemetry import NOTIFICATIONS_RELAYED
 from dotmac_shared.business_logic.operations.models import OutboxMessage
 from dotmac_shared.business_logic.operations.notifications._decide import (
     Backoff,
@@ -59,6 +60,7 @@ logger = get_logger(__name__)
 _M = OutboxMessage
 _PENDING = OutboxStatus.PENDING.value
 _LAST_ERROR_CHARS = 2000
+_OUTCOMES: dict[type[Any], str] = {Sent: "sent", Retry: "retry", Dead: "dead"}
 
 
 @dataclasses.dataclass(slots=True)
@@ -296,6 +298,8 @@ class NotificationRelay:
                 )
                 recorded.update((await session.execute(statement)).scalars())
         for notice, verdict in outcomes:
+            outcome = _OUTCOMES[type(verdict)] if notice.id in recorded else "lost"
+            NOTIFICATIONS_RELAYED.add(1, {"outcome": outcome, "channel": notice.channel})
             if notice.id not in recorded:
                 report.lost += 1
                 logger.warning(
