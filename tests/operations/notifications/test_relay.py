@@ -384,3 +384,22 @@ async def test_outcomes_are_counted_by_the_relayed_metric_when_recorded(session_
         for point in metric.data.data_points
     }
     assert points == {"dead": 1, "sent": 1}
+
+
+class _Broken:
+    channel = "email"
+
+    async def deliver(self, notice: OutgoingNotice) -> None:
+        raise KeyError("a bug in a custom transport")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_transport_bug_is_recorded_as_a_transient_failure_when_it_raises(session_factory):
+    await queue(session_factory, [invoice_notice(1)])
+    report = await relay_for(session_factory, _Broken(), clock=ManualClock()).run_once()
+    row = (await rows(session_factory))["inv_00001:issued"]
+    assert report.retried == 1
+    assert (row.last_error_code, row.status) == ("transport_error", "pending")
+    assert "KeyError" in row.last_error

@@ -105,3 +105,30 @@ async def test_racing_relays_never_deliver_one_notice_twice_at_once_when_sharing
     ids = smtp.message_ids()
     assert len(ids) == len(set(ids)) == count  # no lease ran out: exactly once
     assert await statuses(session_factory) == {"sent": count}
+
+
+async def test_relay_command_delivers_until_sigterm_when_run_without_once(
+    session_factory, database_url
+):
+    with ScriptedSmtp() as smtp:
+        process = subprocess.Popen(
+            [*CLI, "notifications", "relay", "--database-url", database_url]
+            + ["--smtp-url", smtp.url, "--poll-interval", "0.05"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        await queue(session_factory, [invoice_notice(1)])
+        deadline = time.monotonic() + 60
+        while len(smtp.messages) < 1:
+            assert process.poll() is None and time.monotonic() < deadline, "nothing relayed"
+            await asyncio.sleep(0.02)
+        await queue(session_factory, [invoice_notice(2)])  # found by a later poll
+        while len(smtp.messages) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, "no second pass"
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 0, err.decode()
+    assert "relay stopped: 2 sent" in " ".join(out.decode().split())

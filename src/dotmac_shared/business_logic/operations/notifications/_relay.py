@@ -338,6 +338,13 @@ class NotificationRelay:
                 transient=True,
                 reason="timeout",
             )
+        except Exception as exc:  # a transport's bug must not cost the batch its outcomes
+            logger.exception("transport %r failed on notice %s", transport, notice.id)
+            return NotificationDeliveryError(
+                f"transport {transport!r} raised {type(exc).__name__}: {exc}",
+                transient=True,
+                reason="transport_error",
+            )
         return None
 
     async def relay_batch(self) -> RelayReport:
