@@ -39,6 +39,10 @@ class ScriptedSmtp(LocalSmtpServer):
         # the clients (relays) really deliver at the same time.
         self.gate_clients = gate_clients
         self.clients: set[Any] = set()
+        # Stall every message from the hold_from-th on until released: a test kills its
+        # sender at a known point (mid-batch) whatever the machine's speed.
+        self.hold_from: int | None = None
+        self.released = threading.Event()
         self.answered: list[str] = []
         self.in_flight: collections.Counter[str] = collections.Counter()
         self.max_in_flight: collections.Counter[str] = collections.Counter()
@@ -49,6 +53,9 @@ class ScriptedSmtp(LocalSmtpServer):
         while len(self.clients) < self.gate_clients and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         message = self.keep(envelope.content)
+        if self.hold_from is not None and len(self.messages) >= self.hold_from:
+            while not self.released.is_set():
+                await asyncio.sleep(0.01)
         message_id = str(message["Message-ID"]).strip()
         with self._lock:
             self.in_flight[message_id] += 1

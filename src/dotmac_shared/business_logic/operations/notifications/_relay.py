@@ -245,13 +245,13 @@ class NotificationRelay:
                 _M.template,
                 _M.payload,
                 _M.created_at,
-                _M.attempts,
+                _M.attempts.label("attempt"),  # after the increment: this attempt's number
             )
             .execution_options(synchronize_session=False)
         )
         async with self.session_factory() as session, session.begin():
             rows = (await session.execute(claim)).all()
-        notices = [OutgoingNotice(*row) for row in rows]
+        notices = [OutgoingNotice(**row._mapping) for row in rows]
         notices.sort(key=lambda n: n.id)
         return lease_end, notices
 
