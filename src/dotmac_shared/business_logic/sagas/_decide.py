@@ -18,6 +18,11 @@ The rules:
   (its action never began, so there is nothing to undo).
 - A compensation that fails after its retries stops the saga in ``compensation_failed``; an
   operator's resume moves it back to ``compensating`` and the stuck step is compensated again.
+- Past the pivot (a typed saga whose pivot step completed) the saga only goes forward: a
+  step that fails after its retries (or runs past the deadline) stops the saga in
+  ``incident`` with the step ``retries_exhausted``, and nothing is compensated; a cancel
+  seen at a step's start is ignored (the step runs). An operator's repair (``_repair.py``)
+  moves it on.
 """
 
 from __future__ import annotations
@@ -308,14 +313,32 @@ class _Change:
         self.saga.current_step = len(self.definition.steps)
         return self.decision(Finish(SagaStatus.COMPLETED))
 
+    def past_pivot(self) -> bool:
+        """Whether the saga's pivot step completed: from here it only goes forward."""
+        pivot = self.definition.pivot_index
+        if pivot is None:
+            return False
+        state = self.saga.steps.get(self.definition.steps[pivot].name)
+        return state is not None and state.status is StepStatus.COMPLETED
+
     def step_failed(self, index: int, failure: SagaFailure) -> Decision:
         state = self.step(index)
+        if self.past_pivot():
+            # Its retries (with backoff) ran out: stop for a person, never compensate.
+            self.set_step(state, StepStatus.RETRIES_EXHAUSTED)
+            state.error = failure
+            self.set_saga(SagaStatus.INCIDENT)
+            self.saga.error, self.saga.failed_step = failure, state.name
+            return self.decision(Finish(SagaStatus.INCIDENT))
         self.set_step(state, StepStatus.FAILED)
         state.error = failure
         return self.fail(state, failure)
 
     def cancel(self, index: int) -> Decision:
         state = self.step(index)
+        if self.past_pivot() and state.status is StepStatus.RUNNING:
+            # Past the pivot a saga may not go back: the cancel is ignored, the step runs.
+            return self.decision(RunStep(index), write=False)
         if state.status is not StepStatus.RUNNING:
             raise IllegalSagaTransitionError(
                 f"a cancel is acted on when a step starts; {state.name} is {state.status}",
