@@ -548,7 +548,7 @@ class SagaRepairRefusedError(SagaError):
         self,
         message: str,
         *,
-        action: str,
+        action: str = "repair",
         status: str | None = None,
         step: str | None = None,
         reason: str = "wrong_status",

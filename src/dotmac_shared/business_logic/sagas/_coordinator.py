@@ -305,7 +305,8 @@ class SagaCoordinator:
         started = decide(record, definition, Begin(), now)
         record = started.record
         leased_at = asyncio.get_running_loop().time()
-        events = transitions(None, record, started.steps, now, worker=self.owner_id)
+        moves = ((None, SagaStatus.RUNNING), *started.moves)  # the saga itself is new
+        events = transitions(record, moves, now, worker=self.owner_id)
         if await self._store.create(
             record, self.owner_id, self.lease_seconds, started.steps, events
         ):
@@ -577,7 +578,7 @@ class SagaCoordinator:
                     )
         definition = self._definition(record.saga_name)  # refuse before changing anything
         now = self.clock.now()
-        saga, steps = _repair.plan(
+        saga, steps, moves = _repair.plan(
             record, definition, action, now, step_name=step_name, output=output
         )
         resolved = steps[0].result if action == "resolve_incident" and steps else None
@@ -591,9 +592,7 @@ class SagaCoordinator:
                 reason=reason,
                 data={"output": resolved} if resolved is not None else None,
             ),
-            *transitions(
-                record, saga, steps, now, worker=self.owner_id, operator=operator, reason=reason
-            ),
+            *transitions(saga, moves, now, worker=self.owner_id, operator=operator, reason=reason),
         ]
         leased_at = asyncio.get_running_loop().time()
         if not await self._store.repair(
@@ -850,15 +849,12 @@ class SagaCoordinator:
         Every state change is committed before its action runs, so any worker can go on
         from the stored state.
         """
-        before = record
         decision = decide(record, definition, Begin(first_started), self.clock.now())
         while True:
             record, action = decision.record, decision.action
             cancel = False
             if decision.write:
-                events = transitions(
-                    before, record, decision.steps, self.clock.now(), worker=self.owner_id
-                )
+                events = transitions(record, decision.moves, self.clock.now(), worker=self.owner_id)
                 cancel = await self._leases.save(record, decision.steps, events)
             event: Event
             if isinstance(action, RunStep):
@@ -882,7 +878,6 @@ class SagaCoordinator:
                 )
             else:  # Finish, Stop
                 return record
-            before = record
             decision = decide(record, definition, event, self.clock.now())
 
     @staticmethod

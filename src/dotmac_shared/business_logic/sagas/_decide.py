@@ -54,6 +54,7 @@ __all__ = [
     "Event",
     "Finish",
     "LeaseLost",
+    "Move",
     "RunStep",
     "StepFailed",
     "StepSucceeded",
@@ -171,6 +172,10 @@ class Stop:
 Action: TypeAlias = RunStep | Compensate | Finish | Stop
 
 
+#: One status change: ``(step name, new status)``, or ``(None, new status)`` for the saga.
+Move: TypeAlias = tuple[str | None, SagaStatus | StepStatus]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Decision:
     """The next action, the saga's new record, and the steps its state change touched.
@@ -183,6 +188,9 @@ class Decision:
     record: SagaRecord
     steps: tuple[StepRecord, ...] = ()
     write: bool = True
+    #: Every status change, in the order it was made: ``(step name, status)``, or
+    #: ``(None, status)`` for the saga's own (what its history records).
+    moves: tuple[Move, ...] = ()
 
 
 # --- the function ------------------------------------------------------------------------
@@ -245,9 +253,10 @@ class _Change:
         self.definition = definition
         self.now = now
         self.touched: dict[str, StepRecord] = {}
+        self.moves: list[Move] = []
 
     def decision(self, action: Action, *, write: bool = True) -> Decision:
-        return Decision(action, self.saga, tuple(self.touched.values()), write)
+        return Decision(action, self.saga, tuple(self.touched.values()), write, tuple(self.moves))
 
     def step(self, index: int) -> StepRecord:
         """Step ``index``'s record in the new state, ready to change (copied on first use)."""
@@ -264,10 +273,12 @@ class _Change:
     def set_step(self, state: StepRecord, status: StepStatus) -> None:
         ensure_step_transition(self.saga.saga_id, state.name, state.status, status)
         state.status = status
+        self.moves.append((state.name, status))
 
     def set_saga(self, status: SagaStatus) -> None:
         ensure_saga_transition(self.saga.saga_id, self.saga.status, status)
         self.saga.status = status
+        self.moves.append((None, status))
         if status.is_final:
             self.saga.completed_at = self.now
 

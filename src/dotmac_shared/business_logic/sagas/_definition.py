@@ -20,6 +20,7 @@ from dotmac_shared.business_logic.sagas._context import StepContext
 
 __all__ = [
     "NOTHING_TO_UNDO",
+    "RETRIABLE_RETRY",
     "RetryPolicy",
     "SagaDefinition",
     "SagaStep",
@@ -105,6 +106,10 @@ class RetryPolicy:
         )
 
 
+#: The retry budget of a retriable step that declares none: tries with exponential backoff.
+RETRIABLE_RETRY = RetryPolicy(max_attempts=5, initial_delay=0.5, max_delay=30.0, jitter=0.5)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SagaStep:
     """One step of a saga.
@@ -121,7 +126,8 @@ class SagaStep:
         compensation_retry: Retry policy of ``compensate`` (retried by default).
         kind: What the step promises about undoing it (:class:`StepKind`); checked by
             :class:`SagaDefinition`. A ``retriable`` step's ``retry`` policy is its budget
-            of tries (with exponential backoff) before the saga stops in ``incident``.
+            of tries (with exponential backoff) before the saga stops in ``incident``
+            (:data:`RETRIABLE_RETRY` if left at the single-try default).
 
     Example:
         >>> async def reserve(ctx: StepContext) -> dict[str, str]:
@@ -150,6 +156,9 @@ class SagaStep:
                 f"step {self.name}: unknown kind {self.kind!r}; expected one of: {known}",
                 metadata={"step": self.name},
             ) from None
+        if self.kind is StepKind.RETRIABLE and self.retry == RetryPolicy():
+            # A retriable step left at the single-try default gets a real budget.
+            object.__setattr__(self, "retry", RETRIABLE_RETRY)
         if isinstance(self.execute, StepHandler):
             handler = self.execute
             object.__setattr__(self, "execute", handler.execute)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from dotmac_shared.business_logic.exceptions import SagaRepairRefusedError
 from dotmac_shared.business_logic.sagas._data import step_result
+from dotmac_shared.business_logic.sagas._decide import Move
 from dotmac_shared.business_logic.sagas._definition import SagaDefinition
 from dotmac_shared.business_logic.sagas._states import (
     SagaStatus,
@@ -96,8 +97,11 @@ def plan(
     *,
     step_name: str | None = None,
     output: Mapping[str, Any] | None = None,
-) -> tuple[SagaRecord, tuple[StepRecord, ...]]:
-    """The saga's new record and the steps ``action`` changes (copies; ``record`` is kept).
+) -> tuple[SagaRecord, tuple[StepRecord, ...], tuple[Move, ...]]:
+    """What ``action`` changes: the saga's new record, its steps, its status changes.
+
+    The record and steps are copies (``record`` is kept); the status changes are in order
+    (for the history).
 
     Raises:
         SagaRepairRefusedError: The action does not apply to the saga as it is (its status,
@@ -147,23 +151,29 @@ def plan(
     )
     ensure_saga_transition(saga.saga_id, saga.status, new_status)
     saga.status, saga.completed_at, saga.updated_at = new_status, None, now
+    moves: list[Move] = []
     if action == "mark_step_compensated":
         ensure_step_transition(saga.saga_id, step_name, state.status, StepStatus.COMPENSATED)
         state.status, state.compensated_at = StepStatus.COMPENSATED, now
+        moves.append((step_name, StepStatus.COMPENSATED))
     elif action == "retry_step":
         ensure_step_transition(saga.saga_id, step_name, state.status, StepStatus.RUNNING)
         state.status, state.started_at, state.error = StepStatus.RUNNING, now, None
         state.attempts += 1
         saga.current_step = state.index
+        moves.append((step_name, StepStatus.RUNNING))
     elif action == "resolve_incident":
         ensure_step_transition(saga.saga_id, step_name, state.status, StepStatus.COMPLETED)
+        result = step_result(output, step_name)  # refused before anything changes
         state.status, state.completed_at, state.error = StepStatus.COMPLETED, now, None
-        state.result = step_result(output, step_name)
+        state.result = result
+        moves.append((step_name, StepStatus.COMPLETED))
+    moves.append((None, new_status))
     if new_status is SagaStatus.RUNNING:
         # Going forward again: the incident's failure stays in the history, not the saga.
         saga.error, saga.failed_step = None, None
     touched = (state,) if action not in ("retry_compensation", "resume") else ()
-    return saga, touched
+    return saga, touched, tuple(moves)
 
 
 def _refused(
