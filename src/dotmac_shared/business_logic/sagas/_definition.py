@@ -106,6 +106,9 @@ class RetryPolicy:
         )
 
 
+#: The default retry policy of a step (the very object: a retriable step left at it gets
+#: :data:`RETRIABLE_RETRY`).
+_SINGLE_TRY = RetryPolicy()
 #: The retry budget of a retriable step that declares none: tries with exponential backoff.
 RETRIABLE_RETRY = RetryPolicy(max_attempts=5, initial_delay=0.5, max_delay=30.0, jitter=0.5)
 
@@ -127,7 +130,7 @@ class SagaStep:
         kind: What the step promises about undoing it (:class:`StepKind`); checked by
             :class:`SagaDefinition`. A ``retriable`` step's ``retry`` policy is its budget
             of tries (with exponential backoff) before the saga stops in ``incident``
-            (:data:`RETRIABLE_RETRY` if left at the single-try default).
+            (:data:`RETRIABLE_RETRY` if it declares none).
 
     Example:
         >>> async def reserve(ctx: StepContext) -> dict[str, str]:
@@ -139,7 +142,7 @@ class SagaStep:
     execute: StepAction | StepHandler
     compensate: StepAction | None = None
     timeout: float | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = _SINGLE_TRY
     compensation_retry: RetryPolicy = RetryPolicy(max_attempts=3)
     kind: StepKind = StepKind.COMPENSATABLE
 
@@ -156,8 +159,9 @@ class SagaStep:
                 f"step {self.name}: unknown kind {self.kind!r}; expected one of: {known}",
                 metadata={"step": self.name},
             ) from None
-        if self.kind is StepKind.RETRIABLE and self.retry == RetryPolicy():
-            # A retriable step left at the single-try default gets a real budget.
+        if self.kind is StepKind.RETRIABLE and self.retry is _SINGLE_TRY:
+            # A retriable step that declares no policy gets a real budget (one that
+            # declares a policy keeps it, even a single try).
             object.__setattr__(self, "retry", RETRIABLE_RETRY)
         if isinstance(self.execute, StepHandler):
             handler = self.execute
