@@ -752,8 +752,24 @@ class SqlSagaStore:
         return [self._encode_step(*_step_values(saga_id, step)) for step in unique]
 
     def _event_rows(self, saga_id: str, events: Sequence[SagaEvent]) -> list[tuple[Any, ...]]:
+        # The hot path (every state change): one tuple per entry, in EVENT_COLUMNS order.
         encode = self._encode_event
-        return [encode(*_event_values(saga_id, event).values()) for event in events]
+        return [
+            encode(
+                saga_id,
+                e.occurred_at,
+                e.kind,
+                e.step,
+                e.status,
+                e.attempt,
+                e.worker,
+                e.operator,
+                e.reason,
+                None if e.error is None else e.error.to_dict(),
+                None if e.data is None else dict(e.data),
+            )
+            for e in events
+        ]
 
     async def create(
         self,
