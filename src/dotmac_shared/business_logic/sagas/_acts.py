@@ -81,7 +81,7 @@ async def execute(
     except Exception as exc:  # any failure of the step leads to compensation
         failure = SagaFailure.from_exception(exc, step.name)
         logger.warning(
-            "saga %s step %s failed: %s: %s; compensating",
+            "saga %s step %s failed: %s: %s",
             record.saga_id,
             step.name,
             failure.code,

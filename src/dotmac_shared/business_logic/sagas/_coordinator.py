@@ -576,6 +576,7 @@ class SagaCoordinator:
                         f"{action} needs a non-blank {field} (recorded in the saga's history)",
                         field=field,
                     )
+        _repair.check_status(record, action, step_name)
         definition = self._definition(record.saga_name)  # refuse before changing anything
         now = self.clock.now()
         saga, steps, moves = _repair.plan(

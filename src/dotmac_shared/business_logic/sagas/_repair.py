@@ -37,7 +37,7 @@ from dotmac_shared.business_logic.sagas._states import (
 )
 from dotmac_shared.business_logic.sagas._store import SagaRecord, StepRecord
 
-__all__ = ["RepairAction", "past_pivot", "plan", "refuse_cancel"]
+__all__ = ["RepairAction", "check_status", "past_pivot", "plan", "refuse_cancel"]
 
 RepairAction = Literal[
     "retry_compensation", "mark_step_compensated", "retry_step", "resolve_incident", "resume"
@@ -89,6 +89,22 @@ def refuse_cancel(record: SagaRecord, definition: SagaDefinition) -> None:
         )
 
 
+def check_status(record: SagaRecord, action: RepairAction, step_name: str | None = None) -> None:
+    """Refuse ``action`` if the saga is not in the status it applies to.
+
+    Raises:
+        SagaRepairRefusedError: ``reason`` ``wrong_status``.
+    """
+    wanted = _APPLIES_TO[action]
+    if record.status is not wanted:
+        raise _refused(
+            record,
+            action,
+            f"saga {record.saga_id} is {record.status}; {action} applies to a saga in {wanted}",
+            step=step_name,
+        )
+
+
 def plan(
     record: SagaRecord,
     definition: SagaDefinition,
@@ -108,14 +124,8 @@ def plan(
             the step's status, an unknown step); ``metadata`` says which.
         InvalidInputError: ``output`` cannot be stored as a step result.
     """
+    check_status(record, action, step_name)
     wanted = _APPLIES_TO[action]
-    if record.status is not wanted:
-        raise _refused(
-            record,
-            action,
-            f"saga {record.saga_id} is {record.status}; {action} applies to a saga in {wanted}",
-            step=step_name,
-        )
     stuck = [
         step.name
         for step in definition.steps
