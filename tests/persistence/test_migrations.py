@@ -38,6 +38,7 @@ from dotmac_shared.business_logic.persistence.models import Base
 FRAMEWORK_TABLES = {
     "dotmac_idempotency_records",
     "dotmac_policy_decisions",
+    "dotmac_saga_events",
     "dotmac_saga_executions",
     "dotmac_saga_step_executions",
 }

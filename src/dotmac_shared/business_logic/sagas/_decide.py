@@ -384,7 +384,7 @@ class _Change:
                 continue
             state = self.changeable(step.name, state, index)
             self.set_step(state, StepStatus.COMPENSATING)
-            if step.compensate is None:
+            if not step.compensable:  # none, or NOTHING_TO_UNDO: nothing runs
                 self.set_step(state, StepStatus.COMPENSATED)
                 state.compensated_at = self.now
                 continue

@@ -57,6 +57,7 @@ async def _nothing_to_undo(ctx: StepContext) -> None:
 
 #: The compensation of a compensatable step that changes nothing (a validation, a read):
 #: declaring it says so explicitly, where a missing compensation in a typed saga is refused.
+#: It never runs: the step is marked compensated, as a step without a compensation is.
 NOTHING_TO_UNDO: StepAction = _nothing_to_undo
 
 
@@ -184,8 +185,8 @@ class SagaStep:
 
     @property
     def compensable(self) -> bool:
-        """Whether the step has anything to undo."""
-        return self.compensate is not None
+        """Whether the step has anything to undo (a compensation, not NOTHING_TO_UNDO)."""
+        return self.compensate is not None and self.compensate is not NOTHING_TO_UNDO
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -258,13 +259,13 @@ class SagaDefinition:
                     "a compensatable step must come before the pivot (after it, the saga "
                     "can only go forward: declare it retriable)",
                 )
-            elif step.kind is StepKind.COMPENSATABLE and pivot is not None and not step.compensable:
+            elif step.kind is StepKind.COMPENSATABLE and pivot is not None and not step.compensate:
                 rule, why = (
                     "compensation_required",
                     "a compensatable step needs a compensation (NOTHING_TO_UNDO if it "
                     "changes nothing)",
                 )
-            elif step.kind is StepKind.RETRIABLE and step.compensable:
+            elif step.kind is StepKind.RETRIABLE and step.compensate is not None:
                 rule, why = "retriable_not_compensated", "a retriable step is never compensated"
             if rule is not None:
                 raise SagaDefinitionError(
