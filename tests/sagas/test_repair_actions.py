@@ -4,6 +4,7 @@ refused with a clear error when it does not apply, and changes nothing if it fai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from uuid import uuid4
 
 import pytest
@@ -14,6 +15,7 @@ from dotmac_shared.business_logic import (
     PersistenceError,
     SagaRepairRefusedError,
 )
+from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.persistence.models import SagaEventEntry
 from dotmac_shared.business_logic.sagas import (
     RetryPolicy,
@@ -290,3 +292,19 @@ async def test_repair_actions_need_an_operator_and_a_reason(session_factory):
     with pytest.raises(InvalidInputError) as blank:
         await coordinator.retry_compensation(saga_id, tenant_id=TENANT, operator="a", reason=" ")
     assert blank.value.to_dict()["field"] == "reason"
+
+
+async def test_retry_step_can_succeed_when_the_sagas_deadline_passed_meanwhile(session_factory):
+    switch = Switch()
+    clock = ManualClock()
+    timed = dataclasses.replace(forward_saga(switch), timeout=60.0)
+    coordinator = SagaCoordinator(session_factory, clock=clock)
+    coordinator.register_saga(timed)
+    context = SagaContext(saga_id=str(uuid4()), tenant_id=TENANT)
+    assert (await coordinator.execute_saga("forward", context)).status == "incident"
+    clock.advance(seconds=3600)  # the person comes back an hour later
+    switch.down = False
+
+    result = await coordinator.retry_step(context.saga_id, tenant_id=TENANT, **WHO)
+
+    assert result.status == "completed"

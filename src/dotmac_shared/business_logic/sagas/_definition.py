@@ -196,8 +196,9 @@ class SagaDefinition:
     Args:
         name: How sagas of this kind are started (``execute_saga(saga_name=...)``).
         steps: Run in this order; compensated in reverse.
-        timeout: Seconds the whole saga may take; past it, the saga is compensated (past
-            its pivot, it stops in ``incident`` instead: it may not go back).
+        timeout: Seconds the whole saga may take; past it, the saga is compensated. It
+            bounds the steps up to the pivot: after the pivot only each step's own
+            ``timeout`` does (the saga cannot go back any more).
         version: Recorded with every execution, for audits of old runs.
 
     A saga with a pivot step is *typed*, and its kinds are checked (a
