@@ -308,3 +308,21 @@ async def test_retry_step_can_succeed_when_the_sagas_deadline_passed_meanwhile(s
     result = await coordinator.retry_step(context.saga_id, tenant_id=TENANT, **WHO)
 
     assert result.status == "completed"
+
+
+async def test_repair_actions_refuse_an_operator_or_reason_the_history_cannot_record(
+    session_factory,
+):
+    coordinator, saga_id = await stopped(session_factory, stuck_definition(), "compensation_failed")
+    before = await snapshot(session_factory, saga_id)
+    with pytest.raises(InvalidInputError) as long_name:
+        await coordinator.retry_compensation(
+            saga_id, tenant_id=TENANT, operator="x" * 256, reason="why"
+        )
+    with pytest.raises(InvalidInputError) as nul:
+        await coordinator.retry_compensation(
+            saga_id, tenant_id=TENANT, operator="alice", reason="a\x00b"
+        )
+    assert long_name.value.to_dict()["field"] == "operator"
+    assert nul.value.to_dict()["field"] == "reason"
+    assert await snapshot(session_factory, saga_id) == before

@@ -404,6 +404,7 @@ class SagaCoordinator:
             return self._outcome(record)
         definition = self._definition(record.saga_name)  # refuse before changing anything
         _repair.refuse_cancel(record, definition)
+        _check_who("cancel", operator, reason, required=False)
         event = SagaEvent(
             kind="action.cancel",
             occurred_at=self.clock.now(),
@@ -570,12 +571,7 @@ class SagaCoordinator:
     ) -> SagaResult:
         """Plan ``action``, commit it with its history atomically (fenced), drive the saga on."""
         if action != "resume":
-            for field, value in (("operator", operator), ("reason", reason)):
-                if not isinstance(value, str) or not value.strip():
-                    raise InvalidInputError(
-                        f"{action} needs a non-blank {field} (recorded in the saga's history)",
-                        field=field,
-                    )
+            _check_who(action, operator, reason, required=True)
         _repair.check_status(record, action, step_name)
         definition = self._definition(record.saga_name)  # refuse before changing anything
         now = self.clock.now()
@@ -884,6 +880,35 @@ class SagaCoordinator:
     @staticmethod
     def _outcome(record: SagaRecord) -> SagaResult:
         return saga_result(record)
+
+
+#: Longest operator name and reason recorded in a saga's history.
+MAX_OPERATOR_CHARS, MAX_REASON_CHARS = 255, 2000
+
+
+def _check_who(action: str, operator: str | None, reason: str | None, *, required: bool) -> None:
+    """Refuse an operator or reason the history cannot record (or a missing one if required).
+
+    Raises:
+        InvalidInputError: Blank when required, not a string, too long, or holding a NUL
+            character (``field``: ``operator`` or ``reason``).
+    """
+    for field, value, limit in (
+        ("operator", operator, MAX_OPERATOR_CHARS),
+        ("reason", reason, MAX_REASON_CHARS),
+    ):
+        if value is None and not required:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInputError(
+                f"{action} needs a non-blank {field} (recorded in the saga's history)",
+                field=field,
+            )
+        if len(value) > limit or "\x00" in value:
+            raise InvalidInputError(
+                f"{action}: {field} must be at most {limit} characters, without NUL",
+                field=field,
+            )
 
 
 def _status_filter(status: SagaStatus | str | None) -> SagaStatus | None:
