@@ -1,11 +1,11 @@
 """The saga store's batch write on SQLite: one ``BEGIN IMMEDIATE`` transaction.
 
 SQLite has no data-modifying CTEs and one writer at a time: a batch is one transaction of at
-most four statements, each taking the batch's rows as one JSON array (``json_each``):
-insert the new sagas, update the sagas whose lease the writer still holds (both return which
-rows they wrote), then upsert the step rows and append the history entries of exactly those
-sagas. The transaction takes at
-most one trip to a worker thread, and none when a small batch gets the write lock at once
+most four statements: insert the new sagas, update the sagas whose lease the writer still
+holds (both return which rows they wrote), upsert the step rows of exactly those sagas (the
+first three take the batch's rows as one JSON array, ``json_each``), and append their history
+entries (plain parameters, ``executemany``). The transaction takes at most one trip to a
+worker thread, and none when a small batch gets the write lock at once
 (see ``sqlite_driver.run_transaction``). The statements are generated once from the tables'
 metadata.
 """
@@ -82,10 +82,11 @@ FROM json_each(?) AS r WHERE true
 ON CONFLICT (saga_id, step_name) DO UPDATE SET
     {", ".join(f"{n} = excluded.{n}" for n in STEP_COLUMNS if n not in ("saga_id", "step_name"))}
 """
+    # History rows are only inserted (no fence in the statement: the caller picks the rows
+    # of the sagas written), so they go as plain parameters (executemany), in order.
     log = f"""
 INSERT INTO {_EVENTS.name} ({", ".join(EVENT_COLUMNS)})
-SELECT {", ".join(_at("e", i) for i in range(len(EVENT_COLUMNS)))}
-FROM json_each(?) AS e ORDER BY e.key
+VALUES ({", ".join("?" for _ in EVENT_COLUMNS)})
 """
     return insert, update, upsert, log
 
@@ -124,7 +125,7 @@ def _batch(
         logged = [row for _, event_rows in landed for row in event_rows]
         if logged:
             statement = _LOG
-            connection.execute(statement, (json.dumps(logged),))
+            connection.executemany(statement, logged)
     except sqlite3.Error as exc:
         # As SQLAlchemy would have raised it (OperationalError, IntegrityError, ...).
         raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
