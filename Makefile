@@ -39,8 +39,11 @@ lint:
 typecheck:
 	$(BIN)/mypy --strict src
 
+# Two workers: most tests wait on a database, a subprocess or a server, so a second process
+# overlaps those waits even on two cores. loadgroup keeps each xdist_group on one worker
+# (tests/conftest.py puts the reliability tests in one).
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: install-bench
 	$(BIN)/python -m benchmarks
