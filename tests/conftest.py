@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from tests.support.services import (
 )
 
 BACKENDS = ["sqlite", "postgresql"]
+
+# pytest-xdist starts its workers with COLUMNS=80 (for the reports they send, which the
+# controller prints at its own width). The CLI's Rich consoles, made when the CLI is first
+# imported, would read it and keep 80 columns for good, ignoring the wider COLUMNS the CLI
+# tests give CliRunner; without xdist the variable is unset, as in a user's shell.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.pop("COLUMNS", None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
