@@ -32,8 +32,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put every reliability test in one pytest-xdist group, so they run one after another.
 
     Each of them starts several processes that race or get killed; two at once on two
-    cores would starve each other's workers for no gain. The rest of the suite mostly waits
-    on databases and subprocesses, and runs on both workers (``make test``: ``-n 2``).
+    cores would starve each other's workers. ``make test`` goes further and runs them in
+    a serial pass of their own after the parallel one; the group covers ``pytest -n 2``
+    run by hand.
     """
     for item in items:
         if item.get_closest_marker("reliability") is not None:
