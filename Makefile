@@ -39,8 +39,13 @@ lint:
 typecheck:
 	$(BIN)/mypy --strict src
 
+# Two workers: most tests wait on a database, a subprocess or a server, so a second process
+# overlaps those waits even on two cores. The reliability tests (processes racing or being
+# killed, leases timed on the wall clock) run afterwards on their own, with no other test
+# taking the cores their processes need. Both phases run; either failing fails the target.
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not reliability"; parallel=$$?; \
+	$(BIN)/pytest -m reliability && exit $$parallel
 
 bench: install-bench
 	$(BIN)/python -m benchmarks

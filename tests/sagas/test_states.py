@@ -11,7 +11,8 @@ from dotmac_shared.business_logic.sagas._states import (
     ensure_step_transition,
 )
 
-ALLOWED_SAGA = [(a, b) for a, targets in SAGA_TRANSITIONS.items() for b in targets]
+# In the enum's order, not the sets': every pytest-xdist worker must collect the same list.
+ALLOWED_SAGA = [(a, b) for a in SagaStatus for b in SagaStatus if b in SAGA_TRANSITIONS[a]]
 FORBIDDEN_SAGA = [(a, b) for a in SagaStatus for b in SagaStatus if b not in SAGA_TRANSITIONS[a]]
 
 

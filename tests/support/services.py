@@ -58,11 +58,16 @@ def _dsn(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-async def create_postgres_database() -> str:
-    """Create an empty database and return its async SQLAlchemy URL."""
-    name = f"dotmac_test_{uuid.uuid4().hex[:16]}"
+def admin_dsn() -> str:
+    """The libpq DSN of the PostgreSQL server's admin database (to create and drop others)."""
+    return _dsn(POSTGRES_URL)
+
+
+async def create_postgres_database(prefix: str = "dotmac_test") -> str:
+    """Create an empty database named ``<prefix>_<random>`` and return its async SQLAlchemy URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     try:
-        conn = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=5)
+        conn = await asyncpg.connect(admin_dsn(), timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
         require("PostgreSQL", exc)
         raise
