@@ -1,0 +1,144 @@
+"""The repair actions the saga page offers, each behind a confirmation page.
+
+An action is shown only where it applies (by the saga's status, and for step actions by the
+step's); the coordinator still decides: it refuses an action that no longer applies (another
+operator acted first) with an error the confirmation page shows. Each action records who
+(the signed-in key) and why (the reason typed on the confirmation page).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from dotmac_shared.business_logic.exceptions import InvalidInputError
+from dotmac_shared.business_logic.sagas import SagaCoordinator, SagaResult, TenantScope
+
+__all__ = ["ACTIONS", "ActionRequest", "RepairAction", "actions_for"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """One confirmed action: which saga (and step), who, why.
+
+    Attributes:
+        saga_id: The saga.
+        scope: The tenants the user reaches (their own, or every one for a platform operator).
+        step: The step a step action is about.
+        operator: Who (the signed-in key).
+        reason: Why, as typed on the confirmation page.
+    """
+
+    saga_id: str
+    scope: TenantScope
+    step: str | None
+    operator: str
+    reason: str
+
+
+Run = Callable[[SagaCoordinator, ActionRequest], Awaitable[SagaResult]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RepairAction:
+    """An action of the saga page.
+
+    Attributes:
+        slug: Its name in URLs.
+        label: The button's text.
+        question: What the confirmation page asks.
+        effect: What happens, in a sentence, on the confirmation page.
+        saga_statuses: The saga statuses it is offered in.
+        step_statuses: For a step action, the step statuses it is offered for; empty for an
+            action on the whole saga.
+        run: Carries it out.
+    """
+
+    slug: str
+    label: str
+    question: str
+    effect: str
+    saga_statuses: frozenset[str]
+    step_statuses: frozenset[str]
+    run: Run
+
+    @property
+    def on_step(self) -> bool:
+        """Whether the action is about one step."""
+        return bool(self.step_statuses)
+
+    def applies(self, saga: Mapping[str, Any]) -> bool:
+        """Whether the saga page offers it for ``saga`` (as a whole)."""
+        return str(saga["status"]) in self.saga_statuses and not self.on_step
+
+    def steps(self, saga: Mapping[str, Any]) -> list[str]:
+        """The steps the saga page offers it for."""
+        if not self.on_step or str(saga["status"]) not in self.saga_statuses:
+            return []
+        return [str(s["name"]) for s in saga["steps"] if str(s["status"]) in self.step_statuses]
+
+
+def require_reason(reason: str) -> str:
+    """The reason of an action: required, at most 500 characters.
+
+    Raises:
+        InvalidInputError: Blank or too long (field ``reason``).
+    """
+    text = reason.strip()
+    if not text:
+        raise InvalidInputError("say why: the reason is recorded with the action", field="reason")
+    if len(text) > 500:
+        raise InvalidInputError("the reason must be at most 500 characters", field="reason")
+    return text
+
+
+async def _retry_compensation(coordinator: SagaCoordinator, request: ActionRequest) -> SagaResult:
+    # resume_saga compensates a compensation_failed saga again, from the stuck step on.
+    return await coordinator.resume_saga(request.saga_id, tenant_id=request.scope)
+
+
+async def _cancel(coordinator: SagaCoordinator, request: ActionRequest) -> SagaResult:
+    return await coordinator.cancel_saga(request.saga_id, tenant_id=request.scope)
+
+
+#: Every action, in the order the saga page shows them.
+ACTIONS: Final[Mapping[str, RepairAction]] = {
+    action.slug: action
+    for action in (
+        RepairAction(
+            slug="retry-compensation",
+            label="Retry compensation",
+            question="Retry the failed compensation?",
+            effect=(
+                "The saga compensates again from the step whose compensation failed, then goes "
+                "on backward; it ends compensated, or stops again if a compensation still fails."
+            ),
+            saga_statuses=frozenset({"compensation_failed"}),
+            step_statuses=frozenset(),
+            run=_retry_compensation,
+        ),
+        RepairAction(
+            slug="cancel",
+            label="Cancel saga",
+            question="Cancel this saga?",
+            effect=(
+                "The saga stops at its next step boundary and compensates, in reverse, every "
+                "step it completed."
+            ),
+            saga_statuses=frozenset({"running", "compensating"}),
+            step_statuses=frozenset(),
+            run=_cancel,
+        ),
+    )
+}
+
+
+def actions_for(saga: Mapping[str, Any]) -> list[tuple[RepairAction, str | None]]:
+    """The (action, step) pairs the saga page offers for ``saga``."""
+    offered: list[tuple[RepairAction, str | None]] = []
+    for action in ACTIONS.values():
+        if action.applies(saga):
+            offered.append((action, None))
+        offered.extend((action, step) for step in action.steps(saga))
+    return offered
