@@ -77,7 +77,7 @@ async def logout(console: Console, visit: Visit) -> Response:
 def routes(console: Console) -> list[BaseRoute]:
     """The sign-in routes."""
     return [
-        Route("/", console.view(home), methods=["GET"]),
+        Route("/", console.view(home, signed_in=False), methods=["GET"]),
         Route("/login", console.view(login_form, signed_in=False), methods=["GET"]),
         Route("/login", console.view(login, signed_in=False), methods=["POST"]),
         Route("/logout", console.view(logout, signed_in=False), methods=["POST"]),
