@@ -270,8 +270,16 @@ def create_console(
 
     Returns:
         The console app.
+
+    Raises:
+        InvalidInputError: ``secret`` is shorter than 32 bytes (field ``console_secret``).
     """
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    if key is not None and len(key) < 32:
+        raise InvalidInputError(
+            f"the console's session secret must be at least 32 bytes, not {len(key)}",
+            field="console_secret",
+        )
     console = Console(services, secret=key or secrets.token_bytes(32), max_age=max_age)
     routes: list[BaseRoute] = [
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
