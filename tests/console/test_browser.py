@@ -2,7 +2,8 @@
 
 A tenant admin signs in, filters the saga list, opens a failed saga, retries its
 compensation behind the confirmation page and sees the saga end ``compensated``; another
-tenant's saga, opened by URL, is not found. Each page is saved as a screenshot in the test's
+tenant's saga, opened by URL, is not found. A platform operator watches a billing run of a
+tenant finish, its report appearing without a reload. Each page is saved as a screenshot in the test's
 folder (``DOTMAC_UPDATE_SCREENSHOTS=1`` also refreshes the README's ``docs/console-saga.png``).
 
 The server is the app of ``create_app`` under uvicorn on a free loopback port, in a thread
@@ -13,6 +14,7 @@ API, in the module's event loop.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import shutil
 import socket
@@ -27,8 +29,13 @@ import pytest_asyncio
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.http import create_app
-from dotmac_shared.business_logic.operations import seed_demo_data
+from dotmac_shared.business_logic.operations import (
+    seed_demo_data,
+    shipped_coordinator,
+    start_billing_run,
+)
 from dotmac_shared.business_logic.persistence import create_session_factory, engine_of
 from dotmac_shared.business_logic.sagas import SagaCoordinator
 from tests.console.support import (
@@ -186,3 +193,52 @@ async def test_an_admin_retries_a_failed_compensation_in_the_browser_and_sees_it
         await context.close()
     for name in ("01-sign-in", "04-saga-failed", "06-saga-compensated", "07-other-tenant"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0
+
+
+async def test_a_platform_operator_watches_a_billing_run_finish_without_reloading(
+    browser: Browser, served, database_url: str, tmp_path: Path
+):
+    base, keys, _release = served
+    # A run whose process stopped after committing it: its saga stays running, under a
+    # lease, until the test's coordinator (on a clock moved past the lease) takes it over.
+    clock = ManualClock()
+    factory = create_session_factory(database_url, migrate=False)
+    try:
+        period = (clock.now().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+        started = await start_billing_run(factory, TENANT, period, lease_seconds=30, clock=clock)
+        started.task.cancel()
+        await asyncio.gather(started.task, return_exceptions=True)
+        run_id = started.billing_run_id
+
+        context = await browser.new_context(viewport={"width": 1366, "height": 800})
+        page = await context.new_page()
+        try:
+            await page.goto(f"{base}/console/login")
+            await page.get_by_label("API key").fill(keys.platform)
+            await page.get_by_role("button", name="Sign in").click()
+            await expect(page.get_by_test_id("who")).to_contain_text("Platform operator")
+            await page.get_by_role("link", name="Billing runs").click()
+            runs = page.get_by_role("table", name="Billing runs")
+            await expect(runs).to_contain_text(TENANT)
+            await _shot(page, tmp_path, "11-billing-runs")
+            await page.get_by_role("link", name=run_id).click()
+            await expect(page.get_by_test_id("run-status")).to_contain_text("running")
+            await expect(page.get_by_role("region", name="Report")).to_have_count(0)
+            await _shot(page, tmp_path, "12-billing-running")
+            await page.evaluate("window.notReloaded = true")
+
+            clock.advance(seconds=31)
+            resumed = await shipped_coordinator(factory, clock=clock).resume_saga(
+                run_id, tenant_id=TENANT
+            )
+            assert str(resumed["status"]) == "completed"
+
+            # The page polls its progress: the report appears in place, no reload.
+            await expect(page.get_by_test_id("run-status")).to_contain_text("completed")
+            await expect(page.get_by_role("region", name="Report")).to_contain_text("Invoices")
+            assert await page.evaluate("window.notReloaded") is True
+            await _shot(page, tmp_path, "13-billing-finished")
+        finally:
+            await context.close()
+    finally:
+        await engine_of(factory).dispose()
