@@ -3,8 +3,9 @@
 A tenant admin signs in, filters the saga list, opens a failed saga, retries its
 compensation behind the confirmation page and sees the saga end ``compensated``; another
 tenant's saga, opened by URL, is not found. A platform operator watches a billing run of a
-tenant finish, its report appearing without a reload. Each page is saved as a screenshot in the test's
-folder (``DOTMAC_UPDATE_SCREENSHOTS=1`` also refreshes the README's ``docs/console-saga.png``).
+tenant finish, its report appearing without a reload. Each page is saved as a screenshot in
+the test's folder (``DOTMAC_UPDATE_SCREENSHOTS=1`` also refreshes the README's
+``docs/console-saga.png``).
 
 The server is the app of ``create_app`` under uvicorn on a free loopback port, in a thread
 with its own event loop; the tests drive one Chromium per module with Playwright's async
