@@ -28,6 +28,7 @@ class ActionRequest:
         step: The step a step action is about.
         operator: Who (the signed-in key).
         reason: Why, as typed on the confirmation page.
+        output: For resolving an incident: the result of the step a person finished.
     """
 
     saga_id: str
@@ -35,6 +36,7 @@ class ActionRequest:
     step: str | None
     operator: str
     reason: str
+    output: Mapping[str, Any] | None = None
 
 
 Run = Callable[[SagaCoordinator, ActionRequest], Awaitable[SagaResult]]
@@ -53,6 +55,7 @@ class RepairAction:
         step_statuses: For a step action, the step statuses it is offered for; empty for an
             action on the whole saga.
         run: Carries it out.
+        takes_output: Whether the confirmation page asks for a step output (JSON).
     """
 
     slug: str
@@ -62,6 +65,7 @@ class RepairAction:
     saga_statuses: frozenset[str]
     step_statuses: frozenset[str]
     run: Run
+    takes_output: bool = False
 
     @property
     def on_step(self) -> bool:
@@ -126,7 +130,7 @@ ACTIONS: Final[Mapping[str, RepairAction]] = {
                 "The saga stops at its next step boundary and compensates, in reverse, every "
                 "step it completed."
             ),
-            saga_statuses=frozenset({"running", "compensating"}),
+            saga_statuses=frozenset({"running"}),
             step_statuses=frozenset(),
             run=_cancel,
         ),

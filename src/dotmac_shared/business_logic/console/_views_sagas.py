@@ -16,13 +16,14 @@ from dotmac_shared.business_logic.console._actions import (
     actions_for,
     require_reason,
 )
-from dotmac_shared.business_logic.console._forms import SagaFilters
+from dotmac_shared.business_logic.console._forms import SagaFilters, parse_json_object
 from dotmac_shared.business_logic.exceptions import (
     BusinessLogicError,
     InvalidInputError,
     ResourceNotFoundError,
 )
 from dotmac_shared.business_logic.http._problems import problem_status
+from dotmac_shared.business_logic.http._routes_policies import require_finite
 from dotmac_shared.business_logic.sagas import SagaStatus
 
 if TYPE_CHECKING:
@@ -81,10 +82,9 @@ async def saga_list(console: Console, visit: Visit) -> Response:
     return console.render(visit, "sagas.html", **context)
 
 
-def _history(saga: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The saga's event history, oldest first, as plain dicts (empty if it has none)."""
-    events = getattr(saga, "history", None) or ()
-    return [event.to_dict() if hasattr(event, "to_dict") else dict(event) for event in events]
+def _history(saga: Mapping[str, Any]) -> list[Any]:
+    """The saga's event history, oldest first (empty if none is recorded)."""
+    return list(getattr(saga, "history", None) or ())
 
 
 async def _load(console: Console, visit: Visit, saga_id: str) -> Any:
@@ -150,6 +150,7 @@ async def confirm_action(console: Console, visit: Visit) -> Response:
         action=action,
         step=step,
         reason="",
+        output="",
         error=None,
     )
 
@@ -161,13 +162,20 @@ async def run_action(console: Console, visit: Visit) -> Response:
     action, step = _action(visit)
     saga_id = visit.request.path_params["saga_id"]
     reason = visit.form.get("reason", "")
+    output_text = visit.form.get("output", "")
     try:
+        output = None
+        if action.takes_output:
+            output = require_finite(
+                parse_json_object("output", output_text, required=False), "output"
+            )
         request = ActionRequest(
             saga_id=saga_id,
             scope=user.scope(),
             step=step,
             operator=user.operator,
             reason=require_reason(reason),
+            output=output,
         )
         await action.run(console.services.coordinator, request)
     except BusinessLogicError as exc:
@@ -182,6 +190,7 @@ async def run_action(console: Console, visit: Visit) -> Response:
             action=action,
             step=step,
             reason=reason,
+            output=output_text,
             error=exc,
         )
     query = urllib.parse.urlencode({"done": action.slug})
