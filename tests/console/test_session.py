@@ -62,3 +62,16 @@ def test_a_form_token_matches_only_when_equal_to_the_sessions(given_token, match
 def test_a_codec_is_refused_when_its_secret_is_short():
     with pytest.raises(ValueError, match="at least 32 bytes"):
         SessionCodec(b"short")
+
+
+def test_a_platform_key_grants_the_admin_and_operator_roles_too():
+    import datetime as dt
+
+    from dotmac_shared.business_logic.http import ApiKeyInfo
+
+    def roles(role: str) -> frozenset[str]:
+        return ApiKeyInfo("k", "t", role, None, dt.datetime.now(dt.UTC), None).roles
+
+    assert roles("platform") == {"platform", "admin", "operator"}
+    assert roles("admin") == {"admin", "operator"}
+    assert roles("operator") == {"operator"}
