@@ -43,6 +43,7 @@ FRAMEWORK_TABLES = {
 }
 ISP_TABLES = {
     "dotmac_billing_accounts",
+    "dotmac_billing_partitions",
     "dotmac_billing_runs",
     "dotmac_commission_configurations",
     "dotmac_customers",
@@ -116,7 +117,7 @@ async def test_full_upgrade_creates_every_table_with_the_prefix_when_database_is
     assert max(len(name) for name in names) <= MAX_IDENTIFIER
     assert current_revisions(database_url) == {
         FRAMEWORK_BRANCH: "f0001_framework",
-        ISP_BRANCH: "d0001_isp_domain",
+        ISP_BRANCH: "d0003_billing_partitions",
         HTTP_BRANCH: "h0001_api_keys",
     }
 
@@ -307,7 +308,7 @@ async def test_registered_branch_is_migrated_with_all_and_not_with_framework(
     upgrade_database(database_url)
     assert current_revisions(database_url) == {
         FRAMEWORK_BRANCH: "f0001_framework",
-        ISP_BRANCH: "d0001_isp_domain",
+        ISP_BRANCH: "d0003_billing_partitions",
         HTTP_BRANCH: "h0001_api_keys",
         "dotmac_extra": "x0002_extra_name",
     }

@@ -17,6 +17,7 @@ from dotmac_shared.business_logic.operations._billing_background import (
     billing_run_progress,
     start_billing_run,
 )
+from dotmac_shared.business_logic.operations._billing_partitions import BillingPartitionWorker
 from dotmac_shared.business_logic.operations._billing_run import BillingRunSaga, run_billing
 from dotmac_shared.business_logic.operations._coordinator import shipped_coordinator
 from dotmac_shared.business_logic.operations._customers import (
@@ -40,6 +41,7 @@ from dotmac_shared.business_logic.operations._tenant_provisioning import (
 )
 
 __all__ = [
+    "BillingPartitionWorker",
     "BillingRunProgress",
     "BillingRunSaga",
     "BillingRunStart",

@@ -231,7 +231,9 @@ async def start_billing_run(
     canonical = str(period)
     await _require_tenant(session_factory, tenant_id)
     coordinator = SagaCoordinator(session_factory, lease_seconds=lease_seconds, clock=wall)
-    coordinator.register_saga(BillingRunSaga.create_definition())
+    coordinator.register_saga(
+        BillingRunSaga.create_definition(partition_lease_seconds=lease_seconds, clock=wall)
+    )
     # Refuses a retry (completed, running, never run) before anything is written.
     attempt = next_billing_attempt(
         await billing_attempts(coordinator, tenant_id, canonical), tenant_id, canonical, retry=retry

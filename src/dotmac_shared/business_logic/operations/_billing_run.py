@@ -13,12 +13,18 @@ from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dotmac_shared.business_logic.clock import Clock
 from dotmac_shared.business_logic.exceptions import (
     BillingRunError,
     InvalidInputError,
     SagaNotFoundError,
 )
 from dotmac_shared.business_logic.operations._adapters import OutboxNotifier, SandboxPaymentGateway
+from dotmac_shared.business_logic.operations._billing_partitions import (
+    CHARGING,
+    INVOICING,
+    BillingPartitions,
+)
 from dotmac_shared.business_logic.operations._billing_steps import BillingRunSteps, billing_run_id
 from dotmac_shared.business_logic.operations._ports import Notifier, PaymentGateway
 from dotmac_shared.business_logic.sagas import (
@@ -49,7 +55,9 @@ class BillingRunSaga:
     """Builds the ``billing_run`` saga definition: one saga per tenant, period and attempt.
 
     ``initial_data`` is ``{"tenant_id": ..., "billing_period": "YYYY-MM"}``, plus
-    ``"attempt": n`` from the second attempt of a period on. Every step is resumable:
+    ``"attempt": n`` from the second attempt of a period on. Invoices and charges are made
+    in partitions of the customers that other worker processes may bill too (see
+    :mod:`._billing_partitions`); the two steps wait for all of them. Every step is resumable:
     invoices have deterministic ids (one per customer, period and attempt), payments are
     charged with the invoice's idempotency key, notices are deduplicated in the outbox. Only
     the first two steps have compensations (cancel the run, void the invoices whose charge
@@ -68,20 +76,43 @@ class BillingRunSaga:
         batch_size: int = 500,
         charge_concurrency: int = 16,
         step_timeout: float | None = None,
+        partition_size: int = 1000,
+        partition_lease_seconds: float = 30.0,
+        clock: Clock | None = None,
     ) -> SagaDefinition:
-        """Return the definition; the gateway defaults to the sandbox gateway."""
+        """Return the definition; the gateway defaults to the sandbox gateway.
+
+        Invoices and charges are made partition by partition (``partition_size`` customers
+        each, see :mod:`._billing_partitions`): the run's worker bills them, and so does
+        every :class:`BillingPartitionWorker` running meanwhile. Give the workers the same
+        gateway. A worker that dies is taken over ``partition_lease_seconds`` after its
+        last renewal, on ``clock``'s time.
+        """
         if batch_size < 1 or charge_concurrency < 1:
             raise BillingRunError("batch_size and charge_concurrency must be at least 1")
+        if partition_size < 1:
+            raise BillingRunError("partition_size must be at least 1")
         make_gateway: GatewayFactory = gateway or SandboxPaymentGateway
         outbox = notifier or OutboxNotifier()
 
-        def steps(ctx: StepContext) -> BillingRunSteps:
+        def build(factory: async_sessionmaker[AsyncSession]) -> BillingRunSteps:
             return BillingRunSteps(
-                ctx.session_factory,
-                make_gateway(ctx.session_factory),
+                factory,
+                make_gateway(factory),
                 outbox,
                 batch_size=batch_size,
                 charge_concurrency=charge_concurrency,
+            )
+
+        def steps(ctx: StepContext) -> BillingRunSteps:
+            return build(ctx.session_factory)
+
+        def partitions(ctx: StepContext) -> BillingPartitions:
+            return BillingPartitions(
+                ctx.session_factory,
+                steps=build,
+                lease_seconds=partition_lease_seconds,
+                clock=clock,
             )
 
         def period(ctx: StepContext) -> str:
@@ -111,18 +142,35 @@ class BillingRunSaga:
                 await steps(ctx).cancel_run(str(ctx.result["billing_run_id"]))
 
         async def invoices(ctx: StepContext) -> dict[str, Any]:
-            return await steps(ctx).generate_invoices(
-                tenant(ctx), period(ctx), attempt=attempt(ctx)
+            # Partitions are cut, then billed by this worker and any others; this waits for all.
+            number, period_text = attempt(ctx), period(ctx)
+            carried_over = await steps(ctx).carry_over(tenant(ctx), period_text, attempt=number)
+            work = partitions(ctx)
+            await work.create(
+                tenant(ctx), period_text, attempt=number, partition_size=partition_size
             )
+            counts = await work.bill_stage(
+                billing_run_id(tenant(ctx), period_text, number), INVOICING
+            )
+            result = {key: counts[key] for key in ("invoices_created", "customers_seen")}
+            if number > 1:
+                result["invoices_carried_over"] = carried_over
+            return result
 
         async def void(ctx: StepContext) -> dict[str, Any]:
+            run_id = billing_run_id(tenant(ctx), period(ctx), attempt(ctx))
+            await partitions(ctx).cancel(run_id)  # no worker invoices or charges after this
             voided = await steps(ctx).void_open_invoices(
                 tenant(ctx), period(ctx), attempt=attempt(ctx)
             )
             return {"voided": voided}
 
         async def payments(ctx: StepContext) -> dict[str, Any]:
-            return await steps(ctx).process_payments(tenant(ctx), period(ctx), attempt=attempt(ctx))
+            run_id = billing_run_id(tenant(ctx), period(ctx), attempt(ctx))
+            work = partitions(ctx)
+            await work.open_charging(run_id)
+            counts = await work.bill_stage(run_id, CHARGING)
+            return {key: counts[key] for key in ("paid", "declined", "failed")}
 
         async def notices(ctx: StepContext) -> dict[str, Any]:
             return await steps(ctx).send_notifications(
@@ -283,6 +331,10 @@ async def run_billing(
     if coordinator is None:
         coordinator = SagaCoordinator(session_factory)
     if BillingRunSaga.name not in coordinator.definitions:
+        # Partitions are held as long as the run's saga: a dead worker's are taken over
+        # when its saga is.
+        definition_options.setdefault("partition_lease_seconds", coordinator.lease_seconds)
+        definition_options.setdefault("clock", coordinator.clock)
         coordinator.register_saga(BillingRunSaga.create_definition(**definition_options))
     # Check-then-act is safe here: the attempt read is final (compensated) or its successor
     # id is what any concurrent retry computes too, and the saga store lets one caller

@@ -29,9 +29,9 @@ import dataclasses
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -76,7 +76,13 @@ from dotmac_shared.business_logic.operations.models import (
 from dotmac_shared.business_logic.persistence._sql import insert_for, refresh_statistics
 from dotmac_shared.business_logic.persistence._types import utcnow
 
-__all__ = ["BillingRunSteps", "billing_run_id", "invoice_id"]
+__all__ = [
+    "BillingRunSteps",
+    "Fence",
+    "PartitionScope",
+    "billing_run_id",
+    "invoice_id",
+]
 
 #: An invoice whose charge was not submitted yet: the only status compensation voids.
 OPEN = "open"
@@ -85,6 +91,28 @@ CHARGING = "charging"
 VOID = "void"
 
 logger = get_logger(__name__)
+
+#: Commits a partition's progress (counts added, ``resume_after`` set) in the session's
+#: transaction, and raises if the worker no longer holds the partition (the batch rolls back).
+Fence = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+
+
+class PartitionScope(Protocol):
+    """Which customers a partition covers: ``(customer_after, customer_last]`` of a run."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def billing_period(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def customer_after(self) -> str: ...
+    @property
+    def customer_last(self) -> str | None: ...
+    @property
+    def resume_after(self) -> str: ...
+
 
 #: A charge's result, or why there is none (no payment method, gateway unavailable).
 _Outcome = tuple[ChargeResult | None, str | None]
@@ -234,19 +262,9 @@ class BillingRunSteps:
         """
         period = BillingPeriod.parse(period_text)
         run_id = billing_run_id(tenant_id, period_text, attempt)
-        carried_over = 0
-        async with self.session_factory() as session, session.begin():
-            await refresh_statistics(session, Customer.__tablename__, Service.__tablename__)
+        carried_over = await self.carry_over(tenant_id, period_text, attempt=attempt)
+        async with self.session_factory() as session:
             tax_rate = await self._tax_rate(session, tenant_id)
-            if attempt > 1:
-                earlier = [billing_run_id(tenant_id, period_text, n) for n in range(1, attempt)]
-                moved = await session.execute(
-                    update(Invoice)
-                    .where(Invoice.billing_run_id.in_(earlier), Invoice.status != VOID)
-                    .values(billing_run_id=run_id)
-                    .returning(Invoice.id)
-                )
-                carried_over = len(moved.all())
         created = customers_seen = 0
         after = ""
         while True:
@@ -273,6 +291,132 @@ class BillingRunSteps:
         if attempt > 1:
             result["invoices_carried_over"] = carried_over
         return result
+
+    async def carry_over(self, tenant_id: str, period_text: str, *, attempt: int = 1) -> int:
+        """Refresh the planner's statistics; from attempt 2, take over earlier live invoices.
+
+        Returns how many invoices of earlier attempts (paid, failed or charge in doubt) now
+        belong to this attempt's run (0 for attempt 1, and on a re-run).
+        """
+        run_id = billing_run_id(tenant_id, period_text, attempt)
+        async with self.session_factory() as session, session.begin():
+            await refresh_statistics(session, Customer.__tablename__, Service.__tablename__)
+            if attempt == 1:
+                return 0
+            earlier = [billing_run_id(tenant_id, period_text, n) for n in range(1, attempt)]
+            moved = await session.execute(
+                update(Invoice)
+                .where(Invoice.billing_run_id.in_(earlier), Invoice.status != VOID)
+                .values(billing_run_id=run_id)
+                .returning(Invoice.id)
+            )
+            return len(moved.all())
+
+    async def invoice_partition(self, part: PartitionScope, fence: Fence) -> None:
+        """Invoice the customers of one partition, batch by batch, from where it stopped.
+
+        Each batch commits its invoices together with ``fence`` (the partition's new resume
+        point and counts, written only while this worker still holds the partition), so a
+        batch is counted once, and a worker that lost the partition commits nothing more.
+        """
+        period = BillingPeriod.parse(part.billing_period)
+        run = (billing_run_id(part.tenant_id, part.billing_period, part.attempt), part.attempt)
+        async with self.session_factory() as session:
+            tax_rate = await self._tax_rate(session, part.tenant_id)
+        after = max(part.customer_after, part.resume_after)
+        while True:
+            async with self.session_factory() as session, session.begin():
+                query = select(Customer.id).where(
+                    Customer.tenant_id == part.tenant_id, Customer.id > after
+                )
+                if part.customer_last is not None:
+                    query = query.where(Customer.id <= part.customer_last)
+                customer_ids = list(
+                    (
+                        await session.execute(query.order_by(Customer.id).limit(self.batch_size))
+                    ).scalars()
+                )
+                if not customer_ids:
+                    return
+                after = customer_ids[-1]
+                created = await self._invoice_batch(
+                    session, part.tenant_id, period, run, customer_ids, tax_rate
+                )
+                await fence(
+                    session,
+                    {
+                        "resume_after": after,
+                        "invoices_created": created,
+                        "customers_seen": len(customer_ids),
+                    },
+                )
+            BILLING_CUSTOMERS_PROCESSED.add(len(customer_ids), {"tenant": part.tenant_id})
+
+    async def charge_partition(self, part: PartitionScope, fence: Fence) -> None:
+        """Charge the invoices of one partition's customers: in-doubt ones first, then open.
+
+        The same rules as :meth:`process_payments` (a charge key per invoice, ``open`` →
+        ``charging`` committed before the gateway sees it), with the flip and the recorded
+        payments fenced on the partition's claim.
+
+        Raises:
+            Exception: What the gateway raised for a charge that stays in doubt.
+        """
+        run_id = billing_run_id(part.tenant_id, part.billing_period, part.attempt)
+        for status in (CHARGING, OPEN):
+            after = part.customer_after
+            while True:
+                # Walks ix_dotmac_invoices_run_status_customer over the partition's range.
+                query = (
+                    select(
+                        Invoice.id,
+                        Invoice.customer_id,
+                        Invoice.total,
+                        Invoice.currency,
+                        BillingAccount.payment_method_token.label("token"),
+                    )
+                    .outerjoin(BillingAccount, BillingAccount.customer_id == Invoice.customer_id)
+                    .where(
+                        Invoice.billing_run_id == run_id,
+                        Invoice.status == status,
+                        Invoice.customer_id > after,
+                    )
+                )
+                if part.customer_last is not None:
+                    query = query.where(Invoice.customer_id <= part.customer_last)
+                async with self.session_factory() as session:
+                    batch = [
+                        dict(row._mapping)
+                        for row in await session.execute(
+                            query.order_by(Invoice.customer_id).limit(self.batch_size)
+                        )
+                    ]
+                if not batch:
+                    break
+                after = batch[-1]["customer_id"]
+                if status == OPEN:
+                    batch = await self._mark_charging(batch, fence)
+                if not batch:
+                    continue
+                outcomes, errors = await self._charge_all(batch)
+                answered = [
+                    (inv, out) for inv, out in zip(batch, outcomes, strict=True) if out is not None
+                ]
+                if answered:
+                    counts = {"paid": 0, "declined": 0, "failed": 0}
+
+                    async def count(session: AsyncSession, counts: dict[str, int] = counts) -> None:
+                        await fence(session, dict(counts))
+
+                    await self._record_payments(
+                        part.tenant_id,
+                        [inv for inv, _ in answered],
+                        [out for _, out in answered],
+                        counts,
+                        fence=count,
+                    )
+                if errors:
+                    raise errors[0]  # the unanswered charges stay "charging", as in a run
 
     async def _invoice_batch(
         self,
@@ -511,7 +655,9 @@ class BillingRunSteps:
                 # them live, and whoever runs next finishes them with the same keys.
                 raise errors[0]
 
-    async def _mark_charging(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _mark_charging(
+        self, batch: list[dict[str, Any]], fence: Fence | None = None
+    ) -> list[dict[str, Any]]:
         """Commit ``open`` → ``charging`` before the gateway sees the batch; keep what flipped.
 
         Compensation voids with ``WHERE status = 'open'``, so each invoice is decided by
@@ -519,6 +665,8 @@ class BillingRunSteps:
         charged, and one that is being charged is not voided.
         """
         async with self.session_factory() as session, session.begin():
+            if fence is not None:
+                await fence(session, {})  # no charge is submitted for a lost partition
             flipped = set(
                 (
                     await session.execute(
@@ -538,6 +686,7 @@ class BillingRunSteps:
         batch: Sequence[dict[str, Any]],
         outcomes: Sequence[_Outcome],
         counts: dict[str, int],
+        fence: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
         payments, statuses = [], {}
         for invoice, (result, error) in zip(batch, outcomes, strict=True):
@@ -575,6 +724,8 @@ class BillingRunSteps:
                         .where(Invoice.id.in_(ids), Invoice.status == CHARGING)
                         .values(status=new_status)
                     )
+            if fence is not None:
+                await fence(session)
 
     # --- 4. send notifications ---------------------------------------------------------
 

@@ -33,5 +33,7 @@ def shipped_coordinator(
     coordinator = SagaCoordinator(session_factory, lease_seconds=lease_seconds, clock=clock)
     coordinator.register_saga(TenantProvisioningSaga.create_definition())
     coordinator.register_saga(ServiceProvisioningSaga.create_definition())
-    coordinator.register_saga(BillingRunSaga.create_definition())
+    coordinator.register_saga(
+        BillingRunSaga.create_definition(partition_lease_seconds=lease_seconds, clock=clock)
+    )
     return coordinator

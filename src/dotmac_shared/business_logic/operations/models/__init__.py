@@ -7,6 +7,7 @@ Every table is named ``dotmac_<name>``.
 
 from dotmac_shared.business_logic.operations.models._base import DomainBase
 from dotmac_shared.business_logic.operations.models._billing import (
+    BillingPartition,
     BillingRun,
     GatewayLedgerEntry,
     Invoice,
@@ -31,6 +32,7 @@ from dotmac_shared.business_logic.operations.models._tenants import Tenant, Tena
 
 __all__ = [
     "BillingAccount",
+    "BillingPartition",
     "BillingRun",
     "CommissionConfiguration",
     "Customer",

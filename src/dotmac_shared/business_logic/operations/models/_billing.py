@@ -17,7 +17,14 @@ from dotmac_shared.business_logic.persistence._types import (
     utcnow,
 )
 
-__all__ = ["BillingRun", "GatewayLedgerEntry", "Invoice", "InvoiceLine", "Payment"]
+__all__ = [
+    "BillingPartition",
+    "BillingRun",
+    "GatewayLedgerEntry",
+    "Invoice",
+    "InvoiceLine",
+    "Payment",
+]
 
 
 class BillingRun(DomainBase):
@@ -83,6 +90,8 @@ class Invoice(DomainBase):
         # (notices). Without ``id`` last, each batch re-reads the whole run: O(n²).
         Index("ix_dotmac_invoices_run_status_id", "billing_run_id", "status", "id"),
         Index("ix_dotmac_invoices_run_id", "billing_run_id", "id"),
+        # A billing partition charges its customers' invoices in customer order.
+        Index("ix_dotmac_invoices_run_status_customer", "billing_run_id", "status", "customer_id"),
     )
 
 
@@ -130,3 +139,45 @@ class GatewayLedgerEntry(DomainBase):
     status: Mapped[str] = mapped_column(String(16))
     reference: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BillingPartition(DomainBase):
+    """A slice of a billing run's customers that any worker process may claim and bill.
+
+    A run's customers are cut into id ranges ``(customer_after, customer_last]`` (the last
+    range is open-ended). A partition goes ``invoicing`` → ``invoiced`` → ``charging`` →
+    ``charged``; the saga's steps open each stage and wait for every partition to pass it.
+    A worker holds a partition while ``claimed_by`` is it and ``lease_until`` (the injected
+    clock's time) has not passed; every batch it commits is fenced on ``claimed_by``, so a
+    worker that lost its partition cannot write for it. ``failed`` and ``cancelled`` end a
+    partition early (the run then compensates).
+    """
+
+    __tablename__ = "dotmac_billing_partitions"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    billing_period: Mapped[str] = mapped_column(String(7))
+    attempt: Mapped[int] = mapped_column(Integer)
+    customer_after: Mapped[str] = mapped_column(String(64))
+    customer_last: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Claims so far (a partition whose workers keep dying is failed after a few).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The last customer whose invoice is committed, so a taken-over partition resumes there.
+    resume_after: Mapped[str] = mapped_column(String(64), default="")
+    invoices_created: Mapped[int] = mapped_column(Integer, default=0)
+    customers_seen: Mapped[int] = mapped_column(Integer, default=0)
+    paid: Mapped[int] = mapped_column(Integer, default=0)
+    declined: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        # Claim loops look for claimable partitions of any run by status.
+        Index("ix_dotmac_billing_partitions_status", "status", "lease_until"),
+    )
