@@ -75,3 +75,15 @@ def test_a_platform_key_grants_the_admin_and_operator_roles_too():
     assert roles("platform") == {"platform", "admin", "operator"}
     assert roles("admin") == {"admin", "operator"}
     assert roles("operator") == {"operator"}
+
+
+def test_an_operator_name_fits_a_saga_history_when_the_key_label_is_long():
+    import datetime as dt
+
+    from dotmac_shared.business_logic.console import ConsoleUser
+    from dotmac_shared.business_logic.http import ApiKeyInfo
+
+    key = ApiKeyInfo("0123456789abcdef", "t", "admin", "n" * 255, dt.datetime.now(dt.UTC), None)
+    operator = ConsoleUser.of(key).operator
+    assert len(operator) == 255 and operator.startswith("apikey:0123456789abcdef (nnn")
+    assert operator.endswith("…)")

@@ -90,6 +90,8 @@ def require_reason(reason: str) -> str:
         InvalidInputError: Blank or too long (field ``reason``).
     """
     text = reason.strip()
+    if "\x00" in text:
+        raise InvalidInputError("the reason must not contain NUL characters", field="reason")
     if not text:
         raise InvalidInputError("say why: the reason is recorded with the action", field="reason")
     if len(text) > 500:

@@ -11,6 +11,7 @@ tenant's only, and another tenant's saga is "not found", exactly like a missing 
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,6 +22,9 @@ from dotmac_shared.business_logic.http._models import ApiKey
 from dotmac_shared.business_logic.sagas import ALL_TENANTS, TenantScope
 
 __all__ = ["ConsoleUser", "load_user"]
+
+#: Longest operator name a saga's history records.
+_MAX_OPERATOR_CHARS: Final = 255
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,9 +61,16 @@ class ConsoleUser:
 
     @property
     def operator(self) -> str:
-        """The name recorded on what the user does (``apikey:<id>``, with the key's label)."""
+        """The name recorded on what the user does (``apikey:<id>``, with the key's label).
+
+        At most 255 characters (what a saga's history records): a long label is cut.
+        """
         base = self.principal.user_id or f"apikey:{self.key_id}"
-        return f"{base} ({self.key_name})" if self.key_name else base
+        if not self.key_name:
+            return base
+        room = _MAX_OPERATOR_CHARS - len(base) - 3
+        label = self.key_name if len(self.key_name) <= room else self.key_name[: room - 1] + "…"
+        return f"{base} ({label})"
 
     def scope(self, tenant_filter: str | None = None) -> TenantScope:
         """The tenants a read covers: the user's own, or (platform) all or the one asked."""
