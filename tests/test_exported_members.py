@@ -24,6 +24,7 @@ PACKAGES = [
     "dotmac_shared.business_logic.observability",
     "dotmac_shared.business_logic.operations",
     "dotmac_shared.business_logic.operations.models",
+    "dotmac_shared.business_logic.operations.notifications",
     "dotmac_shared.business_logic.sagas",
     "dotmac_shared.standard_exception_handler",
 ]

@@ -48,6 +48,10 @@ def test_demo_runs_the_three_examples_and_a_billing_run_twice_when_repeated(tmp_
     assert "from cache: False" in out and "from cache: True" in out
     assert "Status: completed" in out and "compensated" in out
     assert "150 invoices billed" in out
+    # Step 5: a batch of the outbox e-mailed to a local SMTP server, which received it.
+    assert "delivered 20 notices to smtp://127.0.0.1:" in out
+    assert "the server received 20" in out and "Your invoice inv_" in out
+    assert "@example.com" in out and "20 notices e-mailed" in out
     second = runner.invoke(app, ["demo", "--database-url", url, "--customers", "150"])
     assert second.exit_code == 0, second.output
     again = " ".join(second.output.split())

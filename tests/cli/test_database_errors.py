@@ -31,7 +31,12 @@ READ_COMMANDS = [("saga", "list"), ("saga", "show"), ("billing", "report")]
 #: Commands that write: on a new SQLite path they create (and migrate) the database.
 WRITE_COMMANDS = [("db", "upgrade"), ("idempotency", "purge"), ("worker",)]
 #: Options a command needs to end on its own instead of serving until stopped.
-FINITE = {("worker",): ["--once"], ("demo",): ["--customers", "0"]}
+FINITE = {
+    ("worker",): ["--once"],
+    ("demo",): ["--customers", "0"],
+    # Somewhere to deliver (nothing listens there: the database fails first).
+    ("notifications", "relay"): ["--once", "--smtp-url", "smtp://127.0.0.1:9"],
+}
 
 
 def last_full_month() -> str:

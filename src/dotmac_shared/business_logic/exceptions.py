@@ -32,7 +32,8 @@ stable ``code`` that APIs and log queries can rely on::
     │   └── IllegalSagaTransitionError    a state change the state machine forbids
     ├── ProvisioningError                 tenant or service provisioning failed
     │   └── ProvisioningRefusedError      refused by a business rule (taken domain, ineligible)
-    └── BillingRunError                   a billing run failed, with customer impact
+    ├── BillingRunError                   a billing run failed, with customer impact
+    └── NotificationDeliveryError         a notice not delivered: transient (retry) or not
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "IdempotencyRetriesExhaustedError",
     "IllegalSagaTransitionError",
     "InvalidInputError",
+    "NotificationDeliveryError",
     "OperationInProgressError",
     "PermissionDeniedError",
     "PersistenceError",
@@ -573,3 +575,28 @@ class BillingRunError(BusinessLogicError):
             "billing_run_id": self.billing_run_id,
             "affected_customers": self.affected_customers,
         }
+
+
+class NotificationDeliveryError(BusinessLogicError):
+    """A notification transport did not deliver a message.
+
+    Args:
+        message: What the server or network said.
+        transient: Worth retrying later (an SMTP 4xx, a refused connection, an HTTP 5xx,
+            408 or 429, a timeout); otherwise the message goes to the dead letter at once
+            (an SMTP 5xx, any other HTTP 4xx).
+        reason: A short stable tag of the failure for logs and the outbox's
+            ``last_error_code``, e.g. ``"smtp_550"``, ``"http_503"``, ``"connect"``.
+    """
+
+    code = "notification_delivery_failed"
+
+    def __init__(
+        self, message: str, *, transient: bool = False, reason: str = "error", **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.transient = transient
+        self.reason = reason
+
+    def _details(self) -> dict[str, Any]:
+        return {"transient": self.transient, "reason": self.reason}

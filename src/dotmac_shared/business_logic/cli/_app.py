@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 from dotmac_shared.business_logic.cli._apikey import apikey_app
 from dotmac_shared.business_logic.cli._billing import billing_app
 from dotmac_shared.business_logic.cli._idempotency import idempotency_app
+from dotmac_shared.business_logic.cli._notifications import notifications_app
 from dotmac_shared.business_logic.cli._output import (
     DatabaseUrl,
     configure_logging,
@@ -51,6 +52,7 @@ app.add_typer(saga_app, name="saga")
 app.add_typer(billing_app, name="billing")
 app.add_typer(idempotency_app, name="idempotency")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(notifications_app, name="notifications")
 
 
 @app.callback()

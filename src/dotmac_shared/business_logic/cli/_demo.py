@@ -6,12 +6,14 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from email.message import EmailMessage
 from typing import Any
 
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.cli._billing import print_report, run_billing_with_progress
+from dotmac_shared.business_logic.cli._local_smtp import LocalSmtpServer
 from dotmac_shared.business_logic.idempotency import IdempotencyKey, IdempotencyManager
 from dotmac_shared.business_logic.operations import (
     BillingRunSaga,
@@ -19,6 +21,11 @@ from dotmac_shared.business_logic.operations import (
     seed_demo_data,
 )
 from dotmac_shared.business_logic.operations._seed import DEMO_TENANT_ID
+from dotmac_shared.business_logic.operations.notifications import (
+    NotificationRelay,
+    SmtpTransport,
+    outbox_counts,
+)
 from dotmac_shared.business_logic.persistence import (
     create_session_factory,
     display_database_url,
@@ -42,6 +49,9 @@ NEW_TENANT = {
     "plan": "basic",
     "admin_email": "admin@newtenant.com",
 }
+
+#: Notices the demo relays: enough to show each kind, few enough to keep the demo quick.
+DEMO_RELAY_BATCH = 20
 
 
 def _last_full_month(today: dt.date) -> str:
@@ -117,6 +127,9 @@ async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
         console.rule(f"[bold]4. Billing run for {period} over {seeded.customers} customers")
         report = await _billing_with_progress(factory, coordinator, period, console)
         _print_report(report, console)
+
+        console.rule("[bold]5. Notifications: the outbox relayed to a local SMTP server")
+        mailed = await _relay_notifications(factory, console)
         summary = {
             "eligible": eligibility["eligible"],
             "tenant_id": tenants[0].data["tenant_id"] if tenants[0].data else None,
@@ -124,6 +137,7 @@ async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
             "service_status": ok["status"],
             "refused_status": refused["status"],
             "billing": report,
+            "notifications": mailed,
             "seconds": round(time.perf_counter() - started, 1),
         }
         console.rule("[bold]Done")
@@ -131,7 +145,8 @@ async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
         console.print(
             f"Demo finished in {summary['seconds']} s on {shown}: policies decided, the tenant "
             "was provisioned once (then served from cache), one service activated and one "
-            f"refused and compensated, and {report.get('invoices', 0)} invoices billed."
+            f"refused and compensated, {report.get('invoices', 0)} invoices billed, and "
+            f"{mailed['sent']} notices e-mailed."
         )
         return summary
     finally:
@@ -151,6 +166,48 @@ async def _billing_with_progress(
         return {"status": outcome["status"], "error": outcome["error"]}
     report: dict[str, Any] = dict(outcome["step_results"]["finalize"])
     return report
+
+
+async def _relay_notifications(
+    factory: async_sessionmaker[AsyncSession], console: Console
+) -> dict[str, Any]:
+    """Relay one batch of the outbox into an SMTP server on loopback; show what arrived."""
+    with LocalSmtpServer() as server:
+        relay = NotificationRelay(factory, [SmtpTransport(server.url)], batch_size=DEMO_RELAY_BATCH)
+        try:
+            relayed = await relay.relay_batch()
+        finally:
+            await relay.aclose()
+        received = list(server.messages)
+    console.print(
+        f"relay {relay.relay_id} delivered {relayed.sent} notices to {server.url} "
+        f"({relayed.retried} to retry, {relayed.dead} dead); the server received {len(received)}:"
+    )
+    shown: set[str] = set()
+    for message in received:
+        kind = str(message.get("X-Dotmac-Notice", ""))
+        if kind not in shown:  # one e-mail of each notice
+            shown.add(kind)
+            console.print(
+                f"  Message-ID: {str(message['Message-ID']).strip()}\n"
+                f"  To: {message['To']}\n  Subject: {message['Subject']}",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
+    if received:
+        first = received[0]
+        body = first.get_body(("plain",))
+        text = body.get_content() if isinstance(body, EmailMessage) else ""
+        console.print(f"[bold]The first e-mail's text part[/] ({first['To']}):")
+        console.print(text.strip(), highlight=False, markup=False)
+    counts = await outbox_counts(factory)
+    console.print(
+        f"outbox: {counts.sent} sent, {counts.pending} pending, {counts.dead} dead "
+        "(`dotmac-bl notifications relay --smtp-url smtp://HOST:PORT` delivers the rest)",
+        highlight=False,
+    )
+    return {"sent": relayed.sent, "received": len(received), **counts.as_dict()}
 
 
 def _print_report(report: dict[str, Any], console: Console) -> None:

@@ -90,9 +90,8 @@ def create_app(
         recovery_worker: Run a saga recovery worker with the app (``dotmac-bl serve`` does):
             it finishes sagas and billing runs whose process died.
         worker_poll_interval: The worker's pause when it found nothing.
-        console: Serve the operator console at ``/console`` (needs Jinja2, in the
-            ``[http]`` extra). It signs users in with their API keys itself (a session
-            cookie), whatever ``authenticate`` is.
+        console: Serve the operator console at ``/console``. It signs users in with their
+            API keys itself (a session cookie), whatever ``authenticate`` is.
         console_secret: Signs the console's session cookies (32 bytes or more). ``None``:
             a random one per process, so sessions end on restart; every process serving
             the same users needs the same secret (``dotmac-bl serve`` reads
@@ -153,7 +152,7 @@ def create_app(
         app.include_router(module.router)
     public_prefixes: tuple[str, ...] = ()
     if console:
-        # Imported here: the console is optional (Jinja2), and only this function loads it.
+        # Imported here: only an app with the console loads its views and templates.
         from dotmac_shared.business_logic.console import create_console
 
         app.mount(CONSOLE_PATH, create_console(services, secret=console_secret))

@@ -21,6 +21,7 @@ from opentelemetry.util.types import AttributeValue
 __all__ = [
     "BILLING_CUSTOMERS_PROCESSED",
     "IDEMPOTENCY_REQUESTS",
+    "NOTIFICATIONS_RELAYED",
     "POLICY_EVALUATION_DURATION",
     "SAGA_FINISHED",
     "SAGA_STEP_DURATION",
@@ -86,4 +87,8 @@ SAGA_STEP_DURATION = _meter.create_histogram(
 BILLING_CUSTOMERS_PROCESSED = _meter.create_counter(
     "dotmac.billing.customers_processed",
     description="Customers a billing run has invoiced",
+)
+NOTIFICATIONS_RELAYED = _meter.create_counter(
+    "dotmac.notifications.relayed",
+    description="Outbox notices by delivery outcome (sent, retry, dead, lost) and channel",
 )

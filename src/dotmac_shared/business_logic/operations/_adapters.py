@@ -218,10 +218,14 @@ class OutboxNotifier:
         return len(result.all())
 
     async def pending(self, session: AsyncSession, *, limit: int = 100) -> list[OutboxMessage]:
-        """Return up to ``limit`` unsent messages, oldest first (for a delivery worker)."""
+        """Return up to ``limit`` undelivered (``pending``) messages, oldest first.
+
+        The dead letter is not pending. To deliver them, run the relay
+        (``operations.notifications.NotificationRelay``).
+        """
         rows = await session.execute(
             select(OutboxMessage)
-            .where(OutboxMessage.sent_at.is_(None))
+            .where(OutboxMessage.status == "pending")
             .order_by(OutboxMessage.id)
             .limit(limit)
         )

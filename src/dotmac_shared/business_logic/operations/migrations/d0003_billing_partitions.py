@@ -5,7 +5,7 @@ SKIP LOCKED`` on PostgreSQL) under a lease, so several workers bill one run toge
 partition charges its customers' invoices in customer order: an index on invoices serves it.
 
 Revision ID: d0003_billing_partitions
-Revises: d0001_isp_domain
+Revises: d0002_notification_relay
 Create Date: 2026-11-29
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from dotmac_shared.business_logic.persistence import UTCDateTime
 
 revision: str = "d0003_billing_partitions"
-down_revision: str | None = "d0001_isp_domain"
+down_revision: str | None = "d0002_notification_relay"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
