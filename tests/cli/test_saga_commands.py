@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -318,3 +319,77 @@ def test_worker_recovers_then_stops_cleanly_when_signalled(seeded_url, abandoned
     assert process.returncode == 0, err
     assert "worker stopped after recovering 1 saga" in flat(out)
     assert "Traceback" not in err
+
+
+class _BrokenNotifier:
+    async def notify(self, session, **kwargs):
+        raise ConnectionError("mail relay down")
+
+    async def notify_many(self, session, messages):
+        raise ConnectionError("mail relay down")
+
+
+async def _incident(url: str) -> str:
+    """A service provisioning saga past activation whose notification kept failing."""
+    factory = create_session_factory(url)
+    try:
+        coordinator = SagaCoordinator(factory)
+        coordinator.register_saga(
+            ServiceProvisioningSaga.create_definition(notifier=_BrokenNotifier())
+        )
+        saga_id = f"svc-incident-{uuid.uuid4().hex[:6]}"
+        outcome = await coordinator.execute_saga(
+            saga_name=ServiceProvisioningSaga.name,
+            context=SagaContext(saga_id=saga_id, tenant_id="tenant123"),
+            initial_data={**SERVICE_REQUEST, "plan": "standard"},
+        )
+        assert outcome.status == "incident"
+        return saga_id
+    finally:
+        await engine_of(factory).dispose()
+
+
+def test_history_prints_every_transition_when_saga_finished(runner, seeded_url, finished_sagas):
+    saga_id = finished_sagas["completed"]
+    url = ["--database-url", seeded_url]
+    table = runner.invoke(app, ["saga", "history", saga_id, *TENANT, *url])
+    as_json = runner.invoke(app, ["saga", "history", saga_id, *TENANT, "--json", *url])
+
+    assert table.exit_code == 0, table.output
+    assert "saga -> running" in flat(table.stdout) and "saga -> completed" in flat(table.stdout)
+    kinds = [event["kind"] for event in json.loads(as_json.stdout)]
+    assert kinds[0] == "saga.running" and kinds[-1] == "saga.completed"
+
+
+def test_retry_step_completes_an_incident_and_records_who_when_the_cause_is_fixed(
+    runner, seeded_url
+):
+    saga_id = asyncio.run(_incident(seeded_url))
+    args = ["--reason", "relay back up", "--operator", "alice", "--json"]
+
+    result = runner.invoke(
+        app, ["saga", "retry-step", saga_id, *args, *TENANT, "--database-url", seeded_url]
+    )
+
+    assert result.exit_code == 0, result.output
+    saga = json.loads(result.stdout)
+    assert saga["status"] == "completed"
+    (action,) = [e for e in saga["history"] if e["kind"] == "action.retry_step"]
+    assert (action["operator"], action["reason"]) == ("alice", "relay back up")
+
+
+def test_repair_commands_fail_with_one_line_when_they_do_not_apply(
+    runner, seeded_url, finished_sagas
+):
+    url = ["--database-url", seeded_url]
+    saga_id = finished_sagas["completed"]
+    result = runner.invoke(
+        app, ["saga", "retry-compensation", saga_id, "--reason", "why", *TENANT, *url]
+    )
+    incident = asyncio.run(_incident(seeded_url))
+    cancel = runner.invoke(app, ["saga", "cancel", incident, "--reason", "stop", *TENANT, *url])
+
+    assert result.exit_code == 1
+    assert "applies to a saga in compensation_failed" in one_error_line(result.stderr)
+    assert cancel.exit_code == 1
+    assert "past its pivot step activate_service" in one_error_line(cancel.stderr)

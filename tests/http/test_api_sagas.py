@@ -155,3 +155,80 @@ async def test_cancel_compensates_a_saga_whose_worker_died_when_an_admin_asks(
     body = cancelled.json()
     assert body["status"] == "compensated"
     assert "allocate_resources" in body["compensated_steps"]
+
+
+class _BrokenNotifier:
+    async def notify(self, session, **kwargs):
+        raise ConnectionError("mail relay down")
+
+    async def notify_many(self, session, messages):
+        raise ConnectionError("mail relay down")
+
+
+async def _incident(session_factory) -> str:
+    """A service provisioning saga of tenant123 stopped past activation (notify kept failing)."""
+    from dotmac_shared.business_logic.operations import ServiceProvisioningSaga
+    from tests.cli.helpers import SERVICE_REQUEST
+
+    coordinator = SagaCoordinator(session_factory)
+    coordinator.register_saga(ServiceProvisioningSaga.create_definition(notifier=_BrokenNotifier()))
+    outcome = await coordinator.execute_saga(
+        ServiceProvisioningSaga.name,
+        SagaContext(saga_id="svc-incident", tenant_id="tenant123"),
+        {**SERVICE_REQUEST, "plan": "standard"},
+    )
+    assert outcome.status == "incident"
+    return "svc-incident"
+
+
+async def test_retry_step_action_completes_an_incident_and_records_the_principal(
+    session_factory,
+):
+    async with running_api(session_factory) as api:
+        saga_id = await _incident(session_factory)
+        denied = await api.client.post(
+            f"/v1/sagas/{saga_id}/actions/retry-step",
+            json={"reason": "relay back"},
+            headers=api.auth(api.operator),
+        )
+        done = await api.client.post(
+            f"/v1/sagas/{saga_id}/actions/retry-step",
+            json={"reason": "relay back"},
+            headers=api.auth(api.admin),
+        )
+        history = await api.client.get(
+            f"/v1/sagas/{saga_id}/history", headers=api.auth(api.operator)
+        )
+    assert denied.status_code == 403
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["status"] == "completed"
+    (action,) = [e for e in body["history"] if e["kind"] == "action.retry_step"]
+    assert action["reason"] == "relay back" and action["operator"].startswith("apikey:")
+    assert [e["kind"] for e in history.json()] == [e["kind"] for e in body["history"]]
+
+
+async def test_repair_actions_answer_409_problem_when_they_do_not_apply(session_factory):
+    clock = ManualClock()
+    await run_sagas(session_factory, clock)
+    async with running_api(session_factory) as api:
+        refused = await api.client.post(
+            "/v1/sagas/s0/actions/mark-compensated",
+            json={"reason": "undone by hand", "step": "one"},
+            headers=api.auth(api.admin),
+        )
+        saga_id = await _incident(session_factory)
+        cancel = await api.client.post(
+            f"/v1/sagas/{saga_id}/actions/cancel", json={}, headers=api.auth(api.admin)
+        )
+        blank = await api.client.post(
+            f"/v1/sagas/{saga_id}/actions/resolve", json={"reason": ""}, headers=api.auth(api.admin)
+        )
+    assert refused.status_code == 409
+    assert refused.headers["content-type"].startswith(PROBLEM)
+    problem = refused.json()
+    assert problem["code"] == "saga_repair_refused"
+    assert problem["metadata"]["action"] == "mark_step_compensated"
+    assert problem["metadata"]["status"] == "completed"
+    assert cancel.status_code == 409 and cancel.json()["metadata"]["reason"] == "past_pivot"
+    assert blank.status_code == 422

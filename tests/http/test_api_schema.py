@@ -85,7 +85,7 @@ def test_every_operation_conforms_to_the_schema_when_fuzzed(served):
     schema = schemathesis.openapi.from_url(f"{base}/v1/openapi.json")
     headers = {"Authorization": f"Bearer {token}"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 17
     for operation in operations:
 
         @given(case=operation.as_strategy())

@@ -65,7 +65,33 @@ async def test_only_as_many_sagas_succeed_as_addresses_when_20_race_for_10(sessi
     assert await scalar(session_factory, select(func.count()).select_from(Service)) == 10
 
 
-async def test_failure_after_configuration_frees_everything_when_a_later_step_fails(
+async def test_failure_before_activation_frees_everything_when_configuration_fails(
+    session_factory,
+):
+    await pool_of(session_factory, 2)
+
+    class BrokenNetwork:
+        async def configure(self, session, **kwargs):
+            raise ConnectionError("radius down")
+
+        async def deconfigure(self, session, *, service_id):
+            return None
+
+    coordinator = SagaCoordinator(session_factory)
+    coordinator.register_saga(
+        ServiceProvisioningSaga.create_definition(provisioner=BrokenNetwork())
+    )
+    outcome = await coordinator.execute_saga(
+        saga_name="service_provisioning",
+        context=SagaContext(saga_id="svc-fail-0", tenant_id="tenant123"),
+        initial_data=REQUEST,
+    )
+    assert outcome["status"] == "compensated" and outcome["failed_step"] == "configure_service"
+    for model in (ResourceAllocation, Service, NetworkConfiguration):
+        assert await scalar(session_factory, select(func.count()).select_from(model)) == 0
+
+
+async def test_service_stays_active_in_an_incident_when_notifying_fails_after_activation(
     session_factory,
 ):
     await pool_of(session_factory, 2)
@@ -84,14 +110,11 @@ async def test_failure_after_configuration_frees_everything_when_a_later_step_fa
         context=SagaContext(saga_id="svc-fail-1", tenant_id="tenant123"),
         initial_data=REQUEST,
     )
-    assert outcome["status"] == "compensated" and outcome["failed_step"] == "notify_customer"
-    assert outcome["compensated_steps"] == [
-        "activate_service",
-        "configure_service",
-        "allocate_resources",
-    ]
-    for model in (ResourceAllocation, Service, NetworkConfiguration):
-        assert await scalar(session_factory, select(func.count()).select_from(model)) == 0
+    # Activation is the pivot: past it nothing is undone; the saga waits for a person.
+    assert outcome["status"] == "incident" and outcome["failed_step"] == "notify_customer"
+    assert outcome["compensated_steps"] == []
+    active = select(func.count()).where(Service.status == "active")
+    assert await scalar(session_factory, active) == 1
 
 
 async def test_ineligible_customer_is_refused_with_reasons_when_validating(session_factory):

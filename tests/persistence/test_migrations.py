@@ -38,6 +38,7 @@ from dotmac_shared.business_logic.persistence.models import Base
 FRAMEWORK_TABLES = {
     "dotmac_idempotency_records",
     "dotmac_policy_decisions",
+    "dotmac_saga_events",
     "dotmac_saga_executions",
     "dotmac_saga_step_executions",
 }
@@ -116,7 +117,7 @@ async def test_full_upgrade_creates_every_table_with_the_prefix_when_database_is
     # SQLite keeps long names whole: none is cut (differently) by PostgreSQL either.
     assert max(len(name) for name in names) <= MAX_IDENTIFIER
     assert current_revisions(database_url) == {
-        FRAMEWORK_BRANCH: "f0001_framework",
+        FRAMEWORK_BRANCH: "f0002_saga_events",
         ISP_BRANCH: "d0003_billing_partitions",
         HTTP_BRANCH: "h0001_api_keys",
     }
@@ -125,7 +126,7 @@ async def test_full_upgrade_creates_every_table_with_the_prefix_when_database_is
 async def test_framework_only_creates_exactly_the_framework_tables_when_chosen(database_url):
     revisions = upgrade_database(database_url, schema="framework")
 
-    assert revisions == {FRAMEWORK_BRANCH: "f0001_framework"}
+    assert revisions == {FRAMEWORK_BRANCH: "f0002_saga_events"}
     assert await _tables(database_url) == FRAMEWORK_TABLES
     assert current_revisions(database_url) == head_revisions("framework")
 
@@ -302,12 +303,12 @@ async def test_registered_branch_is_migrated_with_all_and_not_with_framework(
     assert await _tables(database_url) == FRAMEWORK_TABLES
 
     revisions = upgrade_database(database_url, schema=["dotmac_extra"])
-    assert revisions == {FRAMEWORK_BRANCH: "f0001_framework", "dotmac_extra": "x0002_extra_name"}
+    assert revisions == {FRAMEWORK_BRANCH: "f0002_saga_events", "dotmac_extra": "x0002_extra_name"}
     assert await _tables(database_url) == FRAMEWORK_TABLES | {"dotmac_extra_keys"}
 
     upgrade_database(database_url)
     assert current_revisions(database_url) == {
-        FRAMEWORK_BRANCH: "f0001_framework",
+        FRAMEWORK_BRANCH: "f0002_saga_events",
         ISP_BRANCH: "d0003_billing_partitions",
         HTTP_BRANCH: "h0001_api_keys",
         "dotmac_extra": "x0002_extra_name",

@@ -3,7 +3,9 @@
 A state machine drives :func:`decide` the way the coordinator does (commit the decision's
 state, do its action, feed back what came of it), with crashes (another worker begins again
 from the last committed record), cancels, deadlines, failing compensations and operator
-resumes thrown in at random, and checks the diagram's rules after every decision.
+resumes and repairs (``_repair.plan``) thrown in at random, on untyped sagas and on typed
+ones (a pivot, retriable steps after it), and checks the diagram's rules after every
+decision, including that its ordered moves (the saga's history) follow the diagram's edges.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from dotmac_shared.business_logic.exceptions import IllegalSagaTransitionError
 from dotmac_shared.business_logic.sagas import (
+    NOTHING_TO_UNDO,
     SagaDefinition,
     SagaFailure,
     SagaRecord,
     SagaStatus,
     SagaStep,
+    StepKind,
     StepStatus,
 )
 from dotmac_shared.business_logic.sagas._decide import (
@@ -41,6 +45,7 @@ from dotmac_shared.business_logic.sagas._decide import (
     Stop,
     decide,
 )
+from dotmac_shared.business_logic.sagas._repair import plan
 from dotmac_shared.business_logic.sagas._states import SAGA_TRANSITIONS, STEP_TRANSITIONS
 
 NOW = dt.datetime.now(dt.UTC)
@@ -51,12 +56,27 @@ async def _noop(ctx):
     return {}
 
 
-def definition(compensable: list[bool]) -> SagaDefinition:
+def definition(compensable: list[bool], pivot: int | None = None) -> SagaDefinition:
+    """Steps s0..sn; with ``pivot``, a typed saga: compensatable steps (a step without a
+    compensation declares NOTHING_TO_UNDO), the pivot, then retriable steps."""
+
+    def kind(i: int) -> StepKind:
+        if pivot is None or i < pivot:
+            return StepKind.COMPENSATABLE
+        return StepKind.PIVOT if i == pivot else StepKind.RETRIABLE
+
+    def undo(i: int, wanted: bool) -> object:
+        if kind(i) is StepKind.RETRIABLE:
+            return None
+        if kind(i) is StepKind.COMPENSATABLE and pivot is not None and not wanted:
+            return NOTHING_TO_UNDO
+        return _noop if wanted else None
+
     return SagaDefinition(
         name="decided",
         steps=[
-            SagaStep(name=f"s{i}", execute=_noop, compensate=_noop if undo else None)
-            for i, undo in enumerate(compensable)
+            SagaStep(name=f"s{i}", execute=_noop, compensate=undo(i, wanted), kind=kind(i))
+            for i, wanted in enumerate(compensable)
         ],
     )
 
@@ -79,14 +99,22 @@ def statuses(record: SagaRecord) -> dict[str, StepStatus]:
 class SagaDiagram(RuleBasedStateMachine):
     """The coordinator's loop, with the world's outcomes chosen by Hypothesis."""
 
-    @initialize(compensable=st.lists(st.booleans(), min_size=1, max_size=5))
-    def start(self, compensable: list[bool]) -> None:
-        self.definition = definition(compensable)
-        self.compensable = compensable
+    @initialize(
+        compensable=st.lists(st.booleans(), min_size=1, max_size=5),
+        pivot=st.one_of(st.none(), st.integers(0, 4)),
+    )
+    def start(self, compensable: list[bool], pivot: int | None) -> None:
+        self.pivot = pivot if pivot is not None and pivot < len(compensable) else None
+        self.definition = definition(compensable, self.pivot)
+        # Whether each step has a compensation that runs (NOTHING_TO_UNDO runs too).
+        self.compensable = [step.compensable for step in self.definition.steps]
         self.history: list[Decision] = []
         #: Indices of the compensations run, in order (a retry after a crash repeats one).
         self.compensations: list[int] = []
         self.succeeded_compensations: list[int] = []
+        #: Steps an operator marked compensated by hand (their compensation never succeeded).
+        self.marked: list[int] = []
+        self.past_pivot = False
         self.apply(new_record(), Begin())
 
     # --- driving ---
@@ -103,6 +131,20 @@ class SagaDiagram(RuleBasedStateMachine):
 
     def check_transitions(self, old: SagaRecord, decision: Decision) -> None:
         new = decision.record
+        # The moves (what the history records) walk the diagram's edges, in order, and end
+        # where the record is.
+        at = {name: step.status for name, step in old.steps.items()}
+        saga_at = old.status
+        for name, status in decision.moves:
+            if name is None:
+                assert status in SAGA_TRANSITIONS[saga_at], f"saga {saga_at} -> {status}"
+                saga_at = status
+            else:
+                was = at.get(name, StepStatus.PENDING)
+                assert status in STEP_TRANSITIONS[was], f"{name}: {was} -> {status}"
+                at[name] = status
+        assert saga_at is new.status
+        assert at == {name: step.status for name, step in new.steps.items()}
         if new.status is not old.status:
             # One decision may take the saga over two edges (a failure with nothing left to
             # compensate: compensating, then compensated), never more.
@@ -174,6 +216,29 @@ class SagaDiagram(RuleBasedStateMachine):
         # The decision's state was committed before its action; the new worker starts there.
         self.apply(self.record, Begin())
 
+    @precondition(lambda self: self.record.status is SagaStatus.INCIDENT)
+    @rule(resolve=st.booleans())
+    def operator_retries_or_resolves_the_exhausted_step(self, resolve: bool) -> None:
+        action = "resolve_incident" if resolve else "retry_step"
+        repaired, steps, moves = plan(
+            self.record, self.definition, action, NOW, output={"by": "hand"}
+        )
+        self.check_transitions(self.record, Decision(Stop(), repaired, steps, moves=moves))
+        self.apply(repaired, Begin(first_started=not resolve))
+
+    @precondition(lambda self: self.record.status is SagaStatus.COMPENSATION_FAILED)
+    @rule()
+    def operator_marks_the_stuck_step_compensated(self) -> None:
+        (stuck,) = [
+            s for s in self.record.steps.values() if s.status is StepStatus.COMPENSATION_FAILED
+        ]
+        repaired, steps, moves = plan(
+            self.record, self.definition, "mark_step_compensated", NOW, step_name=stuck.name
+        )
+        self.check_transitions(self.record, Decision(Stop(), repaired, steps, moves=moves))
+        self.marked.append(stuck.index)
+        self.apply(repaired, Begin())
+
     @precondition(lambda self: self.record.status is SagaStatus.COMPENSATION_FAILED)
     @rule()
     def operator_resumes(self) -> None:
@@ -187,6 +252,31 @@ class SagaDiagram(RuleBasedStateMachine):
         assert isinstance(lost.action, Stop) and not lost.write and lost.record is self.record
 
     # --- the rules of the diagram ---
+
+    @invariant()
+    def past_the_pivot_the_saga_only_goes_forward(self) -> None:
+        if self.pivot is None:
+            return
+        pivot = self.record.steps.get(self.definition.steps[self.pivot].name)
+        if pivot is not None and pivot.status is StepStatus.COMPLETED:
+            self.past_pivot = True
+        if self.past_pivot:
+            assert self.record.status in (
+                SagaStatus.RUNNING,
+                SagaStatus.COMPLETED,
+                SagaStatus.INCIDENT,
+            )
+            assert not isinstance(self.action, Compensate)
+
+    @invariant()
+    def an_incident_names_its_exhausted_step_after_the_pivot(self) -> None:
+        if self.record.status is SagaStatus.INCIDENT:
+            exhausted = [
+                s for s in self.record.steps.values() if s.status is StepStatus.RETRIES_EXHAUSTED
+            ]
+            assert len(exhausted) == 1 and self.pivot is not None
+            assert exhausted[0].index > self.pivot and exhausted[0].error == BOOM
+            assert self.record.failed_step == exhausted[0].name
 
     @invariant()
     def steps_run_in_order(self) -> None:
@@ -235,7 +325,7 @@ class SagaDiagram(RuleBasedStateMachine):
                 and self.record.steps[s.name].status is StepStatus.COMPENSATED
                 and self.compensable[i]
             }
-            assert set(self.succeeded_compensations) == started
+            assert set(self.succeeded_compensations) | set(self.marked) == started
 
     @invariant()
     def a_stuck_saga_names_its_stuck_step(self) -> None:

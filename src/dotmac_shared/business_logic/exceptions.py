@@ -29,6 +29,7 @@ stable ``code`` that APIs and log queries can rely on::
     │   ├── SagaLeaseLostError            another worker took the saga over (lease expired)
     │   ├── SagaConflictError             a saga id reused by another tenant, saga or input
     │   ├── SagaCompensatedError          a saga failed and was compensated: its failure, as data
+    │   ├── SagaRepairRefusedError        an operator's repair action does not apply to the saga
     │   └── IllegalSagaTransitionError    a state change the state machine forbids
     ├── ProvisioningError                 tenant or service provisioning failed
     │   └── ProvisioningRefusedError      refused by a business rule (taken domain, ineligible)
@@ -74,6 +75,7 @@ __all__ = [
     "SagaError",
     "SagaLeaseLostError",
     "SagaNotFoundError",
+    "SagaRepairRefusedError",
     "SagaTimeoutError",
     "SchemaVersionError",
 ]
@@ -522,6 +524,43 @@ class SagaCompensatedError(SagaError):
 
     def _details(self) -> dict[str, Any]:
         return {**super()._details(), "failure": dict(self.failure)}
+
+
+class SagaRepairRefusedError(SagaError):
+    """An operator's repair action that does not apply to the saga as it is; nothing changed.
+
+    ``metadata`` says what was refused and why: ``action`` (``retry_compensation``,
+    ``mark_step_compensated``, ``retry_step``, ``cancel``, ``resolve_incident``), ``status``
+    (the saga's status when refused), ``step`` (the step concerned, if any) and ``reason``
+    (a stable word: ``wrong_status``, ``wrong_step_status``, ``unknown_step``,
+    ``past_pivot``, ``missing_reason``, ``changed_meanwhile``).
+
+    Example:
+        >>> err = SagaRepairRefusedError(
+        ...     "saga s1 is completed", saga_id="s1", action="retry_step", status="completed"
+        ... )
+        >>> err.to_dict()["metadata"]["action"]
+        'retry_step'
+    """
+
+    code = "saga_repair_refused"
+    default_severity = ErrorSeverity.MEDIUM
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        action: str = "repair",
+        status: str | None = None,
+        step: str | None = None,
+        reason: str = "wrong_status",
+        **kwargs: Any,
+    ) -> None:
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        metadata.update({"action": action, "status": status, "step": step, "reason": reason})
+        kwargs.setdefault("failed_step", step)
+        super().__init__(message, metadata=metadata, **kwargs)
+        self.action = action
 
 
 class IllegalSagaTransitionError(SagaError):

@@ -67,6 +67,7 @@ from dotmac_shared.business_logic.exceptions import (
     SagaError,
     SagaLeaseLostError,
     SagaNotFoundError,
+    SagaRepairRefusedError,
     SagaTimeoutError,
     SchemaVersionError,
 )
@@ -124,6 +125,7 @@ PROBLEM_STATUS: Final[Mapping[type[BusinessLogicError], int]] = {
     SagaTimeoutError: 504,
     SagaLeaseLostError: 409,
     SagaConflictError: 409,
+    SagaRepairRefusedError: 409,
     IllegalSagaTransitionError: 409,
     # The status of a compensated saga is its failure's (`compensated_saga_status`); this
     # one is for a failure whose code names no error class.

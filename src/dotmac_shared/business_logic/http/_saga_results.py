@@ -17,11 +17,13 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "SagaDetail",
+    "SagaEventView",
     "SagaFailureView",
     "SagaOutcome",
     "SagaStepView",
     "SagaSummary",
     "detail_view",
+    "event_view",
     "outcome_view",
     "summary_view",
 ]
@@ -100,8 +102,43 @@ class SagaStepView(BaseModel):
     )
 
 
+class SagaEventView(BaseModel):
+    """One entry of a saga's history: a transition, or an operator's action."""
+
+    sequence: int | None = Field(description="Its position in the history (for ?after=).")
+    kind: str = Field(
+        description="saga.<status>, step.<status>, or action.<name> (an operator's repair)."
+    )
+    occurred_at: dt.datetime | None
+    step: str | None = None
+    status: str | None = None
+    attempt: int | None = Field(None, description="The try (of the compensation, if undoing).")
+    worker: str | None = Field(None, description="The worker that wrote it.")
+    operator: str | None = Field(None, description="Who acted, for a manual action.")
+    reason: str | None = Field(None, description="Why, for a manual action.")
+    error: SagaFailureView | None = None
+    data: dict[str, Any] | None = None
+
+
+def event_view(event: Any) -> SagaEventView:
+    """The response model of one ``SagaEvent``."""
+    return SagaEventView(
+        sequence=event.sequence,
+        kind=event.kind,
+        occurred_at=event.occurred_at,
+        step=event.step,
+        status=event.status,
+        attempt=event.attempt,
+        worker=event.worker,
+        operator=event.operator,
+        reason=event.reason,
+        error=_failure(event.error),
+        data=_json(dict(event.data)) if event.data is not None else None,
+    )
+
+
 class SagaDetail(SagaOutcome):
-    """A saga's full record."""
+    """A saga's full record, with its history."""
 
     saga_version: str
     tenant_id: str | None
@@ -113,6 +150,9 @@ class SagaDetail(SagaOutcome):
     completed_at: dt.datetime | None
     duration_seconds: float | None = Field(description="From creation to completion, if done.")
     steps: list[SagaStepView]
+    history: list[SagaEventView] = Field(
+        default_factory=list, description="Every transition and operator action, oldest first."
+    )
 
 
 class SagaSummary(BaseModel):
@@ -175,6 +215,7 @@ def detail_view(saga: Mapping[str, Any]) -> SagaDetail:
         completed_at=saga["completed_at"],
         duration_seconds=_seconds(saga["created_at"], saga["completed_at"]),
         steps=steps,
+        history=[event_view(event) for event in saga.get("history", ())],
     )
 
 

@@ -28,6 +28,7 @@ from dotmac_shared.business_logic.operations._billing_partitions import (
 from dotmac_shared.business_logic.operations._billing_steps import BillingRunSteps, billing_run_id
 from dotmac_shared.business_logic.operations._ports import Notifier, PaymentGateway
 from dotmac_shared.business_logic.sagas import (
+    RetryPolicy,
     SagaContext,
     SagaCoordinator,
     SagaDefinition,
@@ -35,6 +36,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaStatus,
     SagaStep,
     StepContext,
+    StepKind,
 )
 
 __all__ = [
@@ -180,6 +182,7 @@ class BillingRunSaga:
         async def finalize(ctx: StepContext) -> dict[str, Any]:
             return await steps(ctx).finalize(tenant(ctx), period(ctx), attempt=attempt(ctx))
 
+        forward_retry = RetryPolicy(max_attempts=5, initial_delay=0.1, max_delay=5.0)
         return SagaDefinition(
             name=cls.name,
             steps=[
@@ -190,9 +193,28 @@ class BillingRunSaga:
                     compensate=void,
                     timeout=step_timeout,
                 ),
-                SagaStep(name="process_payments", execute=payments, timeout=step_timeout),
-                SagaStep(name="send_notifications", execute=notices, timeout=step_timeout),
-                SagaStep(name="finalize", execute=finalize, timeout=step_timeout),
+                # The charge is the go/no-go: once customers are charged, the run only goes
+                # forward; notices and the report are retried, never compensated.
+                SagaStep(
+                    name="process_payments",
+                    execute=payments,
+                    timeout=step_timeout,
+                    kind=StepKind.PIVOT,
+                ),
+                SagaStep(
+                    name="send_notifications",
+                    execute=notices,
+                    timeout=step_timeout,
+                    kind=StepKind.RETRIABLE,
+                    retry=forward_retry,
+                ),
+                SagaStep(
+                    name="finalize",
+                    execute=finalize,
+                    timeout=step_timeout,
+                    kind=StepKind.RETRIABLE,
+                    retry=forward_retry,
+                ),
             ],
         )
 
@@ -282,6 +304,10 @@ def next_billing_attempt(
             SagaStatus.COMPLETED.value: "completed: the period is billed",
             SagaStatus.COMPENSATION_FAILED.value: (
                 "waiting for a person (compensation_failed): resume its saga first"
+            ),
+            SagaStatus.INCIDENT.value: (
+                "waiting for a person (incident: customers were charged): retry or resolve "
+                "its step first"
             ),
         }
         hint = hints.get(latest.status, "still running: resume it instead of retrying")

@@ -20,7 +20,14 @@ from dotmac_shared.business_logic.operations._service_steps import (
 # The policies' own modules, not the package: policies/commissions.py imports this package's
 # models, so this module may be imported while the policies package is still initializing.
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyContext
-from dotmac_shared.business_logic.sagas import RetryPolicy, SagaDefinition, SagaStep, StepContext
+from dotmac_shared.business_logic.sagas import (
+    NOTHING_TO_UNDO,
+    RetryPolicy,
+    SagaDefinition,
+    SagaStep,
+    StepContext,
+    StepKind,
+)
 
 __all__ = ["ServiceProvisioningSaga", "check_plan_eligibility"]
 
@@ -113,7 +120,12 @@ class ServiceProvisioningSaga:
         return SagaDefinition(
             name=cls.name,
             steps=[
-                SagaStep(name="validate_request", execute=validate, timeout=step_timeout),
+                SagaStep(
+                    name="validate_request",
+                    execute=validate,
+                    compensate=NOTHING_TO_UNDO,  # a check: it changes nothing
+                    timeout=step_timeout,
+                ),
                 SagaStep(
                     name="allocate_resources",
                     execute=allocate,
@@ -130,15 +142,18 @@ class ServiceProvisioningSaga:
                 SagaStep(
                     name="activate_service",
                     execute=activate,
-                    compensate=deactivate,
+                    compensate=deactivate,  # undoes a partly done activation that failed
                     timeout=step_timeout,
                     retry=database_retry,
+                    # The go/no-go: once the service is active, the saga only goes forward.
+                    kind=StepKind.PIVOT,
                 ),
                 SagaStep(
                     name="notify_customer",
                     execute=notify,
                     timeout=step_timeout,
                     retry=database_retry,
+                    kind=StepKind.RETRIABLE,
                 ),
             ],
             timeout=saga_timeout,

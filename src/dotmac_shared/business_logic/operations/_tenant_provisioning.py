@@ -33,6 +33,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaStatus,
     SagaStep,
     StepContext,
+    StepKind,
 )
 
 __all__ = ["TenantProvisioningOperation", "TenantProvisioningSaga"]
@@ -110,6 +111,7 @@ class TenantProvisioningSaga:
                     compensate=deactivate,
                     timeout=step_timeout,
                     retry=retry,
+                    kind=StepKind.PIVOT,  # the go/no-go (the last step: nothing follows it)
                 ),
             ],
         )

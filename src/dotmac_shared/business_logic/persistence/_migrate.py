@@ -214,7 +214,7 @@ def head_revisions(schema: SchemaSelection = "all") -> dict[str, str]:
 
     Example:
         >>> head_revisions("framework")
-        {'dotmac_framework': 'f0001_framework'}
+        {'dotmac_framework': 'f0002_saga_events'}
     """
     script = _script()
     heads: dict[str, str] = {}
@@ -387,7 +387,7 @@ def upgrade_database(
 
     Example:
         >>> upgrade_database("sqlite:///app.db", schema="framework")  # doctest: +SKIP
-        {'dotmac_framework': 'f0001_framework'}
+        {'dotmac_framework': 'f0002_saga_events'}
     """
     branches = _selected(schema)
     result: dict[str, str] = _in_thread(lambda: _run(url, branches))

@@ -62,6 +62,10 @@ async def execute(
     state = record.steps[step.name]
     data, results = _accumulated(record, index, definition)
     context = SagaContext.from_dict(record.context)
+
+    def deadline() -> float | None:
+        return _remaining(record, clock)
+
     try:
         outcome = await run_step(
             saga_id=record.saga_id,
@@ -73,7 +77,7 @@ async def execute(
                 record, step, state, context, data, results, state.attempts - 1, session_factory
             ),
             action=step.action,
-            remaining=lambda: _remaining(record, clock),
+            remaining=(lambda: None) if _after_pivot(definition, index) else deadline,
         )
         # Encoded (and refused if it cannot be stored) here, so a result that cannot be
         # stored fails its step before the saga records the step as completed.
@@ -81,7 +85,7 @@ async def execute(
     except Exception as exc:  # any failure of the step leads to compensation
         failure = SagaFailure.from_exception(exc, step.name)
         logger.warning(
-            "saga %s step %s failed: %s: %s; compensating",
+            "saga %s step %s failed: %s: %s",
             record.saga_id,
             step.name,
             failure.code,
@@ -144,6 +148,17 @@ async def compensate(
         )
         return CompensationFailed(index, failure)
     return CompensationSucceeded(index)
+
+
+def _after_pivot(definition: SagaDefinition, index: int) -> bool:
+    """Whether step ``index`` comes after the pivot.
+
+    The saga's deadline exists to turn it back (compensate); past the pivot it cannot go
+    back, so there only each step's own ``timeout`` bounds it (a person's ``retry_step``
+    after the deadline can still succeed).
+    """
+    pivot = definition.pivot_index
+    return pivot is not None and index > pivot
 
 
 def _remaining(record: SagaRecord, clock: Clock) -> float | None:

@@ -14,6 +14,7 @@ compensation (its context, its retries) in :mod:`~dotmac_shared.business_logic.s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -33,13 +34,14 @@ from dotmac_shared.business_logic.exceptions import (
     SagaError,
     SagaLeaseLostError,
     SagaNotFoundError,
+    SagaRepairRefusedError,
 )
 from dotmac_shared.business_logic.observability._log import get_logger, log_context
 from dotmac_shared.business_logic.observability._telemetry import (
     SAGA_FINISHED,
     start_span,
 )
-from dotmac_shared.business_logic.sagas import _acts
+from dotmac_shared.business_logic.sagas import _acts, _repair
 from dotmac_shared.business_logic.sagas._context import SagaContext
 from dotmac_shared.business_logic.sagas._cursor import decode_cursor, encode_cursor
 from dotmac_shared.business_logic.sagas._data import (
@@ -56,17 +58,16 @@ from dotmac_shared.business_logic.sagas._decide import (
     decide,
 )
 from dotmac_shared.business_logic.sagas._definition import SagaDefinition
+from dotmac_shared.business_logic.sagas._history import transitions
 from dotmac_shared.business_logic.sagas._lease import LeaseKeeper, describe
 from dotmac_shared.business_logic.sagas._results import (
+    SagaEvent,
     SagaPage,
     SagaResult,
     SagaSummary,
 )
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
-from dotmac_shared.business_logic.sagas._states import (
-    SagaStatus,
-    ensure_saga_transition,
-)
+from dotmac_shared.business_logic.sagas._states import SagaStatus
 from dotmac_shared.business_logic.sagas._store import SagaRecord, SagaStore, SqlSagaStore
 
 __all__ = ["SagaCoordinator"]
@@ -304,7 +305,11 @@ class SagaCoordinator:
         started = decide(record, definition, Begin(), now)
         record = started.record
         leased_at = asyncio.get_running_loop().time()
-        if await self._store.create(record, self.owner_id, self.lease_seconds, started.steps):
+        moves = ((None, SagaStatus.RUNNING), *started.moves)  # the saga itself is new
+        events = transitions(record, moves, now, worker=self.owner_id)
+        if await self._store.create(
+            record, self.owner_id, self.lease_seconds, started.steps, events
+        ):
             self._driving.add(record.saga_id)
             return self._drive(record, definition, first_started=True, leased_at=leased_at)
         # The id is taken. Read it within the caller's tenant only: another tenant's saga is
@@ -357,36 +362,57 @@ class SagaCoordinator:
         """
         record = await self._require(saga_id, tenant_id=tenant_id)
         if record.status is SagaStatus.COMPENSATION_FAILED:
-            definition = self._definition(record.saga_name)  # refuse before changing anything
-            await self._reopen(record)
-            record.status = SagaStatus.COMPENSATING
-            return await self._drive(record, definition)
+            return await self._repair(record, "resume", operator=None, reason=None)
         if not record.status.is_active:
             return self._outcome(record)
         self._definition(record.saga_name)  # refuse before taking the lease
         return await (await self._take_over(record))
 
-    async def cancel_saga(self, saga_id: str, *, tenant_id: TenantScope) -> SagaResult:
+    async def cancel_saga(
+        self,
+        saga_id: str,
+        *,
+        tenant_id: TenantScope,
+        operator: str | None = None,
+        reason: str | None = None,
+    ) -> SagaResult:
         """Stop a running saga and compensate what it did.
 
         If another live worker drives it, that worker compensates at its next step boundary
         and this returns the saga as it is now; otherwise this call compensates it. A
-        finished saga's outcome is returned as stored.
+        finished saga's outcome is returned as stored. The request is recorded in the
+        saga's history (``action.cancel``, with ``operator`` and ``reason`` if given) in the
+        same transaction as the cancel flag.
 
         Args:
             saga_id: The saga's id.
             tenant_id: The tenant the saga belongs to; ``None`` for a saga started without
                 one; :data:`ALL_TENANTS` to act whatever its tenant (operators).
+            operator: Who cancels (recorded in the history).
+            reason: Why (recorded in the history).
 
         Raises:
             SagaNotFoundError: No saga of ``tenant_id`` has that id.
             SagaDefinitionError: The saga's type is not registered here; nothing changed.
+            SagaRepairRefusedError: The saga is past its pivot step (or in ``incident``):
+                it can only go forward; nothing changed.
         """
         record = await self._require(saga_id, tenant_id=tenant_id)
+        if record.status is SagaStatus.INCIDENT:
+            _repair.refuse_cancel(record, self._definition(record.saga_name))
         if not record.status.is_active:
             return self._outcome(record)
         definition = self._definition(record.saga_name)  # refuse before changing anything
-        if not await self._store.request_cancel(saga_id, tenant_id=record.tenant_id):
+        _repair.refuse_cancel(record, definition)
+        _check_who("cancel", operator, reason, required=False)
+        event = SagaEvent(
+            kind="action.cancel",
+            occurred_at=self.clock.now(),
+            worker=self.owner_id,
+            operator=operator,
+            reason=reason,
+        )
+        if not await self._store.request_cancel(saga_id, tenant_id=record.tenant_id, event=event):
             return self._outcome(await self._require(saga_id, tenant_id=record.tenant_id))
         if saga_id in self._driving or not await self._store.acquire(
             saga_id, self.owner_id, self.lease_seconds
@@ -409,7 +435,192 @@ class SagaCoordinator:
             SagaNotFoundError: No saga of ``tenant_id`` has that id (another tenant's saga
                 is reported exactly like a missing one).
         """
-        return self._outcome(await self._require(saga_id, tenant_id=tenant_id))
+        record = await self._require(saga_id, tenant_id=tenant_id)
+        return await self._with_history(self._outcome(record))
+
+    async def saga_history(
+        self,
+        saga_id: str,
+        *,
+        tenant_id: TenantScope,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> tuple[SagaEvent, ...]:
+        """A page of the saga's history, oldest first (for a console that pages it).
+
+        Args:
+            saga_id: The saga's id.
+            tenant_id: The tenant the saga belongs to (as for :meth:`get_saga`).
+            after: The ``sequence`` of the last entry already seen (None: from the start).
+            limit: At most this many entries.
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            InvalidInputError: A limit below 1 or an ``after`` that is not an integer.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError("limit must be a positive integer", field="limit")
+        if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
+            raise InvalidInputError("after must be an entry's sequence number", field="after")
+        await self._require(saga_id, tenant_id=tenant_id)
+        scope = tenant_scope(tenant_id)
+        return tuple(await self._store.history(saga_id, tenant_id=scope, after=after, limit=limit))
+
+    # --- repair actions (an operator moves a stopped saga on) ---------------------------
+
+    async def retry_compensation(
+        self, saga_id: str, *, tenant_id: TenantScope, operator: str, reason: str
+    ) -> SagaResult:
+        """Run the failed compensation of a ``compensation_failed`` saga again, and go on.
+
+        For when the cause was fixed. Recorded in the history (``action.retry_compensation``)
+        with ``operator`` and ``reason``, in the transaction that moves the saga back to
+        ``compensating``; the compensation then runs here.
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            InvalidInputError: A blank ``operator`` or ``reason``.
+            SagaRepairRefusedError: The saga is not in ``compensation_failed``, or changed
+                while this ran; nothing changed.
+            SagaDefinitionError: Its type is not registered here; nothing changed.
+        """
+        record = await self._require(saga_id, tenant_id=tenant_id)
+        return await self._repair(record, "retry_compensation", operator=operator, reason=reason)
+
+    async def mark_step_compensated(
+        self,
+        saga_id: str,
+        step_name: str,
+        *,
+        tenant_id: TenantScope,
+        operator: str,
+        reason: str,
+    ) -> SagaResult:
+        """Mark the stuck step of a ``compensation_failed`` saga compensated by hand; go on.
+
+        For when a person undid the step outside. The step becomes ``compensated`` (its
+        compensation does not run), the saga ``compensating``, and the steps before it are
+        compensated here; recorded with ``operator`` and ``reason``.
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            InvalidInputError: A blank ``operator`` or ``reason``.
+            SagaRepairRefusedError: The saga is not in ``compensation_failed``, the step is
+                unknown or not the one whose compensation failed, or the saga changed while
+                this ran; nothing changed.
+        """
+        record = await self._require(saga_id, tenant_id=tenant_id)
+        return await self._repair(
+            record, "mark_step_compensated", operator=operator, reason=reason, step_name=step_name
+        )
+
+    async def retry_step(
+        self, saga_id: str, *, tenant_id: TenantScope, operator: str, reason: str
+    ) -> SagaResult:
+        """Run the exhausted step of a saga in ``incident`` again, and go forward.
+
+        For a step past the pivot whose retries ran out, once the cause was fixed. The step
+        is started again (its try counted, with its full retry budget) and the saga driven
+        on here; recorded with ``operator`` and ``reason``.
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            InvalidInputError: A blank ``operator`` or ``reason``.
+            SagaRepairRefusedError: The saga is not in ``incident``, or changed while this
+                ran; nothing changed.
+        """
+        record = await self._require(saga_id, tenant_id=tenant_id)
+        return await self._repair(record, "retry_step", operator=operator, reason=reason)
+
+    async def resolve_incident(
+        self,
+        saga_id: str,
+        *,
+        tenant_id: TenantScope,
+        operator: str,
+        reason: str,
+        output: Mapping[str, Any] | None = None,
+    ) -> SagaResult:
+        """Close a saga's incident: a person finished its exhausted step outside.
+
+        The step is marked ``completed`` with ``output`` as its result (what the steps after
+        it see), and the saga goes forward from the next step here (a later step may stop it
+        in ``incident`` again). Recorded with ``operator``, ``reason`` and the output.
+
+        Raises:
+            SagaNotFoundError: No saga of ``tenant_id`` has that id.
+            InvalidInputError: A blank ``operator`` or ``reason``, or an ``output`` that
+                cannot be stored as a step result.
+            SagaRepairRefusedError: The saga is not in ``incident``, or changed while this
+                ran; nothing changed.
+        """
+        record = await self._require(saga_id, tenant_id=tenant_id)
+        return await self._repair(
+            record, "resolve_incident", operator=operator, reason=reason, output=output
+        )
+
+    async def _repair(
+        self,
+        record: SagaRecord,
+        action: _repair.RepairAction,
+        *,
+        operator: str | None,
+        reason: str | None,
+        step_name: str | None = None,
+        output: Mapping[str, Any] | None = None,
+    ) -> SagaResult:
+        """Plan ``action``, commit it with its history atomically (fenced), drive the saga on."""
+        if action != "resume":
+            _check_who(action, operator, reason, required=True)
+        _repair.check_status(record, action, step_name)
+        definition = self._definition(record.saga_name)  # refuse before changing anything
+        now = self.clock.now()
+        saga, steps, moves = _repair.plan(
+            record, definition, action, now, step_name=step_name, output=output
+        )
+        resolved = steps[0].result if action == "resolve_incident" and steps else None
+        events = [
+            SagaEvent(
+                kind=f"action.{action}",
+                occurred_at=now,
+                step=steps[0].name if steps else None,
+                worker=self.owner_id,
+                operator=operator,
+                reason=reason,
+                data={"output": resolved} if resolved is not None else None,
+            ),
+            *transitions(saga, moves, now, worker=self.owner_id, operator=operator, reason=reason),
+        ]
+        leased_at = asyncio.get_running_loop().time()
+        if not await self._store.repair(
+            saga,
+            steps,
+            events,
+            expected=(record.status, record.updated_at),
+            owner=self.owner_id,
+            lease_seconds=self.lease_seconds,
+            tenant_id=record.tenant_id,
+        ):
+            raise SagaRepairRefusedError(
+                f"saga {record.saga_id} changed while {action} was being applied; "
+                "read it again and decide anew",
+                saga_id=record.saga_id,
+                saga_name=record.saga_name,
+                tenant_id=record.tenant_id,
+                action=action,
+                status=record.status.value,
+                step=step_name,
+                reason="changed_meanwhile",
+            )
+        result = await self._drive(
+            saga, definition, first_started=action == "retry_step", leased_at=leased_at
+        )
+        return await self._with_history(result)
+
+    async def _with_history(self, result: SagaResult) -> SagaResult:
+        """``result`` with the saga's whole history."""
+        history = await self._store.history(result.saga_id, tenant_id=result.tenant_id)
+        return dataclasses.replace(result, history=tuple(history))
 
     async def list_sagas(
         self,
@@ -580,18 +791,6 @@ class SagaCoordinator:
         self._driving.add(record.saga_id)
         return self._drive(record, self._definition(record.saga_name), leased_at=leased_at)
 
-    async def _reopen(self, record: SagaRecord) -> None:
-        """Move a compensation_failed saga back to compensating (an operator's resume)."""
-        ensure_saga_transition(
-            record.saga_id, SagaStatus.COMPENSATION_FAILED, SagaStatus.COMPENSATING
-        )
-        if not await self._store.reopen(
-            record.saga_id, self.owner_id, self.lease_seconds, tenant_id=record.tenant_id
-        ):
-            raise SagaError(
-                f"saga {record.saga_id} is no longer in compensation_failed", saga_id=record.saga_id
-            )
-
     async def _drive(
         self,
         record: SagaRecord,
@@ -650,7 +849,10 @@ class SagaCoordinator:
         decision = decide(record, definition, Begin(first_started), self.clock.now())
         while True:
             record, action = decision.record, decision.action
-            cancel = await self._leases.save(record, decision.steps) if decision.write else False
+            cancel = False
+            if decision.write:
+                events = transitions(record, decision.moves, self.clock.now(), worker=self.owner_id)
+                cancel = await self._leases.save(record, decision.steps, events)
             event: Event
             if isinstance(action, RunStep):
                 if cancel:  # the commit that started the step said "cancel": it has not begun
@@ -678,6 +880,35 @@ class SagaCoordinator:
     @staticmethod
     def _outcome(record: SagaRecord) -> SagaResult:
         return saga_result(record)
+
+
+#: Longest operator name and reason recorded in a saga's history.
+MAX_OPERATOR_CHARS, MAX_REASON_CHARS = 255, 2000
+
+
+def _check_who(action: str, operator: str | None, reason: str | None, *, required: bool) -> None:
+    """Refuse an operator or reason the history cannot record (or a missing one if required).
+
+    Raises:
+        InvalidInputError: Blank when required, not a string, too long, or holding a NUL
+            character (``field``: ``operator`` or ``reason``).
+    """
+    for field, value, limit in (
+        ("operator", operator, MAX_OPERATOR_CHARS),
+        ("reason", reason, MAX_REASON_CHARS),
+    ):
+        if value is None and not required:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInputError(
+                f"{action} needs a non-blank {field} (recorded in the saga's history)",
+                field=field,
+            )
+        if len(value) > limit or "\x00" in value:
+            raise InvalidInputError(
+                f"{action}: {field} must be at most {limit} characters, without NUL",
+                field=field,
+            )
 
 
 def _status_filter(status: SagaStatus | str | None) -> SagaStatus | None:

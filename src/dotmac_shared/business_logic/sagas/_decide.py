@@ -18,6 +18,11 @@ The rules:
   (its action never began, so there is nothing to undo).
 - A compensation that fails after its retries stops the saga in ``compensation_failed``; an
   operator's resume moves it back to ``compensating`` and the stuck step is compensated again.
+- Past the pivot (a typed saga whose pivot step completed) the saga only goes forward: a
+  step that fails after its retries (or runs past the deadline) stops the saga in
+  ``incident`` with the step ``retries_exhausted``, and nothing is compensated; a cancel
+  seen at a step's start is ignored (the step runs). An operator's repair (``_repair.py``)
+  moves it on.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = [
     "Event",
     "Finish",
     "LeaseLost",
+    "Move",
     "RunStep",
     "StepFailed",
     "StepSucceeded",
@@ -166,6 +172,10 @@ class Stop:
 Action: TypeAlias = RunStep | Compensate | Finish | Stop
 
 
+#: One status change: ``(step name, new status)``, or ``(None, new status)`` for the saga.
+Move: TypeAlias = tuple[str | None, SagaStatus | StepStatus]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Decision:
     """The next action, the saga's new record, and the steps its state change touched.
@@ -178,6 +188,9 @@ class Decision:
     record: SagaRecord
     steps: tuple[StepRecord, ...] = ()
     write: bool = True
+    #: Every status change, in the order it was made: ``(step name, status)``, or
+    #: ``(None, status)`` for the saga's own (what its history records).
+    moves: tuple[Move, ...] = ()
 
 
 # --- the function ------------------------------------------------------------------------
@@ -240,9 +253,10 @@ class _Change:
         self.definition = definition
         self.now = now
         self.touched: dict[str, StepRecord] = {}
+        self.moves: list[Move] = []
 
     def decision(self, action: Action, *, write: bool = True) -> Decision:
-        return Decision(action, self.saga, tuple(self.touched.values()), write)
+        return Decision(action, self.saga, tuple(self.touched.values()), write, tuple(self.moves))
 
     def step(self, index: int) -> StepRecord:
         """Step ``index``'s record in the new state, ready to change (copied on first use)."""
@@ -259,10 +273,12 @@ class _Change:
     def set_step(self, state: StepRecord, status: StepStatus) -> None:
         ensure_step_transition(self.saga.saga_id, state.name, state.status, status)
         state.status = status
+        self.moves.append((state.name, status))
 
     def set_saga(self, status: SagaStatus) -> None:
         ensure_saga_transition(self.saga.saga_id, self.saga.status, status)
         self.saga.status = status
+        self.moves.append((None, status))
         if status.is_final:
             self.saga.completed_at = self.now
 
@@ -308,14 +324,32 @@ class _Change:
         self.saga.current_step = len(self.definition.steps)
         return self.decision(Finish(SagaStatus.COMPLETED))
 
+    def past_pivot(self) -> bool:
+        """Whether the saga's pivot step completed: from here it only goes forward."""
+        pivot = self.definition.pivot_index
+        if pivot is None:
+            return False
+        state = self.saga.steps.get(self.definition.steps[pivot].name)
+        return state is not None and state.status is StepStatus.COMPLETED
+
     def step_failed(self, index: int, failure: SagaFailure) -> Decision:
         state = self.step(index)
+        if self.past_pivot():
+            # Its retries (with backoff) ran out: stop for a person, never compensate.
+            self.set_step(state, StepStatus.RETRIES_EXHAUSTED)
+            state.error = failure
+            self.set_saga(SagaStatus.INCIDENT)
+            self.saga.error, self.saga.failed_step = failure, state.name
+            return self.decision(Finish(SagaStatus.INCIDENT))
         self.set_step(state, StepStatus.FAILED)
         state.error = failure
         return self.fail(state, failure)
 
     def cancel(self, index: int) -> Decision:
         state = self.step(index)
+        if self.past_pivot() and state.status is StepStatus.RUNNING:
+            # Past the pivot a saga may not go back: the cancel is ignored, the step runs.
+            return self.decision(RunStep(index), write=False)
         if state.status is not StepStatus.RUNNING:
             raise IllegalSagaTransitionError(
                 f"a cancel is acted on when a step starts; {state.name} is {state.status}",
@@ -350,7 +384,7 @@ class _Change:
                 continue
             state = self.changeable(step.name, state, index)
             self.set_step(state, StepStatus.COMPENSATING)
-            if step.compensate is None:
+            if not step.compensable:  # none, or NOTHING_TO_UNDO: nothing runs
                 self.set_step(state, StepStatus.COMPENSATED)
                 state.compensated_at = self.now
                 continue

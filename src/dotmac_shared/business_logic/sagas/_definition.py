@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -17,12 +18,47 @@ from tenacity import (
 from dotmac_shared.business_logic.exceptions import SagaDefinitionError
 from dotmac_shared.business_logic.sagas._context import StepContext
 
-__all__ = ["RetryPolicy", "SagaDefinition", "SagaStep", "StepAction", "StepHandler"]
+__all__ = [
+    "NOTHING_TO_UNDO",
+    "RETRIABLE_RETRY",
+    "RetryPolicy",
+    "SagaDefinition",
+    "SagaStep",
+    "StepAction",
+    "StepHandler",
+    "StepKind",
+]
 
 #: An async callable given the step's context, returning the step's result (a dict).
 StepAction = Callable[[StepContext], Awaitable[Mapping[str, Any] | None]]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}\Z")
+
+
+class StepKind(enum.StrEnum):
+    """What a step promises about undoing it (Richardson's pivot, compensatable, retriable).
+
+    - ``compensatable`` (the default): it can be undone; it comes before the pivot.
+    - ``pivot``: the saga's go/no-go step (at most one). If it fails, the steps before it
+      are compensated; once it succeeds the saga can only go forward.
+    - ``retriable``: it comes after the pivot and may fail only transiently: it is retried
+      (its ``retry`` policy, with backoff) and never compensated. Past its retry budget the
+      saga stops in ``incident`` for a person to act on.
+    """
+
+    COMPENSATABLE = "compensatable"
+    PIVOT = "pivot"
+    RETRIABLE = "retriable"
+
+
+async def _nothing_to_undo(ctx: StepContext) -> None:
+    """A compensation that does nothing: the step changes nothing that could be undone."""
+
+
+#: The compensation of a compensatable step that changes nothing (a validation, a read):
+#: declaring it says so explicitly, where a missing compensation in a typed saga is refused.
+#: It never runs: the step is marked compensated, as a step without a compensation is.
+NOTHING_TO_UNDO: StepAction = _nothing_to_undo
 
 
 @runtime_checkable
@@ -71,6 +107,13 @@ class RetryPolicy:
         )
 
 
+#: The default retry policy of a step (the very object: a retriable step left at it gets
+#: :data:`RETRIABLE_RETRY`).
+_SINGLE_TRY = RetryPolicy()
+#: The retry budget of a retriable step that declares none: tries with exponential backoff.
+RETRIABLE_RETRY = RetryPolicy(max_attempts=5, initial_delay=0.5, max_delay=30.0, jitter=0.5)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SagaStep:
     """One step of a saga.
@@ -85,6 +128,10 @@ class SagaStep:
         timeout: Seconds one attempt may take.
         retry: Retry policy of ``execute``.
         compensation_retry: Retry policy of ``compensate`` (retried by default).
+        kind: What the step promises about undoing it (:class:`StepKind`); checked by
+            :class:`SagaDefinition`. A ``retriable`` step's ``retry`` policy is its budget
+            of tries (with exponential backoff) before the saga stops in ``incident``
+            (:data:`RETRIABLE_RETRY` if it declares none).
 
     Example:
         >>> async def reserve(ctx: StepContext) -> dict[str, str]:
@@ -96,14 +143,27 @@ class SagaStep:
     execute: StepAction | StepHandler
     compensate: StepAction | None = None
     timeout: float | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = _SINGLE_TRY
     compensation_retry: RetryPolicy = RetryPolicy(max_attempts=3)
+    kind: StepKind = StepKind.COMPENSATABLE
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise SagaDefinitionError(
                 f"step name {self.name!r} must be lowercase letters, digits and underscores"
             )
+        try:
+            object.__setattr__(self, "kind", StepKind(self.kind))
+        except ValueError:
+            known = ", ".join(k.value for k in StepKind)
+            raise SagaDefinitionError(
+                f"step {self.name}: unknown kind {self.kind!r}; expected one of: {known}",
+                metadata={"step": self.name},
+            ) from None
+        if self.kind is StepKind.RETRIABLE and self.retry is _SINGLE_TRY:
+            # A retriable step that declares no policy gets a real budget (one that
+            # declares a policy keeps it, even a single try).
+            object.__setattr__(self, "retry", RETRIABLE_RETRY)
         if isinstance(self.execute, StepHandler):
             handler = self.execute
             object.__setattr__(self, "execute", handler.execute)
@@ -125,8 +185,8 @@ class SagaStep:
 
     @property
     def compensable(self) -> bool:
-        """Whether the step has anything to undo."""
-        return self.compensate is not None
+        """Whether the step has anything to undo (a compensation, not NOTHING_TO_UNDO)."""
+        return self.compensate is not None and self.compensate is not NOTHING_TO_UNDO
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,8 +196,17 @@ class SagaDefinition:
     Args:
         name: How sagas of this kind are started (``execute_saga(saga_name=...)``).
         steps: Run in this order; compensated in reverse.
-        timeout: Seconds the whole saga may take; past it, the saga is compensated.
+        timeout: Seconds the whole saga may take; past it, the saga is compensated. It
+            bounds the steps up to the pivot: after the pivot only each step's own
+            ``timeout`` does (the saga cannot go back any more).
         version: Recorded with every execution, for audits of old runs.
+
+    A saga with a pivot step is *typed*, and its kinds are checked (a
+    :class:`SagaDefinitionError` names the step and the rule): at most one pivot; every
+    step before it compensatable, with a compensation (:data:`NOTHING_TO_UNDO` for a step
+    that changes nothing); every step after it retriable, without a compensation (it is
+    never compensated). A saga without a pivot is untyped: every step is compensatable,
+    and a step without a compensation has nothing to undo (the behaviour before kinds).
     """
 
     name: str
@@ -167,6 +236,53 @@ class SagaDefinition:
             seen.add(step.name)
         if self.timeout is not None and self.timeout <= 0:
             raise SagaDefinitionError(f"saga {self.name}: timeout must be positive")
+        self._check_kinds()
+
+    def _check_kinds(self) -> None:
+        """Refuse step kinds out of Richardson's order: compensatable, pivot, retriable."""
+        pivots = [i for i, step in enumerate(self.steps) if step.kind is StepKind.PIVOT]
+        if len(pivots) > 1:
+            names = [self.steps[i].name for i in pivots]
+            raise SagaDefinitionError(
+                f"saga {self.name} has {len(pivots)} pivot steps ({', '.join(names)}); "
+                "at most one step may be the pivot",
+                saga_name=self.name,
+                metadata={"rule": "one_pivot", "steps": names},
+            )
+        pivot = pivots[0] if pivots else None
+        for index, step in enumerate(self.steps):
+            rule: str | None = None
+            if step.kind is StepKind.RETRIABLE and (pivot is None or index < pivot):
+                rule, why = "retriable_after_pivot", "a retriable step must come after the pivot"
+            elif step.kind is StepKind.COMPENSATABLE and pivot is not None and index > pivot:
+                rule, why = (
+                    "compensatable_before_pivot",
+                    "a compensatable step must come before the pivot (after it, the saga "
+                    "can only go forward: declare it retriable)",
+                )
+            elif step.kind is StepKind.COMPENSATABLE and pivot is not None and not step.compensate:
+                rule, why = (
+                    "compensation_required",
+                    "a compensatable step needs a compensation (NOTHING_TO_UNDO if it "
+                    "changes nothing)",
+                )
+            elif step.kind is StepKind.RETRIABLE and step.compensate is not None:
+                rule, why = "retriable_not_compensated", "a retriable step is never compensated"
+            if rule is not None:
+                raise SagaDefinitionError(
+                    f"saga {self.name}, step {step.name} ({step.kind}): {why}",
+                    saga_name=self.name,
+                    failed_step=step.name,
+                    metadata={"rule": rule, "step": step.name, "kind": step.kind.value},
+                )
+
+    @property
+    def pivot_index(self) -> int | None:
+        """Position of the pivot step; None in an untyped saga."""
+        for index, step in enumerate(self.steps):
+            if step.kind is StepKind.PIVOT:
+                return index
+        return None
 
     def step(self, name: str) -> SagaStep:
         """Return the step called ``name``."""

@@ -26,7 +26,8 @@ MAX_BATCH = 256
 class Write:
     """One saga's state change, waiting for its batch.
 
-    ``new`` (a create) or ``change`` (a save) is set, with ``steps``; all values encoded.
+    ``new`` (a create) or ``change`` (a save) is set, with ``steps`` and ``events``; all
+    values encoded.
     The future's result: for a create, whether the saga was inserted; for a save, the cancel
     flag, or None if the writer no longer holds the lease (nothing of it was written).
     """
@@ -37,6 +38,8 @@ class Write:
     final: bool
     steps: list[tuple[Any, ...]]
     future: asyncio.Future[bool | None]
+    #: History entries written with the change (only if the change lands).
+    events: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
 
 
 Writer = Callable[[list[Write]], Awaitable[dict[str, bool | None]]]

@@ -17,6 +17,7 @@ from dotmac_shared.business_logic.clock import Clock
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
 from dotmac_shared.business_logic.observability._log import get_logger
 from dotmac_shared.business_logic.persistence._driver import is_connection_error
+from dotmac_shared.business_logic.sagas._results import SagaEvent
 from dotmac_shared.business_logic.sagas._store import SagaRecord, SagaStore, StepRecord
 
 __all__ = ["Lease", "LeaseKeeper", "describe"]
@@ -186,7 +187,12 @@ class LeaseKeeper:
         )
         return False
 
-    async def save(self, record: SagaRecord, steps: Sequence[StepRecord]) -> bool:
+    async def save(
+        self,
+        record: SagaRecord,
+        steps: Sequence[StepRecord],
+        events: Sequence[SagaEvent] = (),
+    ) -> bool:
         """``store.save``; a lost connection retried with backoff while the lease is surely held.
 
         A retry writes the same values again, fenced by the lease, so a write that did land
@@ -209,6 +215,8 @@ class LeaseKeeper:
             record.lease_owner = record.lease_expires_at = None
         while True:
             try:
+                if events:
+                    return await self._store.save(record, steps, self._owner_id, events)
                 return await self._store.save(record, steps, self._owner_id)
             except PersistenceError as exc:
                 if not is_connection_error(exc):

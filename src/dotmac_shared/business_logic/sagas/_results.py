@@ -30,6 +30,7 @@ __all__ = [
     "CANCELLED",
     "STEP_TIMEOUT",
     "UNEXPECTED_ERROR",
+    "SagaEvent",
     "SagaFailure",
     "SagaPage",
     "SagaResult",
@@ -67,7 +68,7 @@ def jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, enum.Enum):
         return jsonable(value.value)
-    if isinstance(value, SagaFailure | SagaStepResult):
+    if isinstance(value, SagaFailure | SagaStepResult | SagaEvent):
         return value.to_dict()
     return str(value)
 
@@ -192,6 +193,54 @@ class SagaStepResult(_MappingView):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class SagaEvent(_MappingView):
+    """One entry of a saga's history: a transition, or an operator's action.
+
+    Attributes:
+        kind: What happened: ``saga.<status>`` (the saga entered that status),
+            ``step.<status>`` (a step did), or ``action.<name>`` (an operator's repair:
+            ``retry_compensation``, ``mark_step_compensated``, ``retry_step``, ``cancel``,
+            ``resolve_incident``, ``resume``).
+        occurred_at: When (the coordinator's clock).
+        step: The step concerned, if any. status: The status entered, if a transition.
+        attempt: The try it was (of the action, or of the compensation in a compensating
+            state), if a step event.
+        worker: The worker (lease owner) that wrote it.
+        operator, reason: Who acted and why (manual actions and what they caused).
+        error: The failure, for a failed step or compensation, or a saga that stopped.
+        data: Anything else recorded (e.g. the output a person gave when resolving).
+        sequence: Its position in the saga's history (increasing; for paging).
+    """
+
+    kind: str
+    occurred_at: dt.datetime | None = None
+    step: str | None = None
+    status: str | None = None
+    attempt: int | None = None
+    worker: str | None = None
+    operator: str | None = None
+    reason: str | None = None
+    error: SagaFailure | None = None
+    data: Mapping[str, Any] | None = None
+    sequence: int | None = None
+
+    def _view(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "kind": self.kind,
+            "occurred_at": self.occurred_at,
+            "step": self.step,
+            "status": self.status,
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "operator": self.operator,
+            "reason": self.reason,
+            "error": _failure_view(self.error),
+            "data": self.data,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class SagaResult(_MappingView):
     """A saga's outcome and record: what the coordinator's operations return.
 
@@ -205,6 +254,8 @@ class SagaResult(_MappingView):
         compensated_steps: Steps whose compensation ran, in the order it ran.
         compensation_error: In ``compensation_failed``, why the stuck compensation failed.
         steps: Every step as stored, in definition order.
+        history: Every transition and operator action, oldest first (loaded by
+            ``get_saga`` and the repair actions; empty where a run returns its outcome).
         tenant_id, user_id, correlation_id, initial_data, current_step, lease_owner,
         lease_expires_at, created_at, updated_at, completed_at: The rest of its record.
     """
@@ -229,6 +280,7 @@ class SagaResult(_MappingView):
     updated_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
     steps: tuple[SagaStepResult, ...] = ()
+    history: tuple[SagaEvent, ...] = ()
 
     def _view(self) -> dict[str, Any]:
         return {
@@ -252,6 +304,7 @@ class SagaResult(_MappingView):
             "updated_at": self.updated_at,
             "completed_at": self.completed_at,
             "steps": list(self.steps),
+            "history": list(self.history),
         }
 
     def _outcome(self) -> tuple[Any, ...]:

@@ -2,19 +2,31 @@
 
 Saga::
 
-    running ──► completed
+                 (an operator retries the step, or resolves it by hand)
+                 ┌─────────────────────────────┐
+                 ▼                             │
+    running ──► completed            incident ─┘
+       │  └──────────────────────────► ▲  (past the pivot, a step's retries ran out)
        │
        └──► compensating ──► compensated
                   │  ▲
-                  ▼  │ (an operator resumes after fixing the cause)
-           compensation_failed
+                  ▼  │ (an operator retries the compensation, or marks the step
+           compensation_failed        compensated by hand)
+
+Past a saga's pivot step (see ``StepKind``) it only goes forward: a failing step is
+retried, and past its budget the saga stops in ``incident`` (never compensating); a cancel
+is refused.
 
 Step::
 
     pending ──► running ──► completed ──► compensating ──► compensated
-       ▲          │  ▲                        │
-       │          │  └ (retried after a crash) └──► compensation_failed
-       │          └──► failed ──► compensating
+       ▲          │  ▲  ▲                     │  ▲               ▲
+       │          │  │  │                     │  │ (retried)     │ (marked by hand)
+       │          │  │  │                     └──► compensation_failed
+       │          │  └ (retried after a crash)
+       │          ├──► failed ──► compensating
+       │          └──► retries_exhausted ──► running   (an operator retries it)
+       │                      └────────────► completed (an operator resolves it by hand)
        └──────────┘ (a cancel seen before its action ever began: the start is withdrawn)
 """
 
@@ -42,10 +54,11 @@ class SagaStatus(enum.StrEnum):
     COMPLETED = "completed"  # every step succeeded (final)
     COMPENSATED = "compensated"  # failed, and every compensation succeeded (final)
     COMPENSATION_FAILED = "compensation_failed"  # a compensation kept failing: a person must look
+    INCIDENT = "incident"  # past the pivot, a step's retries ran out: a person must look
 
     @property
     def is_final(self) -> bool:
-        """No worker acts on the saga any more (compensation_failed waits for a person)."""
+        """No worker acts on the saga any more (compensation_failed, incident wait for a person)."""
         return self in _FINAL
 
     @property
@@ -54,7 +67,14 @@ class SagaStatus(enum.StrEnum):
         return self in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 
 
-_FINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.COMPENSATION_FAILED})
+_FINAL = frozenset(
+    {
+        SagaStatus.COMPLETED,
+        SagaStatus.COMPENSATED,
+        SagaStatus.COMPENSATION_FAILED,
+        SagaStatus.INCIDENT,
+    }
+)
 
 
 class StepStatus(enum.StrEnum):
@@ -67,11 +87,15 @@ class StepStatus(enum.StrEnum):
     COMPENSATING = "compensating"  # its compensation is running
     COMPENSATED = "compensated"  # its compensation succeeded (or it had none)
     COMPENSATION_FAILED = "compensation_failed"  # its compensation kept failing
+    RETRIES_EXHAUSTED = "retries_exhausted"  # past the pivot, it kept failing: a person must look
 
 
 SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
-    SagaStatus.RUNNING: frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATING}),
+    SagaStatus.RUNNING: frozenset(
+        {SagaStatus.COMPLETED, SagaStatus.COMPENSATING, SagaStatus.INCIDENT}
+    ),
     SagaStatus.COMPENSATING: frozenset({SagaStatus.COMPENSATED, SagaStatus.COMPENSATION_FAILED}),
+    SagaStatus.INCIDENT: frozenset({SagaStatus.RUNNING}),
     SagaStatus.COMPENSATION_FAILED: frozenset({SagaStatus.COMPENSATING}),
     SagaStatus.COMPLETED: frozenset(),
     SagaStatus.COMPENSATED: frozenset(),
@@ -86,14 +110,16 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
             StepStatus.COMPLETED,
             StepStatus.FAILED,
             StepStatus.COMPENSATING,
+            StepStatus.RETRIES_EXHAUSTED,
         }
     ),
+    StepStatus.RETRIES_EXHAUSTED: frozenset({StepStatus.RUNNING, StepStatus.COMPLETED}),
     StepStatus.COMPLETED: frozenset({StepStatus.COMPENSATING}),
     StepStatus.FAILED: frozenset({StepStatus.COMPENSATING}),
     StepStatus.COMPENSATING: frozenset(
         {StepStatus.COMPENSATING, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED}
     ),
-    StepStatus.COMPENSATION_FAILED: frozenset({StepStatus.COMPENSATING}),
+    StepStatus.COMPENSATION_FAILED: frozenset({StepStatus.COMPENSATING, StepStatus.COMPENSATED}),
     StepStatus.COMPENSATED: frozenset(),
 }
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    insert,
     or_,
     select,
     update,
@@ -53,15 +54,20 @@ from dotmac_shared.business_logic.clock import Clock, as_clock
 from dotmac_shared.business_logic.exceptions import PersistenceError, SagaLeaseLostError
 from dotmac_shared.business_logic.persistence._driver import persistence_errors
 from dotmac_shared.business_logic.persistence._session import autocommit, engine_of
-from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
+from dotmac_shared.business_logic.persistence.models import (
+    SagaEventEntry,
+    SagaExecution,
+    SagaStepExecution,
+)
 from dotmac_shared.business_logic.sagas._cursor import SagaPosition
 from dotmac_shared.business_logic.sagas._group_commit import GroupCommit, Write
-from dotmac_shared.business_logic.sagas._results import SagaFailure
+from dotmac_shared.business_logic.sagas._results import SagaEvent, SagaFailure
 from dotmac_shared.business_logic.sagas._scope import ALL_TENANTS, TenantScope, tenant_scope
 from dotmac_shared.business_logic.sagas._states import SagaStatus, StepStatus
 
 __all__ = [
     "CHANGE_COLUMNS",
+    "EVENT_COLUMNS",
     "NEW_COLUMNS",
     "STEP_COLUMNS",
     "BatchWriter",
@@ -124,8 +130,9 @@ class SagaStore(Protocol):
         owner: str,
         lease_seconds: float,
         steps: Sequence[StepRecord] = (),
+        events: Sequence[SagaEvent] = (),
     ) -> bool:
-        """Insert a new saga owned by ``owner``, with ``steps``, in one transaction.
+        """Insert a new saga owned by ``owner``, with ``steps`` and ``events``, in one transaction.
 
         Returns False (and writes nothing) if the id exists already.
         """
@@ -156,15 +163,59 @@ class SagaStore(Protocol):
         """
         ...
 
-    async def save(self, record: SagaRecord, steps: Sequence[StepRecord], owner: str) -> bool:
-        """Write the saga row and ``steps`` in one transaction, fenced by the lease.
+    async def save(
+        self,
+        record: SagaRecord,
+        steps: Sequence[StepRecord],
+        owner: str,
+        events: Sequence[SagaEvent] = (),
+    ) -> bool:
+        """Write the saga row, ``steps`` and ``events`` in one transaction, fenced by the lease.
 
         Returns whether a cancel was requested.
         """
         ...
 
-    async def request_cancel(self, saga_id: str, *, tenant_id: TenantScope) -> bool:
-        """Flag an active saga of ``tenant_id`` for cancellation; False if there is none."""
+    async def request_cancel(
+        self, saga_id: str, *, tenant_id: TenantScope, event: SagaEvent | None = None
+    ) -> bool:
+        """Flag an active saga of ``tenant_id`` for cancellation; False if there is none.
+
+        ``event`` is appended to its history in the same transaction (if the flag was set).
+        """
+        ...
+
+    async def repair(
+        self,
+        record: SagaRecord,
+        steps: Sequence[StepRecord],
+        events: Sequence[SagaEvent],
+        *,
+        expected: tuple[SagaStatus, dt.datetime | None],
+        owner: str | None,
+        lease_seconds: float,
+        tenant_id: TenantScope,
+    ) -> bool:
+        """An operator's repair: the saga row, ``steps`` and ``events`` in one transaction.
+
+        Lands only if the saga of ``tenant_id`` still has the status and ``updated_at`` of
+        ``expected`` (nobody changed it since it was read); else nothing is written and
+        False is returned. With ``owner``, the saga is leased to it (it drives it on).
+        """
+        ...
+
+    async def history(
+        self,
+        saga_id: str,
+        *,
+        tenant_id: TenantScope,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[SagaEvent]:
+        """The saga's history, oldest first: entries after sequence ``after``, at most ``limit``.
+
+        Empty for a saga outside ``tenant_id`` (the tenant is a condition of the query).
+        """
         ...
 
     async def claim_expired(
@@ -213,8 +264,10 @@ class SagaStore(Protocol):
 
 _SAGAS = cast(Table, SagaExecution.__table__)
 _STEPS = cast(Table, SagaStepExecution.__table__)
+_EVENTS = cast(Table, SagaEventEntry.__table__)
 _S = _SAGAS.c
 _T = _STEPS.c
+_E = _EVENTS.c
 
 # --- the columns each write carries, derived from the tables ------------------------------
 #: Saga columns a create does not set: the outcome (null until it exists), the cancel flag
@@ -251,6 +304,8 @@ CHANGE_COLUMNS: tuple[str, ...] = (
 )
 #: A step row, in table order; ``(saga_id, step_name)`` is its key.
 STEP_COLUMNS: tuple[str, ...] = tuple(c.name for c in _STEPS.columns)
+#: A history row, in table order (its ``id`` is the database's).
+EVENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in _EVENTS.columns if c.name != "id")
 #: The step row's columns as :class:`StepRecord` attributes.
 _STEP_ATTRIBUTES = {"step_name": "name", "step_index": "index"}
 
@@ -327,6 +382,54 @@ _REOPEN = {
         update(_SAGAS)
         .where(_THIS_SAGA, _S.status == SagaStatus.COMPENSATION_FAILED.value)
         .values(status=SagaStatus.COMPENSATING.value, completed_at=None, **_NEW_LEASE),
+        kind,
+    )
+    for kind in _SCOPES
+}
+_HISTORY = {
+    kind: _scoped(
+        select(_EVENTS)
+        .select_from(_EVENTS.join(_SAGAS, _S.saga_id == _E.saga_id))
+        .where(_E.saga_id == _bind("w_saga_id", _E.saga_id))
+        .where(_E.id > _bind("w_after", _E.id))
+        .order_by(_E.id)
+        .limit(_bind("w_limit", _E.id)),
+        kind,
+    )
+    for kind in _SCOPES
+}
+_INSERT_EVENTS = insert(_EVENTS)
+_REPAIR_STEP = (
+    update(_STEPS)
+    .where(
+        _T.saga_id == _bind("w_saga_id", _T.saga_id),
+        _T.step_name == _bind("w_step", _T.step_name),
+    )
+    .values(
+        {
+            name: _bind(f"v_{name}", _T[name])
+            for name in STEP_COLUMNS
+            if name not in ("saga_id", "step_name")
+        }
+    )
+)
+_REPAIRED = ("status", "current_step", "error", "failed_step", "completed_at", "updated_at")
+_REPAIR = {
+    kind: _scoped(
+        update(_SAGAS)
+        .where(
+            _THIS_SAGA,
+            _S.status == _bind("w_status", _S.status),
+            _S.updated_at == _bind("w_updated_at", _S.updated_at),
+        )
+        .values(
+            {
+                **{name: _bind(f"v_{name}", _S[name]) for name in _REPAIRED},
+                "lease_owner": _bind("v_lease_owner", _S.lease_owner),
+                "lease_expires_at": _bind("v_lease_expires_at", _S.lease_expires_at),
+                "cancel_requested": False,
+            }
+        ),
         kind,
     )
     for kind in _SCOPES
@@ -437,6 +540,39 @@ _STEP_ROW = _Row(STEP_COLUMNS, ("saga_id", "status", "error"), _STEP_ATTRIBUTES)
 def _step_values(saga_id: str, step: StepRecord) -> list[Any]:
     """``step``'s row values in :data:`STEP_COLUMNS` order."""
     return _STEP_ROW.values(step, saga_id, step.status.value, _stored(step.error))
+
+
+def _event_values(saga_id: str, event: SagaEvent) -> dict[str, Any]:
+    """``event``'s row values by column (:data:`EVENT_COLUMNS`)."""
+    return {
+        "saga_id": saga_id,
+        "occurred_at": event.occurred_at,
+        "kind": event.kind,
+        "step_name": event.step,
+        "status": event.status,
+        "attempt": event.attempt,
+        "worker": event.worker,
+        "operator": event.operator,
+        "reason": event.reason,
+        "error": _stored(event.error),
+        "data": dict(event.data) if event.data is not None else None,
+    }
+
+
+def _to_event(row: Any) -> SagaEvent:
+    return SagaEvent(
+        kind=row.kind,
+        occurred_at=row.occurred_at,
+        step=row.step_name,
+        status=row.status,
+        attempt=row.attempt,
+        worker=row.worker,
+        operator=row.operator,
+        reason=row.reason,
+        error=_failure(row.error),
+        data=row.data,
+        sequence=row.id,
+    )
 
 
 class _Autocommit:
@@ -604,6 +740,7 @@ class SqlSagaStore:
         self._encode_new = _encoder(_SAGAS, NEW_COLUMNS, dialect)
         self._encode_change = _encoder(_SAGAS, CHANGE_COLUMNS, dialect)
         self._encode_step = _encoder(_STEPS, STEP_COLUMNS, dialect)
+        self._encode_event = _encoder(_EVENTS, EVENT_COLUMNS, dialect)
         self._writes = GroupCommit(self._write)
 
     def _lease_until(self, lease_seconds: float) -> dt.datetime:
@@ -614,14 +751,35 @@ class SqlSagaStore:
         unique = list({step.name: step for step in steps}.values()) if len(steps) > 1 else steps
         return [self._encode_step(*_step_values(saga_id, step)) for step in unique]
 
+    def _event_rows(self, saga_id: str, events: Sequence[SagaEvent]) -> list[tuple[Any, ...]]:
+        # The hot path (every state change): one tuple per entry, in EVENT_COLUMNS order.
+        encode = self._encode_event
+        return [
+            encode(
+                saga_id,
+                e.occurred_at,
+                e.kind,
+                e.step,
+                e.status,
+                e.attempt,
+                e.worker,
+                e.operator,
+                e.reason,
+                None if e.error is None else e.error.to_dict(),
+                None if e.data is None else dict(e.data),
+            )
+            for e in events
+        ]
+
     async def create(
         self,
         record: SagaRecord,
         owner: str,
         lease_seconds: float,
         steps: Sequence[StepRecord] = (),
+        events: Sequence[SagaEvent] = (),
     ) -> bool:
-        """Insert a new saga owned by ``owner``, with ``steps``, in one transaction.
+        """Insert a new saga owned by ``owner``, with ``steps`` and ``events``, in one transaction.
 
         Returns False (and writes nothing) if the id exists already.
         """
@@ -641,11 +799,18 @@ class SqlSagaStore:
             final=False,
             steps=self._step_rows(record.saga_id, steps),
             future=asyncio.get_running_loop().create_future(),
+            events=self._event_rows(record.saga_id, events),
         )
         return bool(await self._writes.submit(write))
 
-    async def save(self, record: SagaRecord, steps: Sequence[StepRecord], owner: str) -> bool:
-        """Write the saga row and ``steps`` in one transaction, fenced by the lease.
+    async def save(
+        self,
+        record: SagaRecord,
+        steps: Sequence[StepRecord],
+        owner: str,
+        events: Sequence[SagaEvent] = (),
+    ) -> bool:
+        """Write the saga row, ``steps`` and ``events`` in one transaction, fenced by the lease.
 
         ``updated_at`` is the record's (the store's clock if it has none). Returns whether a
         cancel was requested (the driving worker then compensates).
@@ -669,6 +834,7 @@ class SqlSagaStore:
             final=not record.status.is_active,
             steps=self._step_rows(record.saga_id, steps),
             future=asyncio.get_running_loop().create_future(),
+            events=self._event_rows(record.saga_id, events),
         )
         cancel = await self._writes.submit(write)
         if cancel is None:
@@ -746,10 +912,98 @@ class SqlSagaStore:
         kind, params = _scope_params(tenant_id, params)
         return bool(await self._rowcount(_REOPEN[kind], params))
 
-    async def request_cancel(self, saga_id: str, *, tenant_id: TenantScope) -> bool:
-        """Flag an active saga of ``tenant_id`` for cancellation; False if there is none."""
+    async def request_cancel(
+        self, saga_id: str, *, tenant_id: TenantScope, event: SagaEvent | None = None
+    ) -> bool:
+        """Flag an active saga of ``tenant_id`` for cancellation; False if there is none.
+
+        ``event`` is appended to its history in the same transaction (if the flag was set).
+        """
         kind, params = _scope_params(tenant_id, {"w_saga_id": saga_id})
-        return bool(await self._rowcount(_REQUEST_CANCEL[kind], params))
+        if event is None:
+            return bool(await self._rowcount(_REQUEST_CANCEL[kind], params))
+        with persistence_errors("saga.request_cancel", self._engine.url):
+            async with self._engine.begin() as conn:
+                if not (await conn.execute(_REQUEST_CANCEL[kind], params)).rowcount:
+                    return False
+                await conn.execute(_INSERT_EVENTS, [_event_values(saga_id, event)])
+        return True
+
+    async def repair(
+        self,
+        record: SagaRecord,
+        steps: Sequence[StepRecord],
+        events: Sequence[SagaEvent],
+        *,
+        expected: tuple[SagaStatus, dt.datetime | None],
+        owner: str | None,
+        lease_seconds: float,
+        tenant_id: TenantScope,
+    ) -> bool:
+        """An operator's repair: the saga row, ``steps`` and ``events`` in one transaction.
+
+        Fenced like a lease: the row is updated only if its status and ``updated_at`` are
+        still those read (``expected``), so of two operators (or an operator and a worker
+        that took the saga meanwhile) acting on the same state, one wins and the other
+        changes nothing. Any failure rolls the whole repair back.
+        """
+        status, updated_at = expected
+        params: dict[str, Any] = {
+            "w_saga_id": record.saga_id,
+            "w_status": status.value,
+            "w_updated_at": updated_at,
+            "v_status": record.status.value,
+            "v_current_step": record.current_step,
+            "v_error": _stored(record.error),
+            "v_failed_step": record.failed_step,
+            "v_completed_at": record.completed_at,
+            "v_updated_at": record.updated_at or self.clock.now(),
+            "v_lease_owner": owner,
+            "v_lease_expires_at": self._lease_until(lease_seconds) if owner else None,
+        }
+        kind, params = _scope_params(tenant_id, params)
+        with persistence_errors("saga.repair", self._engine.url):
+            async with self._engine.begin() as conn:
+                if not (await conn.execute(_REPAIR[kind], params)).rowcount:
+                    return False
+                for step in steps:
+                    row = _step_values(record.saga_id, step)
+                    values = dict(zip(STEP_COLUMNS, row, strict=True))
+                    step_params = {
+                        f"v_{name}": value
+                        for name, value in values.items()
+                        if name not in ("saga_id", "step_name")
+                    }
+                    await conn.execute(
+                        _REPAIR_STEP,
+                        {"w_saga_id": record.saga_id, "w_step": step.name, **step_params},
+                    )
+                if events:
+                    await conn.execute(
+                        _INSERT_EVENTS, [_event_values(record.saga_id, e) for e in events]
+                    )
+        return True
+
+    async def history(
+        self,
+        saga_id: str,
+        *,
+        tenant_id: TenantScope,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[SagaEvent]:
+        """The saga's history, oldest first: entries after sequence ``after``, at most ``limit``.
+
+        Empty for a saga outside ``tenant_id`` (the tenant is a condition of the query).
+        """
+        params = {
+            "w_saga_id": saga_id,
+            "w_after": after if after is not None else -1,
+            "w_limit": limit if limit is not None else 1_000_000,
+        }
+        kind, params = _scope_params(tenant_id, params)
+        async with self._autocommit.connect() as conn:
+            return [_to_event(row) for row in await conn.execute(_HISTORY[kind], params)]
 
     async def claim_expired(
         self,

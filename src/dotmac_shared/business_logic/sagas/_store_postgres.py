@@ -1,10 +1,11 @@
 """The saga store's batch write on PostgreSQL: any batch is one statement.
 
 Arrays of the batch's values are unnested; ``created`` inserts the new sagas, ``fenced``
-updates the sagas whose lease the writer still holds, and ``written`` upserts the step rows of
-exactly those sagas. One round trip, one commit (autocommit), atomic per saga and for the
-whole batch. The statement is generated once from the tables' metadata (names, columns and
-their types), so it follows the models.
+updates the sagas whose lease the writer still holds, ``written`` upserts the step rows of
+exactly those sagas and ``logged`` appends their history entries (in the order given). One
+round trip, one commit (autocommit), atomic per saga and for the whole batch. The statement
+is generated once from the tables' metadata (names, columns and their types), so it follows
+the models.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects import postgresql
 
 from dotmac_shared.business_logic.persistence._driver import driver_connection
-from dotmac_shared.business_logic.persistence.models import SagaExecution, SagaStepExecution
+from dotmac_shared.business_logic.persistence.models import (
+    SagaEventEntry,
+    SagaExecution,
+    SagaStepExecution,
+)
 from dotmac_shared.business_logic.sagas._group_commit import Write
 from dotmac_shared.business_logic.sagas._store import (
     CHANGE_COLUMNS,
+    EVENT_COLUMNS,
     NEW_COLUMNS,
     STEP_COLUMNS,
     BatchWriter,
@@ -29,6 +35,7 @@ __all__ = ["PostgresBatchWriter"]
 
 _SAGAS = cast(Table, SagaExecution.__table__)
 _STEPS = cast(Table, SagaStepExecution.__table__)
+_EVENTS = cast(Table, SagaEventEntry.__table__)
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
@@ -65,6 +72,12 @@ def _statement() -> str:
         new.next,
     )
     step = _Unnest("r", [(n, _array_type(_STEPS.c[n])) for n in STEP_COLUMNS], change.next)
+    event = _Unnest("e", [(n, _array_type(_EVENTS.c[n])) for n in EVENT_COLUMNS], step.next)
+    # WITH ORDINALITY: the entries get their ids in the order given (a saga's history order).
+    event_sql = event.sql.replace(
+        f"AS e({', '.join(event.names)})", f"WITH ORDINALITY AS e({', '.join(event.names)}, ord)"
+    )
+    events = _EVENTS.name
     inserted = [*NEW_COLUMNS, "updated_at", "cancel_requested"]
     new_values = [_value("n", _SAGAS.c[n]) for n in NEW_COLUMNS] + ["n.created_at", "false"]
     changed = [n for n in CHANGE_COLUMNS if n not in ("saga_id", "lease_owner")]
@@ -93,6 +106,13 @@ written AS (
     WHERE r.saga_id IN (SELECT saga_id FROM created UNION ALL SELECT saga_id FROM fenced)
     ON CONFLICT (saga_id, step_name) DO UPDATE SET
         {", ".join(f"{n} = excluded.{n}" for n in STEP_COLUMNS if n not in step_keys)}
+),
+logged AS (
+    INSERT INTO {events} ({", ".join(EVENT_COLUMNS)})
+    SELECT {", ".join(_value("e", _EVENTS.c[n]) for n in EVENT_COLUMNS)}
+    FROM {event_sql}
+    WHERE e.saga_id IN (SELECT saga_id FROM created UNION ALL SELECT saga_id FROM fenced)
+    ORDER BY e.ord
 )
 SELECT saga_id, NULL::boolean AS cancel_requested, true AS created FROM created
 UNION ALL
@@ -118,10 +138,12 @@ class PostgresBatchWriter(BatchWriter):
     ) -> tuple[set[str], dict[str, bool]]:
         """Write ``batch``; see :meth:`BatchWriter.write`."""
         steps = [row for w in batch for row in w.steps]
+        events = [row for w in batch for row in w.events]
         params = (
             *_columns(new, len(NEW_COLUMNS)),
             *_columns(changes, len(CHANGE_COLUMNS) + 1),
             *_columns(steps, len(STEP_COLUMNS)),
+            *_columns(events, len(EVENT_COLUMNS)),
         )
         async with driver_connection(self.engine) as raw:
             rows: Sequence[Any] = await raw.fetch(_WRITE, *params)

@@ -8,12 +8,17 @@ table is named ``dotmac_<name>``. The ISP domain's tables are in
 from dotmac_shared.business_logic.persistence.models._base import Base
 from dotmac_shared.business_logic.persistence.models._idempotency import IdempotencyRecord
 from dotmac_shared.business_logic.persistence.models._policy_decisions import PolicyDecisionEntry
-from dotmac_shared.business_logic.persistence.models._sagas import SagaExecution, SagaStepExecution
+from dotmac_shared.business_logic.persistence.models._sagas import (
+    SagaEventEntry,
+    SagaExecution,
+    SagaStepExecution,
+)
 
 __all__ = [
     "Base",
     "IdempotencyRecord",
     "PolicyDecisionEntry",
+    "SagaEventEntry",
     "SagaExecution",
     "SagaStepExecution",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -15,7 +15,7 @@ from dotmac_shared.business_logic.persistence.models._base import Base
 #: A failure: ``{"code", "message", "step", "context"}``; SQL NULL when there is none.
 _Failure = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
-__all__ = ["SagaExecution", "SagaStepExecution"]
+__all__ = ["SagaEventEntry", "SagaExecution", "SagaStepExecution"]
 
 
 class SagaExecution(Base):
@@ -73,3 +73,34 @@ class SagaStepExecution(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     compensated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SagaEventEntry(Base):
+    """One entry of a saga's history: a transition of the saga or a step, or an operator action.
+
+    Appended in the same transaction as the state change it records; never updated. ``id``
+    orders a saga's history (entries of one state change are inserted in order).
+    """
+
+    __tablename__ = "dotmac_saga_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    saga_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("dotmac_saga_executions.saga_id", ondelete="CASCADE")
+    )
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # What happened: "saga.<status>", "step.<status>", or "action.<repair action>".
+    kind: Mapped[str] = mapped_column(String(64))
+    step_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The worker (lease owner) that wrote it; the operator and why, for a manual action.
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    operator: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(_Failure, nullable=True)
+    data: Mapped[dict[str, Any] | None] = mapped_column(_Failure, nullable=True)
+
+    __table_args__ = (Index("ix_dotmac_saga_events_saga_id_id", "saga_id", "id"),)
