@@ -22,11 +22,13 @@ from dotmac_shared.business_logic.sagas import (
     SagaDefinition,
     SagaStep,
     StepContext,
+    StepKind,
 )
 
 TENANT = "tenant123"
 OTHER_TENANT = "tenant-other"
 SAGA_NAME = "port_reservation"
+INCIDENT_SAGA = "activation"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -94,6 +96,47 @@ async def run_saga(
         name, SagaContext(saga_id=saga_id, tenant_id=tenant), {"note": saga_id}
     )
     return str(result["status"])
+
+
+@dataclasses.dataclass
+class HealingStep:
+    """A step after the pivot that fails its first ``failures`` calls, then succeeds."""
+
+    failures: int = 1
+    calls: int = 0
+
+    async def __call__(self, ctx: StepContext) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("the mail relay is down")
+        return {"mailed": True}
+
+
+def incident_definition(mail: HealingStep) -> SagaDefinition:
+    """reserve_port, activate (the pivot), then send_welcome (retriable, one try: ``mail``).
+
+    While ``mail`` fails, the saga stops in ``incident`` after the pivot: nothing is undone.
+    """
+    return SagaDefinition(
+        name=INCIDENT_SAGA,
+        steps=[
+            SagaStep(
+                name="reserve_port",
+                execute=reserve,
+                compensate=release_nothing,
+                kind=StepKind.COMPENSATABLE,
+            ),
+            SagaStep(
+                name="activate", execute=charge_ok, compensate=release_nothing, kind=StepKind.PIVOT
+            ),
+            SagaStep(
+                name="send_welcome",
+                execute=mail,
+                kind=StepKind.RETRIABLE,
+                retry=RetryPolicy(max_attempts=1, initial_delay=0, jitter=0),
+            ),
+        ],
+    )
 
 
 @dataclasses.dataclass(frozen=True)

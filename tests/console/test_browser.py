@@ -180,6 +180,10 @@ async def test_an_admin_retries_a_failed_compensation_in_the_browser_and_sees_it
         await expect(page.get_by_role("status")).to_have_text("Retry compensation: done.")
         await expect(page.get_by_test_id("saga-status")).to_have_text("compensated")
         assert release.calls == 2
+        # The timeline records the action with who and why.
+        history = page.get_by_role("list", name="Event history")
+        await expect(history).to_contain_text("action.retry_compensation")
+        await expect(history).to_contain_text("the port service is back up")
         await _shot(page, tmp_path, "06-saga-compensated")
         if os.environ.get("DOTMAC_UPDATE_SCREENSHOTS") == "1":
             README_SCREENSHOT.parent.mkdir(exist_ok=True)

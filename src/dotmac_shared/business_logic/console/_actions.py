@@ -100,12 +100,41 @@ def require_reason(reason: str) -> str:
 
 
 async def _retry_compensation(coordinator: SagaCoordinator, request: ActionRequest) -> SagaResult:
-    # resume_saga compensates a compensation_failed saga again, from the stuck step on.
-    return await coordinator.resume_saga(request.saga_id, tenant_id=request.scope)
+    return await coordinator.retry_compensation(
+        request.saga_id, tenant_id=request.scope, operator=request.operator, reason=request.reason
+    )
+
+
+async def _mark_compensated(coordinator: SagaCoordinator, request: ActionRequest) -> SagaResult:
+    return await coordinator.mark_step_compensated(
+        request.saga_id,
+        request.step or "",
+        tenant_id=request.scope,
+        operator=request.operator,
+        reason=request.reason,
+    )
+
+
+async def _retry_step(coordinator: SagaCoordinator, request: ActionRequest) -> SagaResult:
+    return await coordinator.retry_step(
+        request.saga_id, tenant_id=request.scope, operator=request.operator, reason=request.reason
+    )
+
+
+async def _resolve_incident(coordinator: SagaCoordinator, request: ActionRequest) -> SagaResult:
+    return await coordinator.resolve_incident(
+        request.saga_id,
+        tenant_id=request.scope,
+        operator=request.operator,
+        reason=request.reason,
+        output=request.output,
+    )
 
 
 async def _cancel(coordinator: SagaCoordinator, request: ActionRequest) -> SagaResult:
-    return await coordinator.cancel_saga(request.saga_id, tenant_id=request.scope)
+    return await coordinator.cancel_saga(
+        request.saga_id, tenant_id=request.scope, operator=request.operator, reason=request.reason
+    )
 
 
 #: Every action, in the order the saga page shows them.
@@ -123,6 +152,43 @@ ACTIONS: Final[Mapping[str, RepairAction]] = {
             saga_statuses=frozenset({"compensation_failed"}),
             step_statuses=frozenset(),
             run=_retry_compensation,
+        ),
+        RepairAction(
+            slug="mark-compensated",
+            label="Mark compensated",
+            question="Mark this step compensated by hand?",
+            effect=(
+                "Say that a person undid this step outside: it is marked compensated without "
+                "running its compensation, and the saga compensates the steps before it."
+            ),
+            saga_statuses=frozenset({"compensation_failed"}),
+            step_statuses=frozenset({"compensation_failed"}),
+            run=_mark_compensated,
+        ),
+        RepairAction(
+            slug="retry-step",
+            label="Retry step",
+            question="Retry the step whose retries ran out?",
+            effect=(
+                "The exhausted step runs again with its full retry budget, and the saga goes "
+                "forward; it stops in incident again if the step still fails."
+            ),
+            saga_statuses=frozenset({"incident"}),
+            step_statuses=frozenset(),
+            run=_retry_step,
+        ),
+        RepairAction(
+            slug="resolve-incident",
+            label="Resolve incident",
+            question="Resolve the incident: the step was finished by hand?",
+            effect=(
+                "The exhausted step is marked completed with the output given here (what the "
+                "steps after it read), and the saga goes forward from the next step."
+            ),
+            saga_statuses=frozenset({"incident"}),
+            step_statuses=frozenset(),
+            run=_resolve_incident,
+            takes_output=True,
         ),
         RepairAction(
             slug="cancel",

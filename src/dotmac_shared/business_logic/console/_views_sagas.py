@@ -98,9 +98,12 @@ async def saga_page(console: Console, visit: Visit) -> Response:
     saga_id = visit.request.path_params["saga_id"]
     saga = await _load(console, visit, saga_id)
     done = visit.request.query_params.get("done")
+    definition = console.services.coordinator.definitions.get(saga["saga_name"])
+    kinds = {step.name: str(step.kind) for step in definition.steps} if definition else {}
     steps = [
         {
             **dict(step),
+            "kind": kinds.get(step["name"], ""),
             "status": str(step["status"]),
             "duration": _duration(
                 step["started_at"], step["compensated_at"] or step["completed_at"]
