@@ -1,18 +1,23 @@
 """The repair actions of the saga page, each behind its confirmation, recorded in the history.
 
 Mark a step compensated by hand, retry a step after an incident, resolve an incident with
-the step's output, and a refusal (409, nothing changed) when an action no longer applies;
-on SQLite and PostgreSQL.
+the step's output, cancel a running saga, and a refusal (409, nothing changed) when an
+action no longer applies; on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
+
+from dotmac_shared.business_logic.sagas import SagaContext, SagaDefinition, SagaStep, StepContext
 from tests.console.support import (
     INCIDENT_SAGA,
     SAGA_NAME,
     TENANT,
     HealingStep,
     incident_definition,
+    release_nothing,
+    reserve,
     run_saga,
 )
 
@@ -86,3 +91,34 @@ async def test_an_action_is_refused_and_changes_nothing_when_it_no_longer_applie
     assert str(after["status"]) == "completed" and len(after.history) == len(before.history)
     unknown = await console.post("/sagas/mail-1/actions/undo-everything", {"reason": "x"})
     assert unknown.status_code == 404
+
+
+async def test_a_running_saga_is_cancelled_and_compensates_when_an_admin_confirms(setup):
+    gate = asyncio.Event()
+
+    async def wait_for_gate(ctx: StepContext) -> dict:
+        await gate.wait()  # the step runs until the test lets it finish
+        return {"provisioned": True}
+
+    coordinator = setup.app.state.dotmac.coordinator
+    coordinator.register_saga(
+        SagaDefinition(
+            name="slow_setup",
+            steps=[
+                SagaStep(name="provision", execute=wait_for_gate, compensate=release_nothing),
+                SagaStep(name="notify", execute=reserve, compensate=release_nothing),
+            ],
+        )
+    )
+    await coordinator.start_saga("slow_setup", SagaContext(saga_id="slow-1", tenant_id=TENANT))
+    console = await setup.signed_in(setup.keys.admin)
+    page = await console.get("/sagas/slow-1")
+    assert "running" in page.text and "Cancel saga" in page.text
+    done = await console.post("/sagas/slow-1/actions/cancel", {"reason": "customer withdrew"})
+    assert done.status_code == 303
+    gate.set()  # the step ends; at its boundary the worker sees the cancel and compensates
+    outcome = await coordinator.wait("slow-1", tenant_id=TENANT)
+    assert str(outcome["status"]) == "compensated"
+    saga = await coordinator.get_saga("slow-1", tenant_id=TENANT)
+    cancel = [e for e in saga.history if e.kind == "action.cancel"]
+    assert len(cancel) == 1 and cancel[0].reason == "customer withdrew"
