@@ -11,6 +11,7 @@ PACKAGES = [
     "dotmac_shared.business_logic",
     "dotmac_shared.business_logic.cli",
     "dotmac_shared.business_logic.clock",
+    "dotmac_shared.business_logic.console",
     "dotmac_shared.business_logic.exceptions",
     "dotmac_shared.business_logic.extension",
     "dotmac_shared.business_logic.http",

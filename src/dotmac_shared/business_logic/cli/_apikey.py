@@ -34,7 +34,11 @@ def _api() -> Any:
 def create(
     tenant: Annotated[str, typer.Option("--tenant", help="The tenant the key reaches.")],
     role: Annotated[
-        str, typer.Option("--role", help="operator, or admin (also tenants, cancel).")
+        str,
+        typer.Option(
+            "--role",
+            help="operator; admin (also tenants, cancel); platform (every tenant, in the console).",
+        ),
     ] = "operator",
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
     database_url: DatabaseUrl = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,10 @@ from dotmac_shared.business_logic.cli._output import (
     session_factory,
 )
 
-__all__ = ["HTTP_EXTRA_HINT", "require_http_extra", "serve"]
+__all__ = ["CONSOLE_SECRET_ENV", "HTTP_EXTRA_HINT", "require_http_extra", "serve"]
+
+#: The environment variable whose value signs the console's sessions (32 bytes or more).
+CONSOLE_SECRET_ENV = "DOTMAC_CONSOLE_SECRET"
 
 #: How to get the web packages.
 HTTP_EXTRA_HINT = "pip install 'dotmac-business-logic[http]'"
@@ -85,17 +89,26 @@ def serve(
     """Serve the /v1 API (OpenAPI at /v1/openapi.json, docs at /docs) until SIGINT/SIGTERM.
 
     The saga recovery worker runs beside it: sagas and billing runs whose process died
-    are finished. Create a key first: dotmac-bl apikey create --tenant T.
+    are finished. Create a key first: dotmac-bl apikey create --tenant T. The operator
+    console is at /console (sign in with a key); its sessions are signed with
+    $DOTMAC_CONSOLE_SECRET if set (every process serving the same users needs the same),
+    else with a random secret that ends them on restart.
     """
     uvicorn, api = require_http_extra("uvicorn", "dotmac_shared.business_logic.http")
 
     async def run() -> None:
         async with session_factory(database_url) as factory:
-            app = api.create_app(factory, lease_seconds=lease_seconds, recovery_worker=worker)
+            app = api.create_app(
+                factory,
+                lease_seconds=lease_seconds,
+                recovery_worker=worker,
+                console_secret=os.environ.get(CONSOLE_SECRET_ENV) or None,
+            )
             config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
             server = uvicorn.Server(config)
             console.print(
-                f"serving the API on http://{host}:{port}/v1 (docs at /docs)"
+                f"serving the API on http://{host}:{port}/v1 (docs at /docs, "
+                f"console at http://{host}:{port}/console)"
                 + ("; saga recovery worker running" if worker else ""),
                 soft_wrap=True,
                 highlight=False,

@@ -39,8 +39,12 @@ __all__ = [
     "verify_api_key",
 ]
 
-#: The roles a key can have; ``admin`` can do everything ``operator`` can, and more.
-ROLES: Final = ("operator", "admin")
+#: The roles a key can have; each can do everything the one before it can, and more:
+#: ``operator`` reads, evaluates, provisions services and bills; ``admin`` also provisions
+#: tenants and cancels or repairs sagas; ``platform`` (a platform operator) is an admin who,
+#: in the operator console, sees and acts on every tenant's sagas and billing runs. The
+#: ``/v1`` API still acts for the key's own tenant only, whatever its role.
+ROLES: Final = ("operator", "admin", "platform")
 #: What every token starts with (so that leaked tokens are easy to find by scanners).
 TOKEN_PREFIX: Final = "dmk_"
 _TOKEN = re.compile(r"dmk_(?P<key_id>[0-9a-f]{16})_(?P<secret>[A-Za-z0-9_-]{43})")
@@ -57,7 +61,7 @@ class ApiKeyInfo:
     Attributes:
         key_id: The key's public id (the token's middle part).
         tenant_id: The tenant whose data the key reaches.
-        role: ``operator`` or ``admin``.
+        role: ``operator``, ``admin`` or ``platform`` (see :data:`ROLES`).
         name: A label, if one was given.
         created_at: When it was created.
         revoked_at: When it was revoked, if it was.
@@ -72,8 +76,10 @@ class ApiKeyInfo:
 
     @property
     def roles(self) -> frozenset[str]:
-        """The roles the key grants: ``admin`` includes ``operator``."""
-        return frozenset(ROLES) if self.role == "admin" else frozenset({self.role})
+        """The roles the key grants: its own and every one before it in :data:`ROLES`."""
+        if self.role not in ROLES:
+            return frozenset({self.role})
+        return frozenset(ROLES[: ROLES.index(self.role) + 1])
 
     def to_dict(self) -> dict[str, Any]:
         """The key as a JSON-safe dict."""

@@ -30,6 +30,7 @@ from dotmac_shared.business_logic.http import (
     _routes_sagas,
 )
 from dotmac_shared.business_logic.http._auth import (
+    PUBLIC_PATHS,
     ApiKeyAuthenticator,
     Authenticate,
     AuthenticationMiddleware,
@@ -47,9 +48,11 @@ from dotmac_shared.business_logic.policies._eligibility import (
 )
 from dotmac_shared.business_logic.sagas import SagaWorker
 
-__all__ = ["API_VERSION", "create_app"]
+__all__ = ["API_VERSION", "CONSOLE_PATH", "create_app"]
 
 API_VERSION = "1"
+#: Where ``create_app`` mounts the operator console.
+CONSOLE_PATH = "/console"
 
 
 def _shipped_engine() -> PolicyEngine:
@@ -67,6 +70,8 @@ def create_app(
     idempotency_ttl: dt.timedelta = dt.timedelta(hours=24),
     recovery_worker: bool = False,
     worker_poll_interval: float = 1.0,
+    console: bool = True,
+    console_secret: bytes | str | None = None,
 ) -> FastAPI:
     """Build the ``/v1`` API on a migrated session factory.
 
@@ -85,6 +90,12 @@ def create_app(
         recovery_worker: Run a saga recovery worker with the app (``dotmac-bl serve`` does):
             it finishes sagas and billing runs whose process died.
         worker_poll_interval: The worker's pause when it found nothing.
+        console: Serve the operator console at ``/console``. It signs users in with their
+            API keys itself (a session cookie), whatever ``authenticate`` is.
+        console_secret: Signs the console's session cookies (32 bytes or more). ``None``:
+            a random one per process, so sessions end on restart; every process serving
+            the same users needs the same secret (``dotmac-bl serve`` reads
+            ``DOTMAC_CONSOLE_SECRET``).
 
     Returns:
         The FastAPI application; its OpenAPI document is at ``/v1/openapi.json``.
@@ -139,6 +150,13 @@ def create_app(
     install_problem_handlers(app)
     for module in (_routes_policies, _routes_provisioning, _routes_sagas, _routes_billing):
         app.include_router(module.router)
+    public_prefixes: tuple[str, ...] = ()
+    if console:
+        # Imported here: only an app with the console loads its views and templates.
+        from dotmac_shared.business_logic.console import create_console
+
+        app.mount(CONSOLE_PATH, create_console(services, secret=console_secret))
+        public_prefixes = (CONSOLE_PATH + "/",)
     # Starlette runs the last added middleware first.
     app.add_middleware(
         IdempotencyMiddleware,
@@ -150,6 +168,8 @@ def create_app(
     app.add_middleware(
         AuthenticationMiddleware,
         authenticate=authenticate or ApiKeyAuthenticator(session_factory),
+        public_paths=PUBLIC_PATHS | {CONSOLE_PATH} if console else PUBLIC_PATHS,
+        public_prefixes=public_prefixes,
     )
     app.add_middleware(CorrelationMiddleware)
     return app

@@ -112,6 +112,8 @@ class AuthenticationMiddleware:
         app: The ASGI app to wrap.
         authenticate: The request-to-principal callable.
         public_paths: Paths served without credentials.
+        public_prefixes: Path prefixes served without them (``create_app`` passes the
+            console's ``/console/``: it signs its users in itself, with a session cookie).
     """
 
     def __init__(
@@ -120,14 +122,21 @@ class AuthenticationMiddleware:
         *,
         authenticate: Authenticate,
         public_paths: Collection[str] = PUBLIC_PATHS,
+        public_prefixes: Collection[str] = (),
     ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.public_paths = frozenset(public_paths)
+        self.public_prefixes = tuple(public_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Authenticate one HTTP request, then pass it on (or answer the refusal)."""
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if (
+            scope["type"] != "http"
+            or path in self.public_paths
+            or (self.public_prefixes and path.startswith(self.public_prefixes))
+        ):
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
