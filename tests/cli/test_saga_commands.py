@@ -349,9 +349,9 @@ async def _incident(url: str) -> str:
         await engine_of(factory).dispose()
 
 
-def test_history_prints_every_transition_when_saga_finished(runner, seeded_url, finished_sagas):
-    saga_id = finished_sagas["completed"]
-    url = ["--database-url", seeded_url]
+def test_history_prints_every_transition_when_saga_finished(runner, seeded_any_url):
+    saga_id = asyncio.run(_provision(seeded_any_url, "standard"))
+    url = ["--database-url", seeded_any_url]
     table = runner.invoke(app, ["saga", "history", saga_id, *TENANT, *url])
     as_json = runner.invoke(app, ["saga", "history", saga_id, *TENANT, "--json", *url])
 
@@ -362,13 +362,13 @@ def test_history_prints_every_transition_when_saga_finished(runner, seeded_url, 
 
 
 def test_retry_step_completes_an_incident_and_records_who_when_the_cause_is_fixed(
-    runner, seeded_url
+    runner, seeded_any_url
 ):
-    saga_id = asyncio.run(_incident(seeded_url))
+    saga_id = asyncio.run(_incident(seeded_any_url))
     args = ["--reason", "relay back up", "--operator", "alice", "--json"]
 
     result = runner.invoke(
-        app, ["saga", "retry-step", saga_id, *args, *TENANT, "--database-url", seeded_url]
+        app, ["saga", "retry-step", saga_id, *args, *TENANT, "--database-url", seeded_any_url]
     )
 
     assert result.exit_code == 0, result.output
@@ -378,15 +378,13 @@ def test_retry_step_completes_an_incident_and_records_who_when_the_cause_is_fixe
     assert (action["operator"], action["reason"]) == ("alice", "relay back up")
 
 
-def test_repair_commands_fail_with_one_line_when_they_do_not_apply(
-    runner, seeded_url, finished_sagas
-):
-    url = ["--database-url", seeded_url]
-    saga_id = finished_sagas["completed"]
+def test_repair_commands_fail_with_one_line_when_they_do_not_apply(runner, seeded_any_url):
+    url = ["--database-url", seeded_any_url]
+    saga_id = asyncio.run(_provision(seeded_any_url, "standard"))
     result = runner.invoke(
         app, ["saga", "retry-compensation", saga_id, "--reason", "why", *TENANT, *url]
     )
-    incident = asyncio.run(_incident(seeded_url))
+    incident = asyncio.run(_incident(seeded_any_url))
     cancel = runner.invoke(app, ["saga", "cancel", incident, "--reason", "stop", *TENANT, *url])
 
     assert result.exit_code == 1
