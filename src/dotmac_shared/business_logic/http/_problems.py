@@ -50,6 +50,7 @@ from dotmac_shared.business_logic.exceptions import (
     IdempotencyRetriesExhaustedError,
     IllegalSagaTransitionError,
     InvalidInputError,
+    NotificationDeliveryError,
     OperationInProgressError,
     PermissionDeniedError,
     PersistenceError,
@@ -134,6 +135,8 @@ PROBLEM_STATUS: Final[Mapping[type[BusinessLogicError], int]] = {
     ProvisioningError: 502,
     # The request broke a business rule (a taken domain, an ineligible customer).
     ProvisioningRefusedError: 422,
+    # A mail server or webhook receiver refused or failed a notice (the relay's error).
+    NotificationDeliveryError: 502,
     # Raised to callers when a run's state refuses the request (a retry of a finished or
     # running period); a run's own failures are in its saga's record, not raised.
     BillingRunError: 409,
