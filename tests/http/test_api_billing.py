@@ -28,6 +28,7 @@ async def test_start_is_202_with_location_and_the_report_follows_when_the_run_en
     body = progress.json()
     assert body["status"] == "completed" and body["finished"] is True
     assert body["report"]["invoices"] == 15 and body["billing_period"] == period
+    assert body["partitions"] == {"charged": 1}  # 15 customers fit one partition
     assert hidden.status_code == 404 and hidden.headers["content-type"] == PROBLEM
 
 

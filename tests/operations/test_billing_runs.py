@@ -53,8 +53,10 @@ async def test_start_returns_a_durable_id_before_the_run_ends_when_started(sessi
     assert progress.run_status == "finalized"
     assert progress.steps_completed == progress.steps_total == 5
     assert progress.report is not None and progress.report["invoices"] == 20
+    assert progress.partitions == {"charged": 1}  # 20 customers fit one partition
     as_json = json.loads(json.dumps(progress.to_dict()))
     assert as_json["report"]["invoices"] == 20 and as_json["billing_period"] == period
+    assert as_json["partitions"] == {"charged": 1}
 
 
 async def test_start_returns_the_same_attempt_when_the_period_already_ran(session_factory):

@@ -48,6 +48,10 @@ class BillingRunStatus(BaseModel):
     error: str | None
     failed_step: str | None
     report: dict[str, Any] | None
+    partitions: dict[str, int] = Field(
+        default_factory=dict,
+        description="How many of the run's customer partitions are in each state.",
+    )
 
 
 @router.post(

@@ -23,7 +23,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.clock import Clock, as_clock
@@ -36,7 +36,7 @@ from dotmac_shared.business_logic.operations._billing_run import (
     billing_saga_input,
     next_billing_attempt,
 )
-from dotmac_shared.business_logic.operations.models import BillingRun, Tenant
+from dotmac_shared.business_logic.operations.models import BillingPartition, BillingRun, Tenant
 from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator
 
 __all__ = [
@@ -87,7 +87,8 @@ class BillingRunProgress:
         billing_period: The period, ``YYYY-MM`` (``None`` if the saga has not validated it).
         attempt: The attempt's number.
         status: The saga's status: ``running``, ``compensating``, ``completed``,
-            ``compensated`` or ``compensation_failed``.
+            ``compensated``, ``compensation_failed`` or ``incident`` (a step past the payments
+            kept failing: a person must look).
         run_status: The billing run's own status (``open``, ``finalized``, ``cancelled``,
             ...), ``None`` before its first step wrote the run.
         steps_total: How many steps the run has.
@@ -97,6 +98,9 @@ class BillingRunProgress:
         failed_step: The step that failed, if any.
         report: The finalize step's report (invoices, totals, failed customers), once
             finalized; JSON-safe (amounts are strings).
+        partitions: How many of the run's customer partitions are in each state
+            (``invoicing``, ``invoiced``, ``charging``, ``charged``, ``failed``,
+            ``cancelled``); empty before the run cut its customers into partitions.
     """
 
     billing_run_id: str
@@ -111,6 +115,7 @@ class BillingRunProgress:
     error: str | None
     failed_step: str | None
     report: Mapping[str, Any] | None
+    partitions: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -133,6 +138,7 @@ class BillingRunProgress:
             "error": self.error,
             "failed_step": self.failed_step,
             "report": _json_safe(self.report) if self.report is not None else None,
+            "partitions": dict(self.partitions),
         }
 
 
@@ -297,6 +303,16 @@ async def billing_run_progress(
                 )
             )
         ).scalar_one_or_none()
+        partitions = (
+            await session.execute(
+                select(BillingPartition.status, func.count())
+                .where(
+                    BillingPartition.run_id == billing_run_id,
+                    BillingPartition.tenant_id == tenant_id,
+                )
+                .group_by(BillingPartition.status)
+            )
+        ).all()
     steps = list(saga["steps"])
     data = saga["initial_data"]
     attempt = data.get("attempt", 1)
@@ -315,4 +331,5 @@ async def billing_run_progress(
         error=saga["error"],
         failed_step=saga["failed_step"],
         report=dict(report) if report else None,
+        partitions={status: count for status, count in sorted(partitions)},
     )
