@@ -15,8 +15,9 @@ from typing import Any, cast
 
 from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
-from dotmac_shared.business_logic.persistence._driver import driver_connection
+from dotmac_shared.business_logic.persistence._driver import pooled_driver_connection
 from dotmac_shared.business_logic.persistence.models import (
     SagaEventEntry,
     SagaExecution,
@@ -227,8 +228,13 @@ class PostgresBatchWriter(BatchWriter):
         return await self._run(_WRITE, params)
 
     async def _run(self, statement: str, params: Sequence[Any]) -> tuple[set[str], dict[str, bool]]:
-        async with driver_connection(self.engine) as raw:
-            rows: Sequence[Any] = await raw.fetch(statement, *params)
+        # Checkout, statement and checkin in one greenlet (the coroutine form of the pool
+        # spawns one for the checkout and another for the checkin).
+        rows: Sequence[Any] = await greenlet_spawn(self._fetch, statement, params)
         created = {saga_id for saga_id, _, was_created in rows if was_created}
         held = {saga_id: bool(cancel) for saga_id, cancel, was_created in rows if not was_created}
         return created, held
+
+    def _fetch(self, statement: str, params: Sequence[Any]) -> Sequence[Any]:
+        with pooled_driver_connection(self.engine) as raw:
+            return cast(Sequence[Any], await_only(raw.fetch(statement, *params)))
