@@ -1,11 +1,14 @@
 """The saga store's batch write on PostgreSQL: any batch is one statement.
 
-Arrays of the batch's values are unnested; ``created`` inserts the new sagas, ``fenced``
+The batch's rows are the relations ``n`` (new sagas), ``c`` (changes), ``r`` (step rows)
+and ``e`` (history entries): for one saga's small write, ``VALUES`` lists of scalar
+parameters (the common case of a saga alone; one prepared statement per shape); otherwise
+one array parameter per column, unnested. ``created`` inserts the new sagas, ``fenced``
 updates the sagas whose lease the writer still holds, ``written`` upserts the step rows of
 exactly those sagas and ``logged`` appends their history entries (in the order given). One
-round trip, one commit (autocommit), atomic per saga and for the whole batch. The statement
-is generated once from the tables' metadata (names, columns and their types), so it follows
-the models.
+round trip, one commit (autocommit), atomic per saga and for the whole batch. The statements
+are generated once (at import) from the tables' metadata (names, columns and their types),
+so they follow the models.
 """
 
 from __future__ import annotations
