@@ -13,6 +13,7 @@ from dotmac_shared.business_logic.sagas import (
     SagaContext,
     SagaCoordinator,
     SagaDefinition,
+    SagaEvent,
     SagaRecord,
     SagaStatus,
     SagaStep,
@@ -113,6 +114,35 @@ async def test_first_step_is_durable_as_running_before_it_runs_when_a_saga_start
     assert [(s["name"], s["status"], s["attempts"]) for s in seen["steps"]] == [
         ("first", "running", 1)
     ]
+
+
+async def test_every_row_of_a_write_lands_in_order_when_a_saga_writes_alone(session_factory):
+    # A saga alone is a batch of one; small ones and large ones are written in different
+    # forms (scalars, arrays) on PostgreSQL: every size must land whole, history in order.
+    store = SqlSagaStore(session_factory)
+    for steps, events in [(0, 0), (1, 1), (2, 4), (3, 5), (6, 9)]:
+        saga_id = str(uuid4())
+        rows = [running(f"step_{i}", i) for i in range(steps)]
+        now = store.clock.now()
+        entries = [
+            SagaEvent(kind=f"test.{i}", occurred_at=now, step=f"step_{i}", attempt=i)
+            for i in range(events)
+        ]
+        assert await store.create(record(saga_id), "w1", 30, rows, entries)
+        for row in rows:
+            row.status, row.result = StepStatus.COMPLETED, {"n": row.index}
+        done = record(saga_id)
+        done.status, done.current_step = SagaStatus.COMPLETED, steps
+        assert await store.save(done, rows, "w1", entries[::-1]) is False
+        loaded = await store.load(saga_id, tenant_id=None)
+        assert loaded is not None and loaded.status is SagaStatus.COMPLETED
+        assert loaded.lease_owner is None and loaded.current_step == steps
+        assert [(s.name, s.status, s.result) for s in loaded.steps.values()] == [
+            (f"step_{i}", StepStatus.COMPLETED, {"n": i}) for i in range(steps)
+        ]
+        history = await store.history(saga_id, tenant_id=None)
+        kinds = [f"test.{i}" for i in range(events)]
+        assert [e.kind for e in history] == kinds + kinds[::-1]
 
 
 @pytest.mark.parametrize("sagas", [2, 25])

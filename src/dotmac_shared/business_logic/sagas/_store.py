@@ -645,13 +645,13 @@ def _encoder(
     processors = [
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     ]
-    pairs = list(enumerate(processors))
+    # Only the columns whose type converts anything (most pass values through as they are).
+    pairs = [(i, process) for i, process in enumerate(processors) if process is not None]
 
     def encode(*values: Any) -> tuple[Any, ...]:
         out = list(values)
         for i, process in pairs:
-            if process is not None:
-                out[i] = process(out[i])
+            out[i] = process(out[i])
         return tuple(out)
 
     return encode
