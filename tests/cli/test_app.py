@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 from typer.testing import CliRunner
 
 from dotmac_shared.business_logic.cli import app
@@ -57,3 +59,19 @@ def test_demo_runs_the_three_examples_and_a_billing_run_twice_when_repeated(tmp_
     again = " ".join(second.output.split())
     assert "from cache: False" not in again  # the tenant comes from the cache now
     assert "150 invoices billed" in again
+
+
+def test_demo_names_the_demo_extra_and_does_nothing_when_aiosmtpd_is_missing(tmp_path, monkeypatch):
+    # A None entry makes `import aiosmtpd...` raise ModuleNotFoundError, as if not installed.
+    monkeypatch.setitem(sys.modules, "aiosmtpd", None)
+    monkeypatch.setitem(sys.modules, "aiosmtpd.controller", None)
+    monkeypatch.delitem(sys.modules, "dotmac_shared.business_logic.cli._local_smtp", raising=False)
+    database = tmp_path / "demo.db"
+
+    result = runner.invoke(app, ["demo", "--database-url", f"sqlite:///{database}"])
+
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert "needs the demo extra (aiosmtpd" in message
+    assert "pip install 'dotmac-business-logic[demo]'" in message
+    assert not database.exists()  # refused before seeding anything

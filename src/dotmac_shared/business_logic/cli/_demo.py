@@ -7,13 +7,13 @@ import datetime as dt
 import time
 import uuid
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dotmac_shared.business_logic.cli._billing import print_report, run_billing_with_progress
-from dotmac_shared.business_logic.cli._local_smtp import LocalSmtpServer
+from dotmac_shared.business_logic.cli._output import fail
 from dotmac_shared.business_logic.idempotency import IdempotencyKey, IdempotencyManager
 from dotmac_shared.business_logic.operations import (
     BillingRunSaga,
@@ -33,6 +33,9 @@ from dotmac_shared.business_logic.persistence import (
 )
 from dotmac_shared.business_logic.policies import PlanEligibilityEngine, PolicyContext
 from dotmac_shared.business_logic.sagas import SagaContext, SagaCoordinator, SagaResult
+
+if TYPE_CHECKING:
+    from dotmac_shared.business_logic.cli._local_smtp import LocalSmtpServer
 
 __all__ = ["run_demo"]
 
@@ -60,12 +63,38 @@ def _last_full_month(today: dt.date) -> str:
     return f"{previous.year:04d}-{previous.month:02d}"
 
 
+#: What installs the demo's local SMTP server.
+DEMO_EXTRA_HINT = "pip install 'dotmac-business-logic[demo]'"
+
+
+def local_smtp_server() -> type[LocalSmtpServer]:
+    """The demo's loopback SMTP server class; a one-line error without the ``[demo]`` extra.
+
+    ``aiosmtpd`` is a demo (and test) need, not the library's: a service that installs the
+    library does not get an SMTP server with it.
+
+    Raises:
+        typer.Exit: ``aiosmtpd`` is not installed (after printing how to install it).
+    """
+    try:
+        from dotmac_shared.business_logic.cli._local_smtp import LocalSmtpServer  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        fail(
+            f"the demo e-mails into a local SMTP server, which needs the demo extra "
+            f"({exc.name or exc} is not installed): {DEMO_EXTRA_HINT}"
+        )
+    return LocalSmtpServer
+
+
 def run_demo(url: str, *, customers: int, console: Console) -> dict[str, Any]:
     """Run the demo against ``url``; returns the summary it printed."""
-    return asyncio.run(_demo(url, customers, console))
+    smtp_server = local_smtp_server()  # before any work: a missing extra fails at once
+    return asyncio.run(_demo(url, customers, console, smtp_server))
 
 
-async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
+async def _demo(
+    url: str, customers: int, console: Console, smtp_server: type[LocalSmtpServer]
+) -> dict[str, Any]:
     started = time.perf_counter()
     factory = create_session_factory(url)
     try:
@@ -129,7 +158,7 @@ async def _demo(url: str, customers: int, console: Console) -> dict[str, Any]:
         _print_report(report, console)
 
         console.rule("[bold]5. Notifications: the outbox relayed to a local SMTP server")
-        mailed = await _relay_notifications(factory, console)
+        mailed = await _relay_notifications(factory, console, smtp_server)
         summary = {
             "eligible": eligibility["eligible"],
             "tenant_id": tenants[0].data["tenant_id"] if tenants[0].data else None,
@@ -169,10 +198,12 @@ async def _billing_with_progress(
 
 
 async def _relay_notifications(
-    factory: async_sessionmaker[AsyncSession], console: Console
+    factory: async_sessionmaker[AsyncSession],
+    console: Console,
+    smtp_server: type[LocalSmtpServer],
 ) -> dict[str, Any]:
     """Relay one batch of the outbox into an SMTP server on loopback; show what arrived."""
-    with LocalSmtpServer() as server:
+    with smtp_server() as server:
         relay = NotificationRelay(factory, [SmtpTransport(server.url)], batch_size=DEMO_RELAY_BATCH)
         try:
             relayed = await relay.relay_batch()
