@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import httpx
+
 from dotmac_shared.business_logic.clock import ManualClock
 from dotmac_shared.business_logic.http import revoke_api_key
 from dotmac_shared.business_logic.sagas import SagaCoordinator
@@ -224,3 +226,25 @@ async def test_a_policy_page_shows_its_versions_their_diff_and_an_evaluation(set
     assert broken.status_code == 422
     assert "input is not valid JSON" in broken.text
     assert (await console.get("/policies/no.such.policy")).status_code == 404
+
+
+async def test_an_unexpected_failure_is_a_page_without_internals_when_a_view_breaks(
+    setup, monkeypatch
+):
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("internal detail 7f3a")
+
+    # The server would see the error re-raised after the page: this client keeps the page.
+    transport = httpx.ASGITransport(app=setup.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as client:
+        console = ConsoleClient(client)
+        await console.sign_in(setup.keys.operator)
+        monkeypatch.setattr(SagaCoordinator, "page_sagas", broken)
+        page = await console.get("/sagas")
+
+    assert page.status_code == 500
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "the console could not show this page" in page.text
+    assert "correlation id" in page.text
+    assert "internal detail 7f3a" not in page.text and "Traceback" not in page.text

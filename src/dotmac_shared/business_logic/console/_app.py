@@ -41,6 +41,7 @@ from dotmac_shared.business_logic.console._session import (
 from dotmac_shared.business_logic.exceptions import BusinessLogicError, InvalidInputError
 from dotmac_shared.business_logic.http._problems import problem_status
 from dotmac_shared.business_logic.http._state import ApiServices
+from dotmac_shared.business_logic.observability import get_correlation_id
 
 __all__ = ["COOKIE_NAME", "Console", "Visit", "create_console"]
 
@@ -155,6 +156,27 @@ class Console:
         return self.render(
             visit, "error.html", status=code, title=_TITLES.get(code, "Error"), error=exc
         )
+
+    def server_error_page(self, request: Request) -> Response:
+        """The 500 page of an unexpected failure: no internals, the request's correlation id.
+
+        Rendered without the session (reading it may be what failed): the layout shows no
+        user and no sign-out form.
+        """
+        html = self.templates.get_template("error.html").render(
+            base=str(request.scope.get("root_path", "")).rstrip("/"),
+            user=None,
+            csrf_token="",
+            path=request.url.path,
+            title="Server error",
+            error=BusinessLogicError(
+                "the console could not show this page; the error is logged under "
+                f"correlation id {get_correlation_id()}"
+            ),
+        )
+        response = HTMLResponse(html, status_code=500)
+        response.headers.update(_SECURITY_HEADERS)
+        return response
 
     # --- the request pipeline ------------------------------------------------------------
 
@@ -281,9 +303,15 @@ def create_console(
             field="console_secret",
         )
     console = Console(services, secret=key or secrets.token_bytes(32), max_age=max_age)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises ``exc`` after this page is sent, so the server still logs it in
+        # full; the page shows no internals, only the id to find that log line by.
+        return console.server_error_page(request)
+
     routes: list[BaseRoute] = [
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     for module in (_views_auth, _views_sagas, _views_billing, _views_policies):
         routes.extend(module.routes(console))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={Exception: on_unexpected})
