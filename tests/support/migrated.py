@@ -25,21 +25,17 @@ import concurrent.futures
 import hashlib
 import shutil
 import threading
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from dotmac_shared.business_logic.persistence import head_revisions, upgrade_database
 from tests.support.services import (
     POSTGRES_URL,
-    admin_dsn,
     create_postgres_database,
     drop_postgres_database,
-    require,
     sqlite_url,
 )
 
@@ -113,19 +109,9 @@ class MigratedTemplates:
                 await drop_postgres_database(url)
                 raise
             self._postgres_template = make_url(url).database
-        name = f"dotmac_test_{uuid.uuid4().hex[:16]}"
-        try:
-            conn = await asyncpg.connect(admin_dsn(), timeout=5)
-        except (OSError, asyncpg.PostgresError) as exc:
-            require("PostgreSQL", exc)
-            raise
-        try:
-            # The template has no connection open (its engine was disposed after migrating),
-            # which CREATE DATABASE ... TEMPLATE requires.
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._postgres_template}"')
-        finally:
-            await conn.close()
-        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        # The template has no connection open (its engine was disposed after migrating),
+        # which CREATE DATABASE ... TEMPLATE requires.
+        return await create_postgres_database(template=self._postgres_template)
 
     def drop_later(self, url: str) -> None:
         """Drop the PostgreSQL database at ``url`` in the background; :meth:`drop` waits."""

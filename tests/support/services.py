@@ -63,16 +63,22 @@ def admin_dsn() -> str:
     return _dsn(POSTGRES_URL)
 
 
-async def create_postgres_database(prefix: str = "dotmac_test") -> str:
-    """Create an empty database named ``<prefix>_<random>`` and return its async SQLAlchemy URL."""
+async def create_postgres_database(
+    prefix: str = "dotmac_test", *, template: str | None = None
+) -> str:
+    """Create a database named ``<prefix>_<random>`` and return its async SQLAlchemy URL.
+
+    Empty, or a copy of the database named ``template`` (which must have no connection open).
+    """
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    copy = f' TEMPLATE "{template}"' if template is not None else ""
     try:
         conn = await asyncpg.connect(admin_dsn(), timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
         require("PostgreSQL", exc)
         raise
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await conn.close()
     return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
